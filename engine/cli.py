@@ -19,7 +19,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-data_app = typer.Typer(help="The candle store: fetch, import, list and check.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="The candle store: fetch, import, list and check.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 
 console = Console()

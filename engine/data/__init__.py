@@ -1,0 +1,1 @@
+"""Candles and funding rates: exchange feed, parquet store, validation, features."""

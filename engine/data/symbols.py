@@ -1,0 +1,85 @@
+"""Markets, symbols and timeframes, and the mapping to ccxt's unified symbols.
+
+The store and the strategy files name a market the way the exchange lists it
+(``BTCUSDT``); ccxt names it by base, quote and settlement currency
+(``BTC/USDT:USDT`` for a USDT-margined perpetual, ``BTC/USDT`` for spot).
+"""
+
+from __future__ import annotations
+
+import re
+
+from engine.errors import DataError
+
+MARKETS = ("linear", "spot")
+QUOTES = ("USDT", "USDC")
+SYMBOL_PATTERN = re.compile(r"^(?P<base>[A-Z0-9]{2,20}?)(?P<quote>USDT|USDC)$")
+CCXT_SYMBOL_PATTERN = re.compile(r"^(?P<base>[A-Z0-9]{2,20})/(?P<quote>[A-Z]{3,5})(?::(?P<settle>[A-Z]{3,5}))?$")
+
+TIMEFRAME_MS = {
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+}
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """Return the base and quote currency of an exchange symbol such as ``BTCUSDT``."""
+    match = SYMBOL_PATTERN.match(symbol)
+    if match is None:
+        raise DataError(
+            f"symbol {symbol!r} is not of the form BASEQUOTE with an upper-case base and a "
+            f"quote in {', '.join(QUOTES)} (for example 'BTCUSDT')"
+        )
+    return match["base"], match["quote"]
+
+
+def check_market(market: str) -> str:
+    """Return ``market`` if the engine supports it, else raise a ``DataError``."""
+    if market not in MARKETS:
+        raise DataError(f"market {market!r} is not supported; expected one of {', '.join(MARKETS)}")
+    return market
+
+
+def timeframe_ms(timeframe: str) -> int:
+    """Return the length of one bar of ``timeframe`` in milliseconds."""
+    try:
+        return TIMEFRAME_MS[timeframe]
+    except KeyError:
+        raise DataError(
+            f"timeframe {timeframe!r} is not supported; expected one of {', '.join(TIMEFRAME_MS)}"
+        ) from None
+
+
+def to_ccxt(symbol: str, market: str) -> str:
+    """Return ccxt's unified symbol: ``BTCUSDT`` is ``BTC/USDT:USDT`` (linear), ``BTC/USDT`` (spot)."""
+    base, quote = split_symbol(symbol)
+    if check_market(market) == "linear":
+        return f"{base}/{quote}:{quote}"
+    return f"{base}/{quote}"
+
+
+def from_ccxt(unified: str) -> tuple[str, str]:
+    """Return the exchange symbol and market of a ccxt unified symbol."""
+    match = CCXT_SYMBOL_PATTERN.match(unified)
+    if match is None or match["quote"] not in QUOTES:
+        raise DataError(
+            f"ccxt symbol {unified!r} is not of the form BASE/QUOTE (spot) or "
+            f"BASE/QUOTE:QUOTE (linear perpetual) with a quote in {', '.join(QUOTES)}"
+        )
+    settle = match["settle"]
+    if settle is not None and settle != match["quote"]:
+        raise DataError(
+            f"ccxt symbol {unified!r} settles in {settle}, not in its quote currency: "
+            "only linear (quote-margined) perpetuals are supported"
+        )
+    market = "linear" if settle else "spot"
+    return f"{match['base']}{match['quote']}", market
