@@ -14,7 +14,12 @@ from engine.errors import DataError
 MARKETS = ("linear", "spot")
 QUOTES = ("USDT", "USDC")
 SYMBOL_PATTERN = re.compile(r"^(?P<base>[A-Z0-9]{2,20}?)(?P<quote>USDT|USDC)$")
-CCXT_SYMBOL_PATTERN = re.compile(r"^(?P<base>[A-Z0-9]{2,20})/(?P<quote>[A-Z]{3,5})(?::(?P<settle>[A-Z]{3,5}))?$")
+SYMBOL_FORM = (
+    f"BASEQUOTE with an upper-case base and a quote in {', '.join(QUOTES)} (for example 'BTCUSDT')"
+)
+CCXT_SYMBOL_PATTERN = re.compile(
+    r"^(?P<base>[A-Z0-9]{2,20})/(?P<quote>[A-Z]{3,5})(?::(?P<settle>[A-Z]{3,5}))?$"
+)
 
 TIMEFRAME_MS = {
     "1m": 60_000,
@@ -35,10 +40,7 @@ def split_symbol(symbol: str) -> tuple[str, str]:
     """Return the base and quote currency of an exchange symbol such as ``BTCUSDT``."""
     match = SYMBOL_PATTERN.match(symbol)
     if match is None:
-        raise DataError(
-            f"symbol {symbol!r} is not of the form BASEQUOTE with an upper-case base and a "
-            f"quote in {', '.join(QUOTES)} (for example 'BTCUSDT')"
-        )
+        raise DataError(f"symbol {symbol!r} is not of the form {SYMBOL_FORM}")
     return match["base"], match["quote"]
 
 
@@ -60,7 +62,7 @@ def timeframe_ms(timeframe: str) -> int:
 
 
 def to_ccxt(symbol: str, market: str) -> str:
-    """Return ccxt's unified symbol: ``BTCUSDT`` is ``BTC/USDT:USDT`` (linear), ``BTC/USDT`` (spot)."""
+    """Return ccxt's unified symbol: ``BTC/USDT:USDT`` (linear) or ``BTC/USDT`` (spot)."""
     base, quote = split_symbol(symbol)
     if check_market(market) == "linear":
         return f"{base}/{quote}:{quote}"

@@ -1,0 +1,324 @@
+"""Typed schemas of every YAML file the engine reads, and one loader with clear errors.
+
+Every model is frozen and rejects unknown keys. A file that does not load or
+does not validate raises one ``ConfigError`` that names the file, and for each
+problem the key path (``sizing.max_leverage``), the value received and what
+was expected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from engine.data.symbols import SYMBOL_FORM, SYMBOL_PATTERN, TIMEFRAME_MS
+from engine.errors import ConfigError
+
+__all__ = [
+    "ComponentSpec",
+    "CostsConfig",
+    "DataConfig",
+    "EncoderSpec",
+    "FeaturesConfig",
+    "MarketSpec",
+    "PretrainConfig",
+    "StoreConfig",
+    "StrategyConfig",
+    "load_config",
+]
+
+
+def _check_symbol(symbol: str) -> str:
+    if not SYMBOL_PATTERN.match(symbol):
+        raise ValueError(f"a symbol of the form {SYMBOL_FORM}")
+    return symbol
+
+
+def _check_timeframe(timeframe: str) -> str:
+    if timeframe not in TIMEFRAME_MS:
+        raise ValueError(f"a timeframe, one of {', '.join(TIMEFRAME_MS)}")
+    return timeframe
+
+
+_COMPONENT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _check_component_path(path: str) -> str:
+    if not _COMPONENT_PATH.match(path):
+        raise ValueError("an import path of the form 'package.module:ClassName'")
+    return path
+
+
+Symbol = Annotated[str, AfterValidator(_check_symbol)]
+Timeframe = Annotated[str, AfterValidator(_check_timeframe)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Fee = Annotated[float, Field(ge=0.0, lt=0.01)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class StoreConfig(_Model):
+    """Where candles live and how gaps in them are treated on load."""
+
+    path: Path | None = Field(
+        None, description="Store folder; null means ENGINE_DATA_DIR, else ./data."
+    )
+    gap_policy: Literal["error", "drop", "flat"] = Field(
+        "error",
+        description="On a gap longer than max_gap_bars: fail, keep the bars as they are, "
+        "or insert flat zero-volume bars that are flagged.",
+    )
+    max_gap_bars: int = Field(0, ge=0, description="Gaps up to this many bars are tolerated.")
+
+
+class MarketSpec(_Model):
+    """A set of series on one exchange: market type, symbols and bar size."""
+
+    exchange: Literal["bybit", "binance"] = "bybit"
+    market: Literal["linear", "spot"] = "linear"
+    symbols: list[Symbol] = Field(min_length=1)
+    timeframe: Timeframe = "1h"
+
+
+class DateRange(_Model):
+    """A UTC date range; ``end`` is inclusive and null means up to the last bar."""
+
+    start: dt.date
+    end: dt.date | None = None
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, end: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        start = info.data.get("start")
+        if end is not None and start is not None and end < start:
+            raise ValueError(f"a date on or after start ({start})")
+        return end
+
+
+class DataConfig(_Model):
+    """A data file (``configs/data/*.yaml``): which series the store should hold."""
+
+    store: StoreConfig = StoreConfig()
+    series: MarketSpec
+    range: DateRange
+    funding: bool = Field(True, description="Also fetch funding rates (linear markets only).")
+
+
+class FeaturesConfig(_Model):
+    """Per-bar features fed to an encoder, and their normalisation."""
+
+    extras: list[str] = Field(default_factory=list, description="Optional named extra features.")
+    normalisation: Literal["zscore", "none"] = "zscore"
+
+
+class EncoderSpec(_Model):
+    """Which encoder architecture to build, with its hyperparameters."""
+
+    kind: Literal["ts2vec", "tnc", "cost", "mae"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingConfig(_Model):
+    """Optimisation settings of self-supervised pretraining."""
+
+    iters: int | None = Field(
+        None, gt=0, description="Null: 200 when the data holds <= 100,000 values, else 600."
+    )
+    batch_size: int = Field(8, gt=0)
+    lr: float = Field(0.001, gt=0.0)
+    max_train_length: int = Field(3000, gt=1)
+    checkpoint_every: int = Field(50, gt=0)
+
+
+class PretrainData(MarketSpec, DateRange):
+    """The candles an encoder is pretrained on."""
+
+    store: StoreConfig = StoreConfig()
+
+
+class PretrainConfig(_Model):
+    """A pretraining file (``configs/pretrain/*.yaml``)."""
+
+    name: Name
+    seed: int = Field(42, ge=0)
+    data: PretrainData
+    features: FeaturesConfig = FeaturesConfig()
+    encoder: EncoderSpec
+    training: TrainingConfig = TrainingConfig()
+
+
+class ComponentSpec(_Model):
+    """A strategy component loaded by import path, with its parameters."""
+
+    cls: Annotated[str, AfterValidator(_check_component_path)] = Field(alias="class")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class CostsConfig(_Model):
+    """Trading costs: fees per side on notional, slippage, funding, liquidation fee."""
+
+    maker_fee: Fee = 0.0003
+    taker_fee: Fee = 0.0003
+    slippage_bps: float = Field(0.0, ge=0.0, le=1000.0)
+    funding: bool = True
+    liquidation_fee: Fee = 0.005
+
+
+class WalkForwardConfig(_Model):
+    """How components are refitted as the window rolls forward."""
+
+    fit_bars: int = Field(gt=0, description="Bars in each fitting window.")
+    refit_every: int = Field(gt=0, description="Bars between refits.")
+    embargo_bars: int = Field(ge=0, description="Bars between fitting data and use.")
+
+
+class Components(_Model):
+    """The components that turn representations into decisions."""
+
+    signal: ComponentSpec
+    sizing: ComponentSpec | None = None
+    risk: ComponentSpec | None = None
+    timing: ComponentSpec | None = None
+    portfolio: ComponentSpec | None = None
+
+
+class StrategyConfig(_Model):
+    """A strategy file (``strategies/*.yaml``)."""
+
+    name: Name
+    seed: int = Field(42, ge=0)
+    market: MarketSpec
+    store: StoreConfig = StoreConfig()
+    encoder: str | None = Field(None, description="A model folder in models/, or null.")
+    components: Components
+    walk_forward: WalkForwardConfig
+    out_of_sample: DateRange
+    costs: CostsConfig = CostsConfig()
+    initial_capital: float = Field(100_000.0, gt=0.0)
+
+
+Config = TypeVar("Config", bound=BaseModel)
+
+
+def load_config(path: str | Path, schema: type[Config]) -> Config:
+    """Load and validate a YAML file against ``schema``.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not UTF-8 YAML, does not hold a mapping, or
+        does not validate. The message names the file and every problem.
+    """
+    path = Path(path)
+    data = _read_yaml(path)
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(error, schema)}" for error in exc.errors())
+        raise ConfigError(f"{path}: invalid {_kind(schema)}:\n{problems}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file")
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (it is not UTF-8 text)") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a YAML text file (it holds binary data)")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; expected a mapping of keys to values")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of keys to values at the top level, "
+            f"got a {type(data).__name__}: {_short(data)}"
+        )
+    return data
+
+
+def _kind(schema: type[BaseModel]) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", schema.__name__).lower()
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(f".{item}" if parts else str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value.isoformat() if isinstance(value, dt.date) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(error: dict[str, Any], schema: type[BaseModel]) -> str:
+    loc = tuple(error["loc"])
+    key = _key_path(loc)
+    kind = error["type"]
+    if kind == "missing":
+        return f"{key}: missing; this key is required"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(schema, loc[:-1])
+        hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+        return f"{key}: unknown key{hint}"
+    expected = error["msg"].removeprefix("Value error, ")
+    if expected.startswith("Input should be "):
+        expected = expected.removeprefix("Input should be ")
+        if kind.startswith(("greater", "less", "multiple")):
+            expected = f"a value {expected}"
+    elif expected:
+        expected = expected[0].lower() + expected[1:]
+    return f"{key}: got {_short(error.get('input'))}; expected {expected}"
+
+
+def _allowed_keys(schema: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    model: Any = schema
+    for item in loc:
+        if isinstance(item, int):
+            continue
+        fields = getattr(model, "model_fields", {})
+        field = fields.get(item) or next((f for f in fields.values() if f.alias == item), None)
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+    return [f.alias or name for name, f in getattr(model, "model_fields", {}).items()]
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
