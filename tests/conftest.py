@@ -1,0 +1,48 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Return the folder of real candles beside the repository (read-only)."""
+    root = Path(os.environ.get("ENGINE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    if not (root / "bybit_linear_BTCUSDT_1h.parquet").is_file():
+        pytest.fail(f"the shared candle folder {root} is missing; tests need ../shared/data")
+    return root
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What one in-process ``engine`` invocation did."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Return a function that runs ``engine ARGS...`` in-process, as the console script does."""
+    from engine.cli import main
+
+    def run(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["engine", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run
