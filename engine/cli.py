@@ -8,9 +8,12 @@ given, and the exit code is 2.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 
+from engine import config
 from engine.errors import EngineError
 
 app = typer.Typer(
@@ -34,6 +37,19 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors."),
 ) -> None:
     _options["debug"] = debug
+
+
+@app.command()
+def validate(
+    file: Path = typer.Argument(..., help="A strategy, data or pretraining YAML file."),
+    kind: str | None = typer.Option(
+        None, help="strategy, data or pretrain; by default taken from the file's folder."
+    ),
+) -> None:
+    """Check a config file against its schema without running anything."""
+    schema = config.schema_for(file, kind)
+    config.load_config(file, schema)
+    console.print(f"{file}: valid")
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "StoreConfig",
     "StrategyConfig",
     "load_config",
+    "schema_for",
 ]
 
 
@@ -214,6 +215,31 @@ class StrategyConfig(_Model):
 
 
 Config = TypeVar("Config", bound=BaseModel)
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "strategy": StrategyConfig,
+    "data": DataConfig,
+    "pretrain": PretrainConfig,
+}
+_FOLDER_KINDS = {"strategies": "strategy", "data": "data", "pretrain": "pretrain"}
+
+
+def schema_for(path: str | Path, kind: str | None = None) -> type[BaseModel]:
+    """Return the schema of a config file, by ``kind`` or by the folder it is in.
+
+    Files in ``strategies/`` are strategy files, in ``configs/pretrain/``
+    pretraining files and in ``configs/data/`` data files.
+    """
+    if kind is None:
+        kind = _FOLDER_KINDS.get(Path(path).resolve().parent.name)
+        if kind is None:
+            raise ConfigError(
+                f"{path}: cannot tell what kind of file this is from its folder; "
+                f"name the kind, one of {', '.join(SCHEMAS)}"
+            )
+    if kind not in SCHEMAS:
+        raise ConfigError(f"unknown kind of config {kind!r}; expected one of {', '.join(SCHEMAS)}")
+    return SCHEMAS[kind]
 
 
 def load_config(path: str | Path, schema: type[Config]) -> Config:
