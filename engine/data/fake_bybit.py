@@ -1,0 +1,483 @@
+"""A fake Bybit v5 REST server on 127.0.0.1 for tests and replays.
+
+It serves the public market-data endpoints that ccxt's ``bybit`` client calls
+to load markets, fetch candles and fetch funding-rate history, from candles and
+funding rates given as DataFrames or parquet files:
+
+- ``/v5/market/instruments-info`` (spot, linear; inverse and option are empty)
+- ``/v5/market/kline``
+- ``/v5/market/funding/history``
+- ``/v5/market/time``
+
+Any other path (a private endpoint, for one) is recorded and answered with
+HTTP 404. A settable clock, ``now_ms``, decides which bars exist: bars that
+closed by then, plus the bar still open at ``now_ms`` (as Bybit serves it)
+unless ``serve_open_bar`` is False. Faults can be injected for the next N
+requests or for requests whose time window overlaps a range.
+
+Examples
+--------
+>>> with FakeBybit(now_ms=1_700_000_000_000) as fake:  # doctest: +SKIP
+...     fake.add_candles("linear", "BTCUSDT", "1h", "bybit_linear_BTCUSDT_1h.parquet")
+...     exchange = make_exchange(api_urls=fake.url)
+...     fake.inject("rate_limit", times=2)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from os import PathLike
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+import numpy as np
+import pandas as pd
+
+from engine.data.symbols import TIMEFRAME_MS, split_symbol
+from engine.data.times import now_ms as clock_ms
+
+FaultKind = Literal["rate_limit", "server_error", "stall", "malformed", "empty", "gap"]
+FAULT_KINDS = ("rate_limit", "server_error", "stall", "malformed", "empty", "gap")
+KLINE_PATH = "/v5/market/kline"
+FUNDING_PATH = "/v5/market/funding/history"
+INSTRUMENTS_PATH = "/v5/market/instruments-info"
+TIME_PATH = "/v5/market/time"
+KLINE_LIMIT = 1000
+FUNDING_LIMIT = 200
+# Bybit names intervals in minutes, and days as "D".
+BYBIT_INTERVALS = {
+    ("D" if ms == 86_400_000 else str(ms // 60_000)): timeframe
+    for timeframe, ms in TIMEFRAME_MS.items()
+}
+_WINDOW_PARAMS = {KLINE_PATH: ("start", "end"), FUNDING_PATH: ("startTime", "endTime")}
+
+
+@dataclass
+class Fault:
+    """An injected fault and the requests it applies to.
+
+    Attributes
+    ----------
+    kind : str
+        ``rate_limit`` (HTTP 429 with ``Retry-After``), ``server_error`` (HTTP
+        500), ``stall`` (answer after ``stall_s`` seconds), ``malformed``
+        (truncated JSON), ``empty`` (no rows), ``gap`` (rows between
+        ``start_ms`` and ``end_ms`` left out).
+    path : str
+        The endpoint it applies to.
+    remaining : int or None
+        How many more requests it applies to; None for every request.
+    start_ms, end_ms : int or None
+        When set, it applies only to requests whose time window overlaps
+        this inclusive range.
+    retry_after_s : float
+        The retry hint sent with ``rate_limit``.
+    stall_s : float
+        How long ``stall`` holds the response.
+    """
+
+    kind: FaultKind
+    path: str
+    remaining: int | None
+    start_ms: int | None
+    end_ms: int | None
+    retry_after_s: float
+    stall_s: float
+
+
+@dataclass(frozen=True)
+class FakeRequest:
+    """One request the server received."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Table:
+    # Sorted timestamps and the string columns served for them.
+    timestamps: np.ndarray
+    rows: list[list[str]]
+
+
+def _as_frame(data: pd.DataFrame | str | PathLike[str]) -> pd.DataFrame:
+    return data if isinstance(data, pd.DataFrame) else pd.read_parquet(data)
+
+
+class FakeBybit:
+    """A threaded fake Bybit v5 server; use it as a context manager.
+
+    Parameters
+    ----------
+    now_ms : int, optional
+        The server's clock in milliseconds; the real time when not given.
+        Settable at any time.
+    serve_open_bar : bool
+        Serve the bar that is still open at ``now_ms``, as Bybit does.
+    """
+
+    def __init__(self, now_ms: int | None = None, serve_open_bar: bool = True) -> None:
+        self.now_ms = clock_ms() if now_ms is None else now_ms
+        self.serve_open_bar = serve_open_bar
+        self.requests: list[FakeRequest] = []
+        self._candles: dict[tuple[str, str, str], _Table] = {}
+        self._funding: dict[str, _Table] = {}
+        self._instruments: dict[tuple[str, str], dict[str, Any]] = {}
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Return the base URL, ``http://127.0.0.1:<port>``."""
+        if self._server is None:
+            raise RuntimeError("the fake Bybit server is not running; call start() first")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def paths(self) -> list[str]:
+        """Return the path of every request received, in order."""
+        with self._lock:
+            return [request.path for request in self.requests]
+
+    def start(self) -> FakeBybit:
+        """Start serving on a free port of 127.0.0.1 and return self."""
+        self._closing.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and release the port; stalled responses are abandoned."""
+        if self._server is not None:
+            self._closing.set()
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeBybit:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def add_candles(
+        self,
+        market: str,
+        symbol: str,
+        timeframe: str,
+        candles: pd.DataFrame | str | PathLike[str],
+        instrument: dict[str, Any] | None = None,
+    ) -> None:
+        """Serve candles (store schema, DataFrame or parquet path) for one market.
+
+        ``instrument`` overrides fields of the market's instruments-info entry
+        (for example ``{"lotSizeFilter": {...}}``).
+        """
+        frame = _as_frame(candles)
+        columns = ["open", "high", "low", "close", "volume"]
+        values = frame[columns].to_numpy(dtype=np.float64)
+        rows = [
+            [str(int(ts)), *map(repr, map(float, row)), repr(float(row[4] * row[3]))]
+            for ts, row in zip(frame["timestamp"].to_numpy(), values, strict=True)
+        ]
+        self._candles[(market, symbol, timeframe)] = _Table(frame["timestamp"].to_numpy(), rows)
+        self._add_instrument(market, symbol, int(frame["timestamp"].iloc[0]), instrument)
+
+    def add_funding(self, symbol: str, rates: pd.DataFrame | str | PathLike[str]) -> None:
+        """Serve funding rates (``timestamp``, ``rate``) for a linear perpetual."""
+        frame = _as_frame(rates)
+        rows = [
+            [str(int(ts)), repr(float(rate))]
+            for ts, rate in zip(
+                frame["timestamp"].to_numpy(), frame["rate"].to_numpy(), strict=True
+            )
+        ]
+        self._funding[symbol] = _Table(frame["timestamp"].to_numpy(), rows)
+        self._add_instrument("linear", symbol, int(frame["timestamp"].iloc[0]), None)
+
+    def inject(
+        self,
+        kind: FaultKind,
+        times: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        path: str = KLINE_PATH,
+        retry_after_s: float = 0.05,
+        stall_s: float = 2.0,
+    ) -> Fault:
+        """Inject a fault for the next ``times`` requests to ``path``, or within a range.
+
+        Parameters
+        ----------
+        kind : str
+            One of ``FAULT_KINDS``; see ``Fault``.
+        times : int, optional
+            Apply to this many matching requests, then expire; every matching
+            request when not given.
+        start_ms, end_ms : int, optional
+            Apply only to requests whose window overlaps this inclusive range;
+            for ``gap``, the bars in the range are the ones left out.
+        path : str
+            The endpoint to disturb (candles by default).
+        retry_after_s : float
+            The ``Retry-After`` hint of ``rate_limit``.
+        stall_s : float
+            How long ``stall`` holds the response.
+
+        Returns
+        -------
+        Fault
+            The fault, whose ``remaining`` counts down as it is used.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind {kind!r} is unknown; expected one of {FAULT_KINDS}")
+        if kind == "gap" and (start_ms is None or end_ms is None):
+            raise ValueError("a 'gap' fault needs start_ms and end_ms: the bars to leave out")
+        fault = Fault(kind, path, times, start_ms, end_ms, retry_after_s, stall_s)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def _add_instrument(
+        self, market: str, symbol: str, first_ms: int, overrides: dict[str, Any] | None
+    ) -> None:
+        base, quote = split_symbol(symbol)
+        known = self._instruments.get((market, symbol))
+        launch = min(first_ms, int(known["launchTime"])) if known else first_ms
+        if market == "spot":
+            entry: dict[str, Any] = {
+                "symbol": symbol,
+                "baseCoin": base,
+                "quoteCoin": quote,
+                "innovation": "0",
+                "status": "Trading",
+                "marginTrading": "none",
+                "lotSizeFilter": {
+                    "basePrecision": "0.000001",
+                    "quotePrecision": "0.00000001",
+                    "minOrderQty": "0.000048",
+                    "maxOrderQty": "71.73956243",
+                    "minOrderAmt": "1",
+                    "maxOrderAmt": "2000000",
+                },
+                "priceFilter": {"tickSize": "0.01"},
+                "launchTime": str(launch),
+            }
+        else:
+            entry = {
+                "symbol": symbol,
+                "contractType": "LinearPerpetual",
+                "status": "Trading",
+                "baseCoin": base,
+                "quoteCoin": quote,
+                "launchTime": str(launch),
+                "deliveryTime": "0",
+                "deliveryFeeRate": "",
+                "priceScale": "2",
+                "leverageFilter": {
+                    "minLeverage": "1",
+                    "maxLeverage": "100.00",
+                    "leverageStep": "0.01",
+                },
+                "priceFilter": {"minPrice": "0.10", "maxPrice": "1999999.80", "tickSize": "0.10"},
+                "lotSizeFilter": {
+                    "maxOrderQty": "1190.000",
+                    "minOrderQty": "0.001",
+                    "qtyStep": "0.001",
+                    "postOnlyMaxOrderQty": "1190.000",
+                    "maxMktOrderQty": "119.000",
+                    "minNotionalValue": "5",
+                },
+                "unifiedMarginTrade": True,
+                "fundingInterval": 480,
+                "settleCoin": quote,
+                "copyTrading": "both",
+                "upperFundingRate": "0.005",
+                "lowerFundingRate": "-0.005",
+            }
+        entry.update(known or {})
+        entry["launchTime"] = str(launch)
+        entry.update(overrides or {})
+        self._instruments[(market, symbol)] = entry
+
+    def _record(self, method: str, path: str, query: dict[str, str]) -> Fault | None:
+        # Record the request and return the fault it triggers, if any.
+        with self._lock:
+            self.requests.append(FakeRequest(method, path, query))
+            window = _window(path, query)
+            for fault in self._faults:
+                if fault.path != path or fault.remaining == 0:
+                    continue
+                if fault.start_ms is not None and (
+                    window is None or window[1] < fault.start_ms or window[0] > fault.end_ms
+                ):
+                    continue
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                return fault
+        return None
+
+    def _answer(
+        self, path: str, query: dict[str, str], fault: Fault | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        # Return the status, headers and body of a response.
+        if fault is not None and fault.kind == "stall":
+            self._closing.wait(fault.stall_s)
+        if fault is not None and fault.kind == "rate_limit":
+            reset = clock_ms() + int(fault.retry_after_s * 1000)
+            headers = {
+                "Retry-After": f"{fault.retry_after_s:g}",
+                "X-Bapi-Limit-Status": "0",
+                "X-Bapi-Limit-Reset-Timestamp": str(reset),
+            }
+            return 429, headers, self._json(10006, "Too many visits!", {})
+        if fault is not None and fault.kind == "server_error":
+            return (
+                500,
+                {"Content-Type": "text/html"},
+                b"<html><body><h1>500 Internal Server Error</h1></body></html>",
+            )
+        handlers = {
+            KLINE_PATH: self._kline,
+            FUNDING_PATH: self._funding_history,
+            INSTRUMENTS_PATH: self._instruments_info,
+            TIME_PATH: self._time,
+        }
+        if path not in handlers:
+            return 404, {"Content-Type": "text/plain"}, f"{path} is not served here".encode()
+        body = handlers[path](query, fault)
+        if fault is not None and fault.kind == "malformed":
+            body = body[: max(1, len(body) // 2)]
+        return 200, {}, body
+
+    def _json(self, code: int, message: str, result: dict[str, Any]) -> bytes:
+        payload = {
+            "retCode": code,
+            "retMsg": message,
+            "result": result,
+            "retExtInfo": {},
+            "time": self.now_ms,
+        }
+        return json.dumps(payload).encode()
+
+    def _error(self, message: str) -> bytes:
+        return self._json(10001, message, {})
+
+    def _kline(self, query: dict[str, str], fault: Fault | None) -> bytes:
+        timeframe = BYBIT_INTERVALS.get(query.get("interval", ""))
+        key = (query.get("category", ""), query.get("symbol", ""), timeframe or "")
+        if key not in self._candles:
+            return self._error(f"params error: no kline for {key}")
+        interval = TIMEFRAME_MS[key[2]]
+        # Bybit returns the bar containing `start`; the open bar ends after now.
+        start = int(query.get("start", 0)) // interval * interval
+        newest = (self.now_ms // interval) * interval
+        if not self.serve_open_bar:
+            newest -= interval
+        end = min(int(query.get("end", newest)), newest)
+        limit = min(int(query.get("limit", 200)), KLINE_LIMIT)
+        rows = self._select(self._candles[key], start, end, limit, fault)
+        return self._json(0, "OK", {"symbol": key[1], "category": key[0], "list": rows})
+
+    def _funding_history(self, query: dict[str, str], fault: Fault | None) -> bytes:
+        symbol = query.get("symbol", "")
+        if query.get("category") != "linear" or symbol not in self._funding:
+            return self._error(f"params error: no funding history for {symbol!r}")
+        if "startTime" in query and "endTime" not in query:
+            return self._error("params error: startTime requires endTime")
+        end = min(int(query.get("endTime", self.now_ms)), self.now_ms)
+        limit = min(int(query.get("limit", FUNDING_LIMIT)), FUNDING_LIMIT)
+        rows = self._select(
+            self._funding[symbol], int(query.get("startTime", 0)), end, limit, fault
+        )
+        entries = [
+            {"symbol": symbol, "fundingRate": rate, "fundingRateTimestamp": ts} for ts, rate in rows
+        ]
+        return self._json(0, "OK", {"category": "linear", "list": entries})
+
+    def _select(
+        self, table: _Table, start: int, end: int, limit: int, fault: Fault | None
+    ) -> list[list[str]]:
+        # The newest `limit` rows with start <= timestamp <= end, newest first.
+        if fault is not None and fault.kind == "empty":
+            return []
+        first = int(np.searchsorted(table.timestamps, start, side="left"))
+        stop = int(np.searchsorted(table.timestamps, end, side="right"))
+        rows = table.rows[max(first, stop - limit) : stop]
+        if fault is not None and fault.kind == "gap":
+            rows = [row for row in rows if not fault.start_ms <= int(row[0]) <= fault.end_ms]
+        return rows[::-1]
+
+    def _instruments_info(self, query: dict[str, str], fault: Fault | None) -> bytes:
+        category = query.get("category", "")
+        listed = (
+            []
+            if query.get("status") == "PreLaunch"
+            else [
+                entry
+                for (market, _), entry in sorted(self._instruments.items())
+                if market == category
+            ]
+        )
+        if fault is not None and fault.kind == "empty":
+            listed = []
+        return self._json(0, "OK", {"category": category, "list": listed, "nextPageCursor": ""})
+
+    def _time(self, query: dict[str, str], fault: Fault | None) -> bytes:
+        seconds = self.now_ms // 1000
+        return self._json(
+            0, "OK", {"timeSecond": str(seconds), "timeNano": str(self.now_ms * 1_000_000)}
+        )
+
+
+def _window(path: str, query: dict[str, str]) -> tuple[int, int] | None:
+    # The time window a request asks for, if the endpoint takes one.
+    names = _WINDOW_PARAMS.get(path)
+    if names is None:
+        return None
+    return int(query.get(names[0], 0)), int(query.get(names[1], 2**62))
+
+
+def _handler_for(fake: FakeBybit) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+            self._serve("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._serve("POST")
+
+        def _serve(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            query = dict(parse_qsl(parts.query))
+            fault = fake._record(method, parts.path, query)
+            status, headers, body = fake._answer(parts.path, query, fault)
+            try:
+                self.send_response(status)
+                headers.setdefault("Content-Type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                # The client gave up (a stalled response): nothing left to answer.
+                pass
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    return Handler
