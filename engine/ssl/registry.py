@@ -6,10 +6,18 @@ from typing import Any
 
 from engine.errors import ConfigError
 from engine.ssl.base import Encoder
+from engine.ssl.cost import CoST
+from engine.ssl.hybrid import Hybrid
+from engine.ssl.mae import MaskedAutoencoder
+from engine.ssl.tnc import TNC
 from engine.ssl.ts2vec import TS2Vec
 
 ENCODERS: dict[str, type[Encoder]] = {
     TS2Vec.kind: TS2Vec,
+    TNC.kind: TNC,
+    CoST.kind: CoST,
+    MaskedAutoencoder.kind: MaskedAutoencoder,
+    Hybrid.kind: Hybrid,
 }
 
 
