@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from engine.errors import ConfigError
 from engine.ssl.augmentations import sample_time_mask
 from engine.ssl.base import Encoder
+from engine.ssl.losses import masked_mse
 
 __all__ = ["CONTRASTIVE_KINDS", "Hybrid"]
 
@@ -119,9 +120,7 @@ class Hybrid(Encoder):
             hidden = missing
             scored = ~missing
         prediction = self.head(self.inner(x.masked_fill(hidden.unsqueeze(-1), float("nan"))))
-        error = (prediction - torch.nan_to_num(x)).pow(2).mean(dim=-1)
-        weight = scored.to(error.dtype)
-        return (error * weight).sum() / weight.sum().clamp(min=1.0)
+        return masked_mse(prediction, torch.nan_to_num(x), scored)
 
     def training_loss(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """Return ``alpha * contrastive + beta * reconstruction`` on a batch of windows."""

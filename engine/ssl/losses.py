@@ -79,3 +79,14 @@ def hierarchical_contrastive_loss(
         loss = loss + alpha * instance_contrastive_loss(z1, z2)
     level += 1
     return loss / level
+
+
+def masked_mse(prediction: Tensor, target: Tensor, scored: Tensor) -> Tensor:
+    """Return the mean squared error of ``(B, T, F)`` tensors over the scored steps.
+
+    ``scored`` ``(B, T)`` marks the steps that count; the result is zero when
+    no step is scored.
+    """
+    error = (prediction - target).pow(2).mean(dim=-1)
+    weight = scored.to(error.dtype)
+    return (error * weight).sum() / weight.sum().clamp(min=1.0)

@@ -31,6 +31,7 @@ from torch.nn import functional
 
 from engine.errors import ConfigError
 from engine.ssl.base import Encoder
+from engine.ssl.losses import masked_mse
 
 __all__ = ["MaskedAutoencoder"]
 
@@ -181,19 +182,25 @@ class MaskedAutoencoder(Encoder):
         missing = torch.isnan(x).any(dim=-1)
         return self._encode(torch.nan_to_num(x), missing)
 
-    def training_loss(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Return the reconstruction MSE on a random ``mask_ratio`` share of the steps.
+    def sample_mask(self, batch: int, length: int, generator: torch.Generator) -> Tensor:
+        """Draw the masked steps of a batch: ``max(1, round(mask_ratio * length))`` per row.
 
-        Exactly ``max(1, round(mask_ratio * T))`` steps of every window are
-        masked; missing steps are hidden too but never scored.
+        Returns
+        -------
+        Tensor
+            Boolean tensor of shape ``(batch, length)``; ``True`` marks a masked step.
         """
-        batch, length, _ = x.shape
         masked_count = max(1, round(self.mask_ratio * length))
         ranks = torch.rand(batch, length, generator=generator).argsort(dim=1).argsort(dim=1)
-        masked = (ranks < masked_count).to(x.device)
+        return ranks < masked_count
+
+    def training_loss(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Return the reconstruction MSE on the steps drawn by ``sample_mask``.
+
+        Missing steps are hidden too but never scored.
+        """
+        masked = self.sample_mask(x.shape[0], x.shape[1], generator).to(x.device)
         missing = torch.isnan(x).any(dim=-1)
         target = torch.nan_to_num(x)
         hidden = self._encode(target, masked | missing)
-        error = (self.reconstruct(hidden) - target).pow(2).mean(dim=-1)
-        scored = (masked & ~missing).to(error.dtype)
-        return (error * scored).sum() / scored.sum().clamp(min=1.0)
+        return masked_mse(self.reconstruct(hidden), target, masked & ~missing)
