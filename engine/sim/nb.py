@@ -1,0 +1,838 @@
+"""Numba kernels of the event loop: one ``step_nb`` per bar, ``run_nb`` over all bars.
+
+The book holds N assets and one cash balance in the quote currency (USDT) shared
+by all of them, as with USDT-margined perpetuals under cross margin. ``cash``
+moves with every trade as if the contracts were bought and sold outright (a
+short sale adds its proceeds), so at every bar::
+
+    equity = cash + sum(position * price)
+
+Decisions
+---------
+At the close of bar t the strategy layer gives, per asset: a target exposure
+``target`` (signed fraction of equity, NaN for no decision), a ``mode``
+(``Mode.MARKET``, ``Mode.LIMIT`` or ``Mode.WAIT``), a risk scale ``risk`` in
+[0, 1], a limit offset ``offset`` and stop distances ``stop_loss`` and
+``take_profit`` (NaN for none).
+
+- The fraction aimed at is ``target * risk``. The target quantity is
+  ``target * risk * equity / price``, and the order is the difference between
+  it and the current position. A position already within 1e-9 relative of its
+  target gets no order.
+- A market order keeps the fraction and is sized when it fills, at the open of
+  t+1, with equity valued at the opens and ``price`` the open.
+- A limit order is sized at the close of t (``price`` the close, equity at the
+  close). It buys at ``close * (1 - offset)`` or sells at
+  ``close * (1 + offset)``, and rests for ``limit_ttl`` bars (t+1 to
+  t+limit_ttl); unfilled by then it expires.
+- A decision (finite target, mode not WAIT) replaces the asset's resting order
+  without a record. ``Mode.WAIT`` or a NaN target leaves a resting order alone.
+- The stop distances of bar t replace the asset's stop distances, whatever the
+  mode. They are fractions of the position's average entry price: a long stops
+  out at ``entry * (1 - stop_loss)`` and takes profit at
+  ``entry * (1 + take_profit)``, a short the mirror image.
+
+Bar t+1, in this order
+----------------------
+1. Funding settles on the position held into the open, valued at the open
+   (the mark price): a long pays ``rate * position * open`` and a short
+   receives it when the rate is positive. Spot books skip funding.
+2. Market orders fill at the open plus slippage, as taker. The open is the
+   first price of the bar, so these fill before anything that happens inside
+   it.
+3. Stops are checked on the position after step 2, pessimistically: a gap
+   through the stop-loss (or the take-profit) at the open fills at the open;
+   otherwise, when both levels lie inside the bar's range, the stop-loss fills
+   first, at its level. A stop closes the whole position as taker with
+   slippage, and cancels the asset's resting limit order. A stop is touched
+   when the price reaches its level (``low <= level`` for a long stop-loss).
+4. Resting limit orders fill only if the price trades through them (a buy
+   needs ``low < limit``, a sell ``high > limit``), at the limit price, or at
+   the open when the bar opens beyond it, as maker without slippage. A
+   position changed by a limit fill is stop-checked from the next bar on.
+5. The book is marked to market at the close.
+6. Liquidation, cross margin: when equity falls below ``maintenance_margin``
+   times the gross notional at the close, every position is closed at the
+   close, each paying ``liquidation_fee`` times its notional, and every resting
+   order is cancelled. The kernel models no insurance fund, so a gap can leave
+   equity below zero. Spot books are never liquidated.
+7. The decisions of bar t+1 become orders for bar t+2.
+
+Fill prices
+-----------
+Slippage moves a taker price against the trader by ``slippage`` (a fraction)
+and is capped by the bar's range: a buy fills at ``min(price * (1 +
+slippage), high)``. No fill lies outside its bar's [low, high].
+
+Limits on orders
+----------------
+- ``Sizing.MARGIN``: an order that raises an asset's exposure is cut so that
+  the gross notional stays within ``max_leverage`` times equity, both valued
+  at the opens. Fees come on top, so cash may go negative (margin).
+- ``Sizing.CASH``: a buy spends at most the cash balance, fees included; a
+  buy of the whole equity gets ``cash / (price * (1 + fee))`` units, while a
+  short sale is unlimited. This is vectorbt's rule.
+- Spot (``spot = 1``): cash sizing, long only (a sell is cut to the
+  position), no funding, no liquidation.
+- Quantities are rounded down to the market's ``qty_step``; an order below
+  ``min_qty`` or ``min_notional`` is rejected. Stops and liquidations close
+  the whole position regardless.
+
+Every order that is cut is filled with a reason; every order that is
+rejected, cancelled by a stop or a liquidation, or expires is recorded with a
+reason. Nothing raises.
+
+State
+-----
+The state is two structured arrays, ``account`` (one ``account_dt`` record)
+and ``assets`` (one ``asset_dt`` record per asset), which ``step_nb`` updates
+in place. Running ``run_nb`` over all bars equals calling ``step_nb`` bar by
+bar with the state carried over.
+"""
+
+import numpy as np
+from numba import njit
+
+from engine.sim.enums import (
+    Kind,
+    Liquidity,
+    Mode,
+    Pending,
+    Reason,
+    Side,
+    Sizing,
+    fill_dt,
+    ledger_dt,
+    reject_dt,
+)
+
+TOL = 1e-9  # relative size below which an order is taken as nothing
+MAX_EVENTS_PER_ASSET = 3  # records one asset can add in one bar
+
+
+@njit(cache=True)
+def round_qty_nb(qty, step):
+    """Return ``qty`` rounded down to a multiple of ``step``.
+
+    Assumptions
+    -----------
+    ``qty >= 0``. A ``step`` of 0 means no rounding. A quantity within 1e-9
+    steps below a multiple rounds up to it, so that 0.3 with a step of 0.1
+    stays 0.3.
+    """
+    if step <= 0.0:
+        return qty
+    return np.floor(qty / step + TOL) * step
+
+
+@njit(cache=True)
+def book_value_nb(account, assets, price):
+    """Return cash plus the value of every position at ``price``.
+
+    Assumptions
+    -----------
+    ``price`` holds one price per asset.
+    """
+    value = account[0]["cash"]
+    for i in range(assets.shape[0]):
+        value += assets[i]["position"] * price[i]
+    return value
+
+
+@njit(cache=True)
+def gross_nb(assets, price, skip):
+    """Return the gross notional of every asset but ``skip`` at ``price``.
+
+    Assumptions
+    -----------
+    ``skip`` is an asset index, or -1 to include every asset.
+    """
+    total = 0.0
+    for i in range(assets.shape[0]):
+        if i != skip:
+            total += abs(assets[i]["position"]) * price[i]
+    return total
+
+
+@njit(cache=True)
+def slipped_price_nb(price, side, slippage, high, low):
+    """Return ``price`` moved against a taker by ``slippage``, within [low, high].
+
+    Assumptions
+    -----------
+    ``low <= price <= high`` and ``slippage >= 0``.
+    """
+    if side == Side.BUY:
+        return min(price * (1.0 + slippage), high)
+    return max(price * (1.0 - slippage), low)
+
+
+@njit(cache=True)
+def record_fill_nb(fills, n, bar, asset, side, qty, price, fee, slippage, liquidity, kind, reason):
+    """Write one fill at ``fills[n]`` and return ``n + 1``.
+
+    Assumptions
+    -----------
+    ``fills`` has room for record ``n``.
+    """
+    fill = fills[n]
+    fill["bar"] = bar
+    fill["asset"] = asset
+    fill["side"] = side
+    fill["quantity"] = qty
+    fill["price"] = price
+    fill["fee"] = fee
+    fill["slippage"] = slippage
+    fill["liquidity"] = liquidity
+    fill["kind"] = kind
+    fill["reason"] = reason
+    return n + 1
+
+
+@njit(cache=True)
+def record_reject_nb(rejects, n, bar, asset, side, qty, price, kind, reason):
+    """Write one rejected order at ``rejects[n]`` and return ``n + 1``.
+
+    Assumptions
+    -----------
+    ``rejects`` has room for record ``n``.
+    """
+    reject = rejects[n]
+    reject["bar"] = bar
+    reject["asset"] = asset
+    reject["side"] = side
+    reject["quantity"] = qty
+    reject["price"] = price
+    reject["kind"] = kind
+    reject["reason"] = reason
+    return n + 1
+
+
+@njit(cache=True)
+def apply_fill_nb(account, assets, i, side, qty, price, fee):
+    """Move cash and the position of asset ``i`` for one fill.
+
+    The average entry price grows with a position, stays when it shrinks and
+    restarts at ``price`` when it flips. A remainder within 1e-9 relative of
+    the traded size is closed to exactly zero.
+
+    Assumptions
+    -----------
+    ``qty > 0``, ``price > 0`` and ``fee`` is what the fill costs.
+    """
+    asset = assets[i]
+    pos = asset["position"]
+    signed = qty if side == Side.BUY else -qty
+    account[0]["cash"] -= signed * price + fee
+    new_pos = pos + signed
+    if abs(new_pos) <= TOL * max(abs(pos), qty):
+        new_pos = 0.0
+    if new_pos == 0.0:
+        asset["entry_price"] = 0.0
+    elif pos == 0.0 or (pos > 0.0) != (new_pos > 0.0):
+        asset["entry_price"] = price
+    elif abs(new_pos) > abs(pos):
+        asset["entry_price"] = (abs(pos) * asset["entry_price"] + qty * price) / abs(new_pos)
+    asset["position"] = new_pos
+
+
+@njit(cache=True)
+def check_minimums_nb(markets, i, qty, price):
+    """Return ``qty`` rounded to the step of market ``i`` and a reject reason.
+
+    Assumptions
+    -----------
+    ``qty >= 0``; the reason is ``Reason.NONE`` when the order may go.
+    """
+    market = markets[i]
+    qty = round_qty_nb(qty, market["qty_step"])
+    if qty <= 0.0 or qty < market["min_qty"]:
+        return qty, Reason.BELOW_MIN_QTY
+    if qty * price < market["min_notional"]:
+        return qty, Reason.BELOW_MIN_NOTIONAL
+    return qty, Reason.NONE
+
+
+@njit(cache=True)
+def constrain_nb(account, assets, config, markets, i, side, qty, price, fee_rate, ref_price):
+    """Return the quantity an order may fill, its fill reason and a reject reason.
+
+    Applies, in order: long only (spot), the cash limit (cash sizing or spot),
+    the leverage cap (margin sizing), then the step and the minimums.
+
+    Assumptions
+    -----------
+    ``qty > 0`` is the requested quantity, ``price`` the fill price and
+    ``ref_price`` the prices the book is valued at (the bar's opens).
+    """
+    cfg = config[0]
+    spot = cfg["spot"] != 0
+    pos = assets[i]["position"]
+    reason = Reason.NONE
+    if spot and side == Side.SELL:
+        if pos <= 0.0:
+            return 0.0, reason, Reason.SHORT_NOT_ALLOWED
+        if qty > pos:
+            qty = pos
+            reason = Reason.CLIPPED_LONG_ONLY
+    if side == Side.BUY and (spot or cfg["sizing"] == Sizing.CASH):
+        cash = account[0]["cash"]
+        if cash <= 0.0:
+            return 0.0, reason, Reason.NO_CASH
+        max_qty = cash / (price * (1.0 + fee_rate))
+        if qty > max_qty:
+            qty = max_qty
+            reason = Reason.CLIPPED_BY_CASH
+    if not spot and cfg["sizing"] == Sizing.MARGIN:
+        new_abs = abs(pos + qty) if side == Side.BUY else abs(pos - qty)
+        if new_abs > abs(pos):
+            equity = book_value_nb(account, assets, ref_price)
+            room = (cfg["max_leverage"] * equity - gross_nb(assets, ref_price, i)) / ref_price[i]
+            if new_abs > room * (1.0 + TOL):
+                room = max(room, 0.0)
+                if pos == 0.0 or (pos > 0.0) == (side == Side.BUY):
+                    allowed = room - abs(pos)
+                else:
+                    allowed = abs(pos) + room
+                if allowed <= 0.0:
+                    return 0.0, reason, Reason.LEVERAGE_CAP
+                qty = allowed
+                reason = Reason.CLIPPED_BY_LEVERAGE
+    qty, reject = check_minimums_nb(markets, i, qty, price)
+    return qty, reason, reject
+
+
+@njit(cache=True)
+def settle_funding_nb(account, assets, open_, funding):
+    """Charge funding on every open position, valued at the open.
+
+    Assumptions
+    -----------
+    ``funding[i]`` is the rate settling at this bar's open, NaN or 0 for none.
+    """
+    acc = account[0]
+    for i in range(assets.shape[0]):
+        pos = assets[i]["position"]
+        rate = funding[i]
+        if pos != 0.0 and rate == rate and rate != 0.0:
+            payment = rate * pos * open_[i]
+            acc["cash"] -= payment
+            acc["funding"] += payment
+
+
+@njit(cache=True)
+def fill_market_orders_nb(
+    account, assets, config, markets, open_, high, low, fills, n_fills, rejects, n_rejects
+):
+    """Fill the pending market orders at the open; return the record counts.
+
+    Assumptions
+    -----------
+    Each order was decided at the previous close and holds its target fraction
+    of equity; it is sized here with equity valued at the opens.
+    """
+    cfg = config[0]
+    bar = account[0]["bar"]
+    for i in range(assets.shape[0]):
+        asset = assets[i]
+        if asset["pending"] != Pending.MARKET:
+            continue
+        asset["pending"] = Pending.NONE
+        frac = asset["order_target"]
+        equity = book_value_nb(account, assets, open_)
+        if equity <= 0.0 and frac != 0.0:
+            side = Side.BUY if frac > 0.0 else Side.SELL
+            n_rejects = record_reject_nb(
+                rejects, n_rejects, bar, i, side, np.nan, open_[i], Kind.MARKET, Reason.NO_EQUITY
+            )
+            continue
+        pos = asset["position"]
+        target_qty = frac * equity / open_[i]
+        delta = target_qty - pos
+        if abs(delta) <= TOL * max(abs(target_qty), abs(pos)):
+            continue
+        side = Side.BUY if delta > 0.0 else Side.SELL
+        price = slipped_price_nb(open_[i], side, cfg["slippage"], high[i], low[i])
+        qty, reason, reject = constrain_nb(
+            account, assets, config, markets, i, side, abs(delta), price, cfg["taker_fee"], open_
+        )
+        if reject != Reason.NONE:
+            n_rejects = record_reject_nb(
+                rejects, n_rejects, bar, i, side, abs(delta), price, Kind.MARKET, reject
+            )
+            continue
+        fee = qty * price * cfg["taker_fee"]
+        slippage = qty * abs(price - open_[i])
+        apply_fill_nb(account, assets, i, side, qty, price, fee)
+        account[0]["taker_fee"] += fee
+        account[0]["slippage"] += slippage
+        n_fills = record_fill_nb(
+            fills,
+            n_fills,
+            bar,
+            i,
+            side,
+            qty,
+            price,
+            fee,
+            slippage,
+            Liquidity.TAKER,
+            Kind.MARKET,
+            reason,
+        )
+    return n_fills, n_rejects
+
+
+@njit(cache=True)
+def trigger_stops_nb(account, assets, config, open_, high, low, fills, n_fills, rejects, n_rejects):
+    """Close the positions whose stop-loss or take-profit the bar reaches.
+
+    Assumptions
+    -----------
+    Gaps at the open decide first; inside the bar the stop-loss wins over the
+    take-profit. Return the record counts.
+    """
+    cfg = config[0]
+    bar = account[0]["bar"]
+    for i in range(assets.shape[0]):
+        asset = assets[i]
+        pos = asset["position"]
+        if pos == 0.0:
+            continue
+        entry = asset["entry_price"]
+        sl = asset["stop_loss"]
+        tp = asset["take_profit"]
+        o = open_[i]
+        hit = True
+        kind = Kind.STOP_LOSS
+        level = o
+        reason = Reason.NONE
+        if pos > 0.0:
+            sl_price = entry * (1.0 - sl)
+            tp_price = entry * (1.0 + tp)
+            if o <= sl_price:
+                kind, level, reason = Kind.STOP_LOSS, o, Reason.GAP_AT_OPEN
+            elif o >= tp_price:
+                kind, level, reason = Kind.TAKE_PROFIT, o, Reason.GAP_AT_OPEN
+            elif low[i] <= sl_price:
+                kind, level = Kind.STOP_LOSS, sl_price
+            elif high[i] >= tp_price:
+                kind, level = Kind.TAKE_PROFIT, tp_price
+            else:
+                hit = False
+        else:
+            sl_price = entry * (1.0 + sl)
+            tp_price = entry * (1.0 - tp)
+            if o >= sl_price:
+                kind, level, reason = Kind.STOP_LOSS, o, Reason.GAP_AT_OPEN
+            elif o <= tp_price:
+                kind, level, reason = Kind.TAKE_PROFIT, o, Reason.GAP_AT_OPEN
+            elif high[i] >= sl_price:
+                kind, level = Kind.STOP_LOSS, sl_price
+            elif low[i] <= tp_price:
+                kind, level = Kind.TAKE_PROFIT, tp_price
+            else:
+                hit = False
+        if not hit:
+            continue
+        side = Side.SELL if pos > 0.0 else Side.BUY
+        price = slipped_price_nb(level, side, cfg["slippage"], high[i], low[i])
+        qty = abs(pos)
+        fee = qty * price * cfg["taker_fee"]
+        slippage = qty * abs(price - level)
+        apply_fill_nb(account, assets, i, side, qty, price, fee)
+        account[0]["taker_fee"] += fee
+        account[0]["slippage"] += slippage
+        n_fills = record_fill_nb(
+            fills, n_fills, bar, i, side, qty, price, fee, slippage, Liquidity.TAKER, kind, reason
+        )
+        if asset["pending"] == Pending.LIMIT:
+            n_rejects = cancel_limit_nb(asset, rejects, n_rejects, bar, i, Reason.CANCELLED_BY_STOP)
+    return n_fills, n_rejects
+
+
+@njit(cache=True)
+def cancel_limit_nb(asset, rejects, n_rejects, bar, i, reason):
+    """Drop the resting limit order of ``asset``, record why, return the count.
+
+    Assumptions
+    -----------
+    The asset has a resting limit order.
+    """
+    qty = asset["order_qty"]
+    side = Side.BUY if qty > 0.0 else Side.SELL
+    asset["pending"] = Pending.NONE
+    return record_reject_nb(
+        rejects, n_rejects, bar, i, side, abs(qty), asset["order_price"], Kind.LIMIT, reason
+    )
+
+
+@njit(cache=True)
+def fill_limit_orders_nb(
+    account, assets, config, markets, open_, high, low, fills, n_fills, rejects, n_rejects
+):
+    """Fill the resting limit orders the bar trades through; return the counts.
+
+    Assumptions
+    -----------
+    A buy fills when ``low < limit``, a sell when ``high > limit``, at the
+    limit or at a better open. An unfilled order loses one bar of life.
+    """
+    cfg = config[0]
+    bar = account[0]["bar"]
+    for i in range(assets.shape[0]):
+        asset = assets[i]
+        if asset["pending"] != Pending.LIMIT:
+            continue
+        signed = asset["order_qty"]
+        limit = asset["order_price"]
+        if signed > 0.0:
+            side = Side.BUY
+            touched = low[i] < limit
+            price = min(limit, open_[i])
+        else:
+            side = Side.SELL
+            touched = high[i] > limit
+            price = max(limit, open_[i])
+        if not touched:
+            asset["order_ttl"] -= 1
+            if asset["order_ttl"] <= 0:
+                n_rejects = cancel_limit_nb(asset, rejects, n_rejects, bar, i, Reason.LIMIT_EXPIRED)
+            continue
+        asset["pending"] = Pending.NONE
+        qty, reason, reject = constrain_nb(
+            account, assets, config, markets, i, side, abs(signed), price, cfg["maker_fee"], open_
+        )
+        if reject != Reason.NONE:
+            n_rejects = record_reject_nb(
+                rejects, n_rejects, bar, i, side, abs(signed), price, Kind.LIMIT, reject
+            )
+            continue
+        if reason == Reason.NONE and price != limit:
+            reason = Reason.GAP_AT_OPEN
+        fee = qty * price * cfg["maker_fee"]
+        apply_fill_nb(account, assets, i, side, qty, price, fee)
+        account[0]["maker_fee"] += fee
+        n_fills = record_fill_nb(
+            fills, n_fills, bar, i, side, qty, price, fee, 0.0, Liquidity.MAKER, Kind.LIMIT, reason
+        )
+    return n_fills, n_rejects
+
+
+@njit(cache=True)
+def liquidate_nb(account, assets, config, close, fills, n_fills, rejects, n_rejects):
+    """Close every position at the close when margin falls short; return the counts.
+
+    Assumptions
+    -----------
+    ``account`` is marked at ``close``. Cross margin: one equity backs every
+    position.
+    """
+    cfg = config[0]
+    acc = account[0]
+    gross = gross_nb(assets, close, -1)
+    if gross == 0.0 or acc["equity"] >= cfg["maintenance_margin"] * gross:
+        return n_fills, n_rejects
+    bar = acc["bar"]
+    for i in range(assets.shape[0]):
+        asset = assets[i]
+        pos = asset["position"]
+        if pos != 0.0:
+            side = Side.SELL if pos > 0.0 else Side.BUY
+            qty = abs(pos)
+            fee = qty * close[i] * cfg["liquidation_fee"]
+            apply_fill_nb(account, assets, i, side, qty, close[i], fee)
+            acc["liquidation_fee"] += fee
+            n_fills = record_fill_nb(
+                fills,
+                n_fills,
+                bar,
+                i,
+                side,
+                qty,
+                close[i],
+                fee,
+                0.0,
+                Liquidity.TAKER,
+                Kind.LIQUIDATION,
+                Reason.NONE,
+            )
+        if asset["pending"] == Pending.LIMIT:
+            n_rejects = cancel_limit_nb(
+                asset, rejects, n_rejects, bar, i, Reason.CANCELLED_BY_LIQUIDATION
+            )
+    acc["equity"] = book_value_nb(account, assets, close)
+    return n_fills, n_rejects
+
+
+@njit(cache=True)
+def place_orders_nb(
+    account,
+    assets,
+    config,
+    markets,
+    close,
+    target,
+    mode,
+    risk,
+    offset,
+    stop_loss,
+    take_profit,
+    rejects,
+    n_rejects,
+):
+    """Turn the decisions made at this close into orders for the next bar.
+
+    Assumptions
+    -----------
+    ``account`` is marked at ``close``. Return the reject count.
+    """
+    cfg = config[0]
+    bar = account[0]["bar"]
+    equity = account[0]["equity"]
+    for i in range(assets.shape[0]):
+        asset = assets[i]
+        asset["stop_loss"] = stop_loss[i]
+        asset["take_profit"] = take_profit[i]
+        frac = target[i] * risk[i]
+        if mode[i] == Mode.WAIT or frac != frac:
+            continue
+        asset["pending"] = Pending.NONE
+        if mode[i] == Mode.MARKET:
+            asset["pending"] = Pending.MARKET
+            asset["order_target"] = frac
+            continue
+        if equity <= 0.0 and frac != 0.0:
+            side = Side.BUY if frac > 0.0 else Side.SELL
+            n_rejects = record_reject_nb(
+                rejects, n_rejects, bar, i, side, np.nan, close[i], Kind.LIMIT, Reason.NO_EQUITY
+            )
+            continue
+        pos = asset["position"]
+        target_qty = frac * equity / close[i]
+        delta = target_qty - pos
+        if abs(delta) <= TOL * max(abs(target_qty), abs(pos)):
+            continue
+        if delta > 0.0:
+            side = Side.BUY
+            limit = close[i] * (1.0 - offset[i])
+        else:
+            side = Side.SELL
+            limit = close[i] * (1.0 + offset[i])
+        qty, reject = check_minimums_nb(markets, i, abs(delta), limit)
+        if reject != Reason.NONE:
+            n_rejects = record_reject_nb(
+                rejects, n_rejects, bar, i, side, abs(delta), limit, Kind.LIMIT, reject
+            )
+            continue
+        asset["pending"] = Pending.LIMIT
+        asset["order_qty"] = qty if side == Side.BUY else -qty
+        asset["order_price"] = limit
+        asset["order_ttl"] = cfg["limit_ttl"]
+    return n_rejects
+
+
+@njit(cache=True)
+def step_nb(
+    account,
+    assets,
+    config,
+    markets,
+    open_,
+    high,
+    low,
+    close,
+    funding,
+    target,
+    mode,
+    risk,
+    offset,
+    stop_loss,
+    take_profit,
+    fills,
+    n_fills,
+    rejects,
+    n_rejects,
+):
+    """Advance the book by one bar, in place; return the fill and reject counts.
+
+    Runs funding, market fills, stops, limit fills, the mark at the close,
+    the liquidation check and the new decisions, in that order (see the module
+    docstring), then moves ``account[0]["bar"]`` on by one. The bar's costs are
+    left in the account's ledger fields.
+
+    Parameters
+    ----------
+    account, assets : structured ndarray
+        State, one ``account_dt`` record and one ``asset_dt`` record per asset.
+    config, markets : structured ndarray
+        One ``config_dt`` record and one ``market_dt`` record per asset.
+    open_, high, low, close, funding : ndarray
+        This bar's prices and funding rates, one per asset.
+    target, mode, risk, offset, stop_loss, take_profit : ndarray
+        Decisions made at this bar's close, one per asset.
+    fills, rejects : structured ndarray
+        Output buffers; records go from index ``n_fills`` and ``n_rejects``.
+
+    Assumptions
+    -----------
+    Inputs were validated: prices positive and finite with low <= open, close
+    <= high; risk in [0, 1]; modes valid. The buffers have room for
+    ``MAX_EVENTS_PER_ASSET`` records per asset past their counts.
+    """
+    acc = account[0]
+    acc["maker_fee"] = 0.0
+    acc["taker_fee"] = 0.0
+    acc["slippage"] = 0.0
+    acc["funding"] = 0.0
+    acc["liquidation_fee"] = 0.0
+    spot = config[0]["spot"] != 0
+    if not spot:
+        settle_funding_nb(account, assets, open_, funding)
+    n_fills, n_rejects = fill_market_orders_nb(
+        account, assets, config, markets, open_, high, low, fills, n_fills, rejects, n_rejects
+    )
+    n_fills, n_rejects = trigger_stops_nb(
+        account, assets, config, open_, high, low, fills, n_fills, rejects, n_rejects
+    )
+    n_fills, n_rejects = fill_limit_orders_nb(
+        account, assets, config, markets, open_, high, low, fills, n_fills, rejects, n_rejects
+    )
+    acc["equity"] = book_value_nb(account, assets, close)
+    if not spot:
+        n_fills, n_rejects = liquidate_nb(
+            account, assets, config, close, fills, n_fills, rejects, n_rejects
+        )
+    n_rejects = place_orders_nb(
+        account,
+        assets,
+        config,
+        markets,
+        close,
+        target,
+        mode,
+        risk,
+        offset,
+        stop_loss,
+        take_profit,
+        rejects,
+        n_rejects,
+    )
+    acc["bar"] += 1
+    return n_fills, n_rejects
+
+
+@njit(cache=True)
+def reserve_nb(records, n, extra):
+    """Return ``records``, or a copy twice as large when ``extra`` more would not fit.
+
+    Assumptions
+    -----------
+    The first ``n`` records are the ones to keep.
+    """
+    if n + extra <= records.shape[0]:
+        return records
+    grown = np.empty(2 * records.shape[0] + extra, records.dtype)
+    grown[:n] = records[:n]
+    return grown
+
+
+@njit(cache=True)
+def run_nb(
+    account,
+    assets,
+    config,
+    markets,
+    open_,
+    high,
+    low,
+    close,
+    funding,
+    target,
+    mode,
+    risk,
+    offset,
+    stop_loss,
+    take_profit,
+):
+    """Run ``step_nb`` over every bar and collect the book after each close.
+
+    Parameters
+    ----------
+    account, assets, config, markets : structured ndarray
+        As for ``step_nb``; the state is updated in place.
+    open_, high, low, close, funding, target, mode, risk, offset, stop_loss, take_profit : ndarray
+        Shape (T, N), C-contiguous.
+
+    Returns
+    -------
+    equity, cash : ndarray
+        Shape (T,), at each close.
+    position, notional : ndarray
+        Shape (T, N), at each close.
+    ledger : ndarray of ledger_dt
+        Costs per bar.
+    fills : ndarray of fill_dt
+    rejects : ndarray of reject_dt
+
+    Assumptions
+    -----------
+    As for ``step_nb``.
+    """
+    n_bars, n_assets = open_.shape
+    equity = np.empty(n_bars)
+    cash = np.empty(n_bars)
+    position = np.empty((n_bars, n_assets))
+    notional = np.empty((n_bars, n_assets))
+    ledger = np.empty(n_bars, ledger_dt)
+    extra = MAX_EVENTS_PER_ASSET * n_assets
+    fills = np.empty(256 + extra, fill_dt)
+    rejects = np.empty(256 + extra, reject_dt)
+    n_fills = 0
+    n_rejects = 0
+    acc = account[0]
+    for t in range(n_bars):
+        fills = reserve_nb(fills, n_fills, extra)
+        rejects = reserve_nb(rejects, n_rejects, extra)
+        n_fills, n_rejects = step_nb(
+            account,
+            assets,
+            config,
+            markets,
+            open_[t],
+            high[t],
+            low[t],
+            close[t],
+            funding[t],
+            target[t],
+            mode[t],
+            risk[t],
+            offset[t],
+            stop_loss[t],
+            take_profit[t],
+            fills,
+            n_fills,
+            rejects,
+            n_rejects,
+        )
+        equity[t] = acc["equity"]
+        cash[t] = acc["cash"]
+        for i in range(n_assets):
+            pos = assets[i]["position"]
+            position[t, i] = pos
+            notional[t, i] = pos * close[t, i]
+        row = ledger[t]
+        row["maker_fee"] = acc["maker_fee"]
+        row["taker_fee"] = acc["taker_fee"]
+        row["slippage"] = acc["slippage"]
+        row["funding"] = acc["funding"]
+        row["liquidation_fee"] = acc["liquidation_fee"]
+    return (
+        equity,
+        cash,
+        position,
+        notional,
+        ledger,
+        fills[:n_fills].copy(),
+        rejects[:n_rejects].copy(),
+    )

@@ -1,0 +1,415 @@
+"""The numpy-facing wrapper of the event loop: validate inputs, make one kernel call.
+
+``simulate`` checks every input, resolves defaults and broadcasts scalars to
+one value per bar and asset, then calls ``engine.sim.nb.run_nb`` once. The
+rules of the simulation are written in the docstring of ``engine.sim.nb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.errors import ConfigError, DataError
+from engine.sim.enums import Mode, Sizing, account_dt, asset_dt, config_dt, market_dt
+from engine.sim.nb import run_nb
+
+SETTLEMENT_MS = 8 * 3_600_000  # funding settles at 00:00, 08:00 and 16:00 UTC
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Costs and rules of a simulation.
+
+    Parameters
+    ----------
+    maker_fee, taker_fee : float
+        Fee per side as a fraction of notional; 0.0003 each, so a market
+        round trip costs 0.06%.
+    slippage_bps : float
+        Adverse move of market and stop fills, in basis points.
+    liquidation_fee : float
+        Fee on the notional of a liquidated position.
+    maintenance_margin : float
+        Equity below this fraction of gross notional liquidates the book.
+    max_leverage : float
+        Cap on gross notional over equity under margin sizing.
+    sizing : {"margin", "cash"}
+        ``"margin"`` caps exposure at ``max_leverage``; ``"cash"`` limits a buy
+        to the cash balance, fees included (vectorbt's rule).
+    spot : bool
+        Long only, cash sizing, no funding and no liquidation.
+    limit_ttl : int
+        Bars a limit order rests before it expires.
+    """
+
+    maker_fee: float = 0.0003
+    taker_fee: float = 0.0003
+    slippage_bps: float = 0.0
+    liquidation_fee: float = 0.005
+    maintenance_margin: float = 0.005
+    max_leverage: float = 5.0
+    sizing: str = "margin"
+    spot: bool = False
+    limit_ttl: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("maker_fee", "taker_fee", "slippage_bps", "liquidation_fee"):
+            _check_config_range(name, getattr(self, name), 0.0, np.inf)
+        _check_config_range("maintenance_margin", self.maintenance_margin, 0.0, 1.0)
+        if not (np.isfinite(self.max_leverage) and self.max_leverage > 0):
+            raise ConfigError(f"max_leverage must be finite and > 0; got {self.max_leverage!r}")
+        if self.sizing not in ("margin", "cash"):
+            raise ConfigError(f"sizing must be 'margin' or 'cash'; got {self.sizing!r}")
+        if self.spot and self.sizing != "cash":
+            raise ConfigError(f"spot requires sizing 'cash'; got {self.sizing!r}")
+        if not isinstance(self.limit_ttl, int | np.integer) or self.limit_ttl < 1:
+            raise ConfigError(f"limit_ttl must be an integer >= 1; got {self.limit_ttl!r}")
+
+    def to_record(self) -> np.ndarray:
+        """Return the settings as a one-record ``config_dt`` array for the kernels."""
+        record = np.zeros(1, config_dt)
+        record["maker_fee"] = self.maker_fee
+        record["taker_fee"] = self.taker_fee
+        record["slippage"] = self.slippage_bps / 1e4
+        record["liquidation_fee"] = self.liquidation_fee
+        record["maintenance_margin"] = self.maintenance_margin
+        record["max_leverage"] = self.max_leverage
+        record["sizing"] = Sizing.CASH if self.sizing == "cash" else Sizing.MARGIN
+        record["spot"] = int(self.spot)
+        record["limit_ttl"] = self.limit_ttl
+        return record
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    """Exchange rules of one market: quantity step (0 for none) and minimum order size."""
+
+    qty_step: float = 0.0
+    min_qty: float = 0.0
+    min_notional: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("qty_step", "min_qty", "min_notional"):
+            _check_config_range(name, getattr(self, name), 0.0, np.inf)
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Outputs of a simulation.
+
+    ``equity`` and ``cash`` have shape (T,); ``position`` and ``notional``
+    (T, N); ``ledger`` holds the costs of each bar (``ledger_dt``); ``fills``
+    and ``rejects`` are ``fill_dt`` and ``reject_dt`` records; ``account`` and
+    ``assets`` are the state after the last bar, to continue from.
+    """
+
+    equity: np.ndarray
+    cash: np.ndarray
+    position: np.ndarray
+    notional: np.ndarray
+    ledger: np.ndarray
+    fills: np.ndarray
+    rejects: np.ndarray
+    account: np.ndarray
+    assets: np.ndarray
+    initial_equity: float
+    summary: dict = field(init=False)
+
+    def __post_init__(self) -> None:
+        summary = {
+            "initial_equity": self.initial_equity,
+            "final_equity": float(self.equity[-1]),
+            "total_return": float(self.equity[-1] / self.initial_equity - 1.0),
+            "fills": int(self.fills.size),
+            "rejects": int(self.rejects.size),
+            "traded_notional": float(np.sum(self.fills["quantity"] * self.fills["price"])),
+        }
+        for column in self.ledger.dtype.names:
+            summary[column] = float(np.sum(self.ledger[column]))
+        object.__setattr__(self, "summary", summary)
+
+
+def new_state(n_assets: int, cash: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return an empty book: the ``account`` record and one ``assets`` record per asset."""
+    if not (np.isfinite(cash) and cash > 0):
+        raise ValueError(f"cash must be finite and > 0; got {cash!r}")
+    account = np.zeros(1, account_dt)
+    account["cash"] = cash
+    account["equity"] = cash
+    assets = np.zeros(n_assets, asset_dt)
+    assets["stop_loss"] = np.nan
+    assets["take_profit"] = np.nan
+    return account, assets
+
+
+def align_funding(
+    bar_timestamps: np.ndarray, funding_timestamps: np.ndarray, rates: np.ndarray
+) -> np.ndarray:
+    """Return one funding rate per bar from settlement times and rates.
+
+    A settlement at time s belongs to the bar with ``open <= s < next open``
+    (the last bar spans one median bar length); rates falling in one bar add
+    up. Bars without a settlement get 0. Times are milliseconds since the
+    epoch, UTC.
+    """
+    bars = _timestamps("bar_timestamps", bar_timestamps)
+    settle = _timestamps("funding_timestamps", funding_timestamps)
+    rates = np.asarray(rates, dtype=np.float64)
+    if rates.shape != settle.shape:
+        raise DataError(
+            f"rates must have the shape of funding_timestamps {settle.shape}; got {rates.shape}"
+        )
+    off_grid = settle % SETTLEMENT_MS != 0
+    if off_grid.any():
+        raise DataError(
+            "funding_timestamps must fall on 00:00, 08:00 or 16:00 UTC; "
+            f"got {settle[off_grid][0]} ms"
+        )
+    bad = ~np.isfinite(rates)
+    if bad.any():
+        raise DataError(f"rates must be finite; got {rates[bad][0]} at settlement {settle[bad][0]}")
+    length = np.median(np.diff(bars)) if bars.size > 1 else SETTLEMENT_MS
+    inside = (settle >= bars[0]) & (settle < bars[-1] + length)
+    index = np.searchsorted(bars, settle[inside], side="right") - 1
+    return np.bincount(index, weights=rates[inside], minlength=bars.size)
+
+
+def simulate(
+    timestamps: np.ndarray,
+    open: np.ndarray,  # noqa: A002 - the column's name
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    target: np.ndarray | float,
+    *,
+    mode: np.ndarray | int = Mode.MARKET,
+    risk: np.ndarray | float = 1.0,
+    limit_offset: np.ndarray | float = 0.0,
+    stop_loss: np.ndarray | float = np.nan,
+    take_profit: np.ndarray | float = np.nan,
+    funding: np.ndarray | float = 0.0,
+    markets: MarketSpec | Sequence[MarketSpec] | None = None,
+    config: SimConfig | None = None,
+    cash: float = 10_000.0,
+    state: tuple[np.ndarray, np.ndarray] | None = None,
+) -> SimResult:
+    """Simulate the book over every bar and return the result.
+
+    Parameters
+    ----------
+    timestamps : array of int, shape (T,)
+        Bar open times in milliseconds since the epoch, strictly increasing.
+    open, high, low, close : array of float, shape (T,) or (T, N)
+        Prices, finite and > 0, with ``low <= open, close <= high``.
+    target : array or float
+        Signed target exposure as a fraction of equity, decided at each close;
+        NaN for no decision.
+    mode : array or int
+        ``Mode.MARKET``, ``Mode.LIMIT`` or ``Mode.WAIT`` per bar and asset.
+    risk : array or float
+        Scale in [0, 1] applied to the target.
+    limit_offset : array or float
+        Limit distance from the close as a fraction in [0, 1).
+    stop_loss, take_profit : array or float
+        Distances as fractions of the entry price, > 0; NaN for none.
+    funding : array or float
+        Funding rate settling at each bar's open, NaN or 0 for none (see
+        ``align_funding``). Must be 0 or NaN for spot.
+    markets : MarketSpec or sequence of MarketSpec, optional
+        One for all assets or one per asset; default: no step, no minimum.
+    config : SimConfig, optional
+        Costs and rules; default ``SimConfig()``.
+    cash : float
+        Starting cash when ``state`` is not given.
+    state : (account, assets), optional
+        Book to continue from (for example ``result.account, result.assets``);
+        it is copied, not changed.
+
+    Returns
+    -------
+    SimResult
+    """
+    config = SimConfig() if config is None else config
+    times = _timestamps("timestamps", timestamps)
+    n_bars = times.size
+    prices = {}
+    for name, values in (("open", open), ("high", high), ("low", low), ("close", close)):
+        prices[name] = _as_2d(name, values, n_bars, None)
+    n_assets = prices["open"].shape[1]
+    for name, values in prices.items():
+        _check_shape(name, values, (n_bars, n_assets))
+        _check_where(name, values, ~(np.isfinite(values) & (values > 0)), "finite and > 0")
+    _check_where(
+        "low",
+        prices["low"],
+        prices["low"] > np.minimum(prices["open"], prices["close"]),
+        "<= open and close",
+    )
+    _check_where(
+        "high",
+        prices["high"],
+        prices["high"] < np.maximum(prices["open"], prices["close"]),
+        ">= open and close",
+    )
+    target = _as_2d("target", target, n_bars, n_assets)
+    _check_where("target", target, np.isinf(target), "finite or NaN")
+    mode = _as_2d("mode", mode, n_bars, n_assets, np.int8)
+    _check_where(
+        "mode",
+        mode,
+        ~np.isin(mode, [int(m) for m in Mode]),
+        f"one of {', '.join(f'{int(m)} ({m.name})' for m in Mode)}",
+    )
+    risk = _as_2d("risk", risk, n_bars, n_assets)
+    _check_where("risk", risk, ~((risk >= 0) & (risk <= 1)), "in [0, 1]")
+    offset = _as_2d("limit_offset", limit_offset, n_bars, n_assets)
+    _check_where("limit_offset", offset, ~((offset >= 0) & (offset < 1)), "in [0, 1)")
+    stops = {}
+    for name, values in (("stop_loss", stop_loss), ("take_profit", take_profit)):
+        stops[name] = _as_2d(name, values, n_bars, n_assets)
+        _check_where(
+            name,
+            stops[name],
+            ~(np.isnan(stops[name]) | (stops[name] > 0)) | np.isinf(stops[name]),
+            "> 0 and finite, or NaN",
+        )
+    funding = _as_2d("funding", funding, n_bars, n_assets)
+    _check_where("funding", funding, np.isinf(funding), "finite or NaN")
+    if config.spot:
+        _check_where("funding", funding, np.nan_to_num(funding) != 0, "0 or NaN for spot")
+    market_records = _market_records(markets, n_assets)
+    if state is None:
+        account, assets = new_state(n_assets, cash)
+    else:
+        account, assets = _copy_state(state, n_assets)
+    initial_equity = float(account["equity"][0])
+    equity, cash_out, position, notional, ledger, fills, rejects = run_nb(
+        account,
+        assets,
+        config.to_record(),
+        market_records,
+        prices["open"],
+        prices["high"],
+        prices["low"],
+        prices["close"],
+        funding,
+        target,
+        mode,
+        risk,
+        offset,
+        stops["stop_loss"],
+        stops["take_profit"],
+    )
+    return SimResult(
+        equity=equity,
+        cash=cash_out,
+        position=position,
+        notional=notional,
+        ledger=ledger,
+        fills=fills,
+        rejects=rejects,
+        account=account,
+        assets=assets,
+        initial_equity=initial_equity,
+    )
+
+
+def _check_config_range(name: str, value: float, low: float, high: float) -> None:
+    # a finite number in [low, high)
+    if not (
+        isinstance(value, int | float | np.floating) and np.isfinite(value) and low <= value < high
+    ):
+        raise ConfigError(f"{name} must be a finite number in [{low}, {high}); got {value!r}")
+
+
+def _timestamps(name: str, values: np.ndarray) -> np.ndarray:
+    # int64 milliseconds, one dimension, strictly increasing
+    array = np.asarray(values)
+    if array.ndim != 1 or array.size == 0:
+        raise DataError(f"{name} must be a non-empty 1-D array; got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise DataError(f"{name} must hold integer milliseconds; got dtype {array.dtype}")
+    array = array.astype(np.int64, copy=False)
+    steps = np.diff(array)
+    if (steps <= 0).any():
+        k = int(np.argmax(steps <= 0))
+        raise DataError(
+            f"{name} must be strictly increasing; "
+            f"got {array[k + 1]} after {array[k]} at index {k + 1}"
+        )
+    return array
+
+
+def _as_2d(
+    name: str, values, n_bars: int, n_assets: int | None, dtype: type = np.float64
+) -> np.ndarray:
+    # a C-contiguous (T, N) array from a scalar, a (T,) or a (T, N) array
+    array = np.asarray(values)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric; got dtype {array.dtype}")
+    if dtype is not np.float64 and array.dtype.kind == "f":
+        raise ValueError(f"{name} must hold integers; got dtype {array.dtype}")
+    array = array.astype(dtype, copy=False)
+    if array.ndim == 0:
+        if n_assets is None:
+            raise DataError(f"{name} must be an array of shape (T,) or (T, N); got a scalar")
+        return np.full((n_bars, n_assets), array, dtype=dtype)
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    if array.ndim != 2 or array.shape[0] != n_bars:
+        raise DataError(
+            f"{name} must have {n_bars} rows (one per timestamp); got shape {array.shape}"
+        )
+    if n_assets is not None:
+        if array.shape[1] == 1 and n_assets > 1:
+            array = np.repeat(array, n_assets, axis=1)
+        _check_shape(name, array, (n_bars, n_assets))
+    return np.ascontiguousarray(array)
+
+
+def _check_shape(name: str, array: np.ndarray, shape: tuple[int, int]) -> None:
+    if array.shape != shape:
+        raise DataError(f"{name} must have shape {shape}; got {array.shape}")
+
+
+def _check_where(name: str, array: np.ndarray, bad: np.ndarray, expected: str) -> None:
+    # raise on the first bad element, naming its bar and asset
+    if bad.any():
+        bar, asset = np.unravel_index(int(np.argmax(bad)), bad.shape)
+        error = DataError if name in ("open", "high", "low", "close", "funding") else ValueError
+        raise error(
+            f"{name} must be {expected}; got {array[bar, asset]!r} at bar {bar}, asset {asset}"
+        )
+
+
+def _market_records(markets, n_assets: int) -> np.ndarray:
+    # one market_dt record per asset
+    if markets is None:
+        markets = MarketSpec()
+    if isinstance(markets, MarketSpec):
+        markets = [markets] * n_assets
+    if len(markets) != n_assets:
+        raise ValueError(
+            f"markets must hold one MarketSpec per asset ({n_assets}); got {len(markets)}"
+        )
+    records = np.zeros(n_assets, market_dt)
+    for i, spec in enumerate(markets):
+        records[i] = (spec.qty_step, spec.min_qty, spec.min_notional)
+    return records
+
+
+def _copy_state(state, n_assets: int) -> tuple[np.ndarray, np.ndarray]:
+    # copies of a saved book, checked against the record dtypes
+    account, assets = state
+    if account.dtype != account_dt or account.shape != (1,):
+        raise ValueError(
+            f"state account must be one account_dt record; got {account.dtype} {account.shape}"
+        )
+    if assets.dtype != asset_dt or assets.shape != (n_assets,):
+        raise ValueError(
+            f"state assets must be {n_assets} asset_dt records; got {assets.dtype} {assets.shape}"
+        )
+    return account.copy(), assets.copy()
