@@ -52,6 +52,165 @@ def validate(
     console.print(f"{file}: valid")
 
 
+# --- engine data: fetch, import, ls, check -----------------------------------
+# The data modules are imported inside the commands: ccxt and pandas take half
+# a second to import, which every other command would pay.
+
+_STORE_HELP = "Store folder; by default $ENGINE_DATA_DIR, else ./data."
+
+
+def _store(root: Path | None):
+    from engine.data.store import CandleStore
+
+    return CandleStore(root)
+
+
+def _bar_time(ms: int | None) -> str:
+    from engine.data.times import iso_utc
+
+    return "-" if ms is None else iso_utc(ms).replace("T", " ").removesuffix(":00Z")
+
+
+def _progress(description: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        f"[bold]{description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+@data_app.command("fetch")
+def data_fetch(
+    symbol: str = typer.Option(..., help="Exchange symbol, e.g. BTCUSDT."),
+    since: str = typer.Option(..., help="First bar, an ISO date or date-time in UTC."),
+    until: str | None = typer.Option(None, help="Stop before this UTC time; default now."),
+    exchange: str = typer.Option("bybit", help="ccxt exchange id."),
+    market: str = typer.Option("linear", help="linear (USDT perpetual) or spot."),
+    timeframe: str = typer.Option("1h", help="Bar length, e.g. 1m, 5m, 1h, 1d."),
+    funding: bool = typer.Option(False, "--funding", help="Also fetch funding rates."),
+    max_gap_bars: int = typer.Option(0, help="Longest gap accepted; a longer one is an error."),
+    store: Path | None = typer.Option(None, help=_STORE_HELP),
+) -> None:
+    """Download the bars the store lacks through ccxt and store them atomically."""
+    from engine.data.feed import make_exchange, update_candles, update_funding
+    from engine.data.store import FundingKey, SeriesKey
+    from engine.data.times import parse_utc_ms
+
+    key = SeriesKey(exchange, market, symbol, timeframe)
+    since_ms = parse_utc_ms(since)
+    until_ms = None if until is None else parse_utc_ms(until)
+    candle_store = _store(store)
+    client = make_exchange(exchange)
+    with _progress(f"{key.filename}") as bar:
+        task = bar.add_task("candles")
+        results = [
+            update_candles(
+                candle_store,
+                client,
+                key,
+                since_ms,
+                until_ms,
+                max_gap_bars,
+                lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        ]
+        if funding:
+            results.append(
+                update_funding(
+                    candle_store,
+                    client,
+                    FundingKey(exchange, market, symbol),
+                    since_ms,
+                    until_ms,
+                    lambda done, total: bar.update(task, completed=done, total=total),
+                )
+            )
+    for result in results:
+        console.print(
+            f"{result.path}: fetched {result.fetched:,} rows; holds {result.rows:,} "
+            f"from {_bar_time(result.first_ms)} to {_bar_time(result.last_ms)}"
+        )
+
+
+@data_app.command("import")
+def data_import(
+    file: Path = typer.Argument(..., help="Parquet or CSV (store schema), or freqtrade feather."),
+    exchange: str | None = typer.Option(None, help="ccxt exchange id, if the name does not say."),
+    market: str | None = typer.Option(None, help="linear or spot, if the name does not say."),
+    symbol: str | None = typer.Option(None, help="Exchange symbol, if the name does not say."),
+    timeframe: str | None = typer.Option(None, help="Bar length, if the name does not say."),
+    max_gap_bars: int = typer.Option(0, help="Longest gap accepted; a longer one is an error."),
+    store: Path | None = typer.Option(None, help=_STORE_HELP),
+) -> None:
+    """Validate a candle file and merge it into the store atomically."""
+    from engine.data.importers import import_file
+
+    result = import_file(_store(store), file, exchange, market, symbol, timeframe, max_gap_bars)
+    console.print(
+        f"{result.path}: imported {result.imported:,} rows; holds {result.rows:,} "
+        f"from {_bar_time(result.first_ms)} to {_bar_time(result.last_ms)}"
+    )
+
+
+@data_app.command("ls")
+def data_ls(store: Path | None = typer.Option(None, help=_STORE_HELP)) -> None:
+    """List the series in the store."""
+    from rich.table import Table
+
+    candle_store = _store(store)
+    table = Table(title=f"store {candle_store.root}")
+    for column in ("file", "rows", "first", "last", "MB"):
+        table.add_column(column, justify="left" if column == "file" else "right")
+    for info in candle_store.series():
+        table.add_row(
+            info.path.name,
+            f"{info.rows:,}",
+            _bar_time(info.first_ms),
+            _bar_time(info.last_ms),
+            f"{info.size_bytes / 1e6:.2f}",
+        )
+    console.print(table)
+
+
+@data_app.command("check")
+def data_check(store: Path | None = typer.Option(None, help=_STORE_HELP)) -> None:
+    """Validate every file of the store; exit 1 if any has violations (gaps are not)."""
+    from rich.table import Table
+
+    candle_store = _store(store)
+    table = Table(title=f"store {candle_store.root}")
+    for column in ("file", "rows", "first bar", "last bar", "missing", "largest gap"):
+        table.add_column(column, justify="left" if column in ("file", "largest gap") else "right")
+    table.add_column("zero vol", justify="right")
+    table.add_column("violations")
+    reports = candle_store.check()
+    for report in reports:
+        gap = report.largest_gap
+        table.add_row(
+            report.name,
+            f"{report.rows:,}",
+            _bar_time(report.first_ms),
+            _bar_time(report.last_ms),
+            f"{report.missing:,}",
+            "-" if gap is None else f"{gap.bars:,} at {_bar_time(gap.start_ms)}",
+            "-" if report.zero_volume is None else f"{report.zero_volume:,}",
+            "\n".join(v.describe() for v in report.violations) or "none",
+        )
+    console.print(table)
+    failed = sum(not report.ok for report in reports)
+    console.print(f"{len(reports)} files, {failed} with violations")
+    if failed:
+        raise typer.Exit(1)
+
+
+# --- end of engine data ------------------------------------------------------
+
+
 def main() -> None:
     """Run the ``engine`` command line."""
     try:
