@@ -1,0 +1,1 @@
+"""Strategy components fitted walk-forward on encoder representations; per-bar decisions."""

@@ -1,0 +1,127 @@
+"""What a strategy component sees and returns, and how one is loaded by name.
+
+A component is fitted on the past and then maps each bar's representation to
+per-bar outputs for the event loop. It never sees a bar that has not closed:
+
+- ``fit(past, train)`` gets a ``History`` that ends at the last closed bar
+  before the bars it will act on, and the rows of that history to learn from.
+  Labels that look ``h`` bars ahead are computable only for rows whose horizon
+  ends inside ``past``: the walk-forward driver leaves an embargo of at least
+  the label horizon so every training row has its label.
+- ``transform(history, rows)`` returns outputs for ``rows`` computed from the
+  rows' own representations and earlier bars only (the lookahead audit checks
+  this by changing later bars).
+
+Components are named in strategy files as ``package.module:ClassName`` with
+keyword parameters, so a user adds one without touching the engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from engine.errors import ConfigError
+
+ROLES = ("signal", "sizing", "risk", "timing", "portfolio")
+
+
+@dataclass(frozen=True)
+class History:
+    """Closed bars of one asset up to some bar, with their representations.
+
+    Attributes
+    ----------
+    timestamp : int64 array (T,)
+        Bar open times in milliseconds, UTC.
+    open, high, low, close, volume : float64 arrays (T,)
+        The candles.
+    z : float32 or float64 array (T, D)
+        The causal representation of every bar (row t depends on bars <= t).
+    """
+
+    timestamp: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    z: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+    def upto(self, stop: int) -> History:
+        """Return bars ``0 .. stop - 1``: what is known at the close of bar ``stop - 1``."""
+        return History(*(getattr(self, name)[:stop] for name in self.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What a component learns from: the known past and the rows to train on.
+
+    ``signal`` holds the fitted signal's in-sample direction (-1, 0, +1) on the
+    training rows, for components that learn from the signal's setups; it is
+    ``None`` when the signal itself is being fitted.
+    """
+
+    past: History
+    train: slice
+    signal: np.ndarray | None = None
+
+
+class Component(ABC):
+    """A strategy component: fitted on the past, applied bar by bar.
+
+    Subclasses set ``role`` to one of ``ROLES``, take their parameters as
+    keyword arguments, and return from ``transform`` a mapping of output names
+    to arrays with one entry per requested row.
+    """
+
+    role: ClassVar[str]
+    #: Bars after a bar that its training label looks at (0: no forward label).
+    horizon: int = 0
+
+    @abstractmethod
+    def fit(self, context: FitContext) -> None:
+        """Learn from ``context.past`` rows ``context.train`` only."""
+
+    @abstractmethod
+    def transform(self, history: History, rows: slice) -> dict[str, np.ndarray]:
+        """Return the per-bar outputs for ``rows`` of ``history``."""
+
+
+def load_component(path: str, params: dict[str, Any], role: str) -> Component:
+    """Import ``package.module:ClassName`` and build it with ``params``.
+
+    Raises
+    ------
+    ConfigError
+        If the module or class does not exist, is not a component of ``role``,
+        or rejects the parameters.
+    """
+    module_name, _, class_name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"components.{role}: cannot import module {module_name!r} ({exc})"
+        ) from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Component)):
+        raise ConfigError(
+            f"components.{role}: {path!r} is not a strategy component; expected a subclass "
+            "of engine.strategy.base.Component"
+        )
+    if cls.role != role:
+        raise ConfigError(
+            f"components.{role}: {path!r} is a {cls.role} component; expected a {role} component"
+        )
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"components.{role}.params: {exc}") from None

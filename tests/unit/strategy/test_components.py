@@ -1,0 +1,170 @@
+"""Strategy components: what each learns and outputs, and that none looks ahead."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.errors import ConfigError
+from engine.strategy.base import FitContext, load_component
+from engine.strategy.components import (
+    AnomalyRisk,
+    ProbeSignal,
+    PrototypeSizing,
+    SimilarityTiming,
+)
+from engine.strategy.features import (
+    DOWN,
+    FLAT,
+    UP,
+    direction_labels,
+    forward_return,
+    realised_volatility,
+)
+
+from .conftest import make_history, with_future_changed
+
+TRAIN = slice(100, 1000)
+
+
+def _fit(component, history, stop=1010, signal=None):
+    component.fit(FitContext(history.upto(stop), TRAIN, signal))
+    return component
+
+
+def test_forward_return_and_labels_have_no_value_past_the_last_bar():
+    close = np.array([100.0, 101.0, 99.0, 99.0, 102.0])
+    ret = forward_return(close, 2)
+    assert ret[:3] == pytest.approx([-0.01, -0.0198019802, 0.0303030303])
+    assert np.isnan(ret[3:]).all()
+    labels = direction_labels(close, 2, 0.015)
+    assert labels.tolist() == [FLAT, DOWN, UP, -1, -1]
+
+
+def test_realised_volatility_matches_a_rolling_standard_deviation():
+    close = make_history(300).close
+    expected = pd.Series(np.log(close)).diff().fillna(0.0).iloc[1:].rolling(20, min_periods=2)
+    expected = expected.std().to_numpy()
+    got = realised_volatility(close, 20)
+    assert np.isnan(got[:2]).all()
+    np.testing.assert_allclose(got[21:], expected[20:], rtol=1e-9)
+
+
+def test_probe_learns_a_direction_the_representation_carries(history):
+    signal = _fit(ProbeSignal(), history)
+    score = signal.transform(history, slice(1010, 1490))["score"]
+    realised = forward_return(history.close, 5)[1010:1490]
+    moved = np.abs(realised) > 0.005
+    hit_rate = np.mean(np.sign(score[moved]) == np.sign(realised[moved]))
+    assert hit_rate > 0.62
+
+
+def test_probe_scores_nothing_on_a_representation_without_information():
+    history = make_history(predictive=False)
+    signal = _fit(ProbeSignal(), history)
+    score = signal.transform(history, slice(1010, 1490))["score"]
+    realised = forward_return(history.close, 5)[1010:1490]
+    moved = np.abs(realised) > 0.005
+    hit_rate = np.mean(np.sign(score[moved]) == np.sign(realised[moved]))
+    assert 0.4 < hit_rate < 0.6
+
+
+def test_mlp_probe_learns_too(history):
+    signal = _fit(ProbeSignal(probe="mlp"), history)
+    score = signal.transform(history, slice(1010, 1490))["score"]
+    realised = forward_return(history.close, 5)[1010:1490]
+    moved = np.abs(realised) > 0.005
+    assert np.mean(np.sign(score[moved]) == np.sign(realised[moved])) > 0.62
+
+
+def test_signal_direction_has_hysteresis():
+    signal = ProbeSignal(entry=0.3, exit=0.1)
+    score = np.array([0.0, 0.35, 0.2, 0.05, -0.2, -0.31, -0.15, 0.09, 0.5])
+    assert signal.direction(score).tolist() == [0, 1, 1, 0, 0, -1, -1, 0, 1]
+
+
+def test_long_only_signal_flattens_instead_of_shorting():
+    signal = ProbeSignal(entry=0.3, exit=0.1, allow_short=False)
+    assert signal.direction(np.array([0.5, -0.5, -0.2])).tolist() == [1, 0, 0]
+
+
+def test_probe_refuses_training_rows_whose_label_is_not_known_yet(history):
+    with pytest.raises(ValueError, match="embargo must be at least the label horizon"):
+        ProbeSignal(horizon=5).fit(FitContext(history.upto(1003), TRAIN))
+
+
+def test_sizing_is_capped_zero_when_dissimilar_and_inverse_to_volatility(history):
+    signal = _fit(ProbeSignal(), history)
+    in_sample = signal.direction(signal.transform(history, TRAIN)["score"])
+    sizing = _fit(PrototypeSizing(max_leverage=1.5, target_vol=0.003), history, signal=in_sample)
+    rows = slice(1010, 1490)
+    size = sizing.transform(history, rows)["size"]
+    assert (size >= 0).all() and (size <= 1.5).all()
+    z = sizing._scale(history.z[rows])
+    cos = z @ sizing._prototype / (np.linalg.norm(z, axis=1) * np.linalg.norm(sizing._prototype))
+    vol = realised_volatility(history.close, 48)[rows]
+    base_size = 1.0
+    expected = np.minimum(base_size * np.maximum(cos, 0) * 0.003 / vol, 1.5)
+    np.testing.assert_allclose(size, expected, rtol=1e-12)
+    assert (size[cos <= 0] == 0).all() and (size > 0).any()
+
+
+def test_risk_scales_down_or_flattens_anomalous_bars(history):
+    shocked = make_history()
+    shocked.z[1200] = 50.0
+    risk = _fit(AnomalyRisk(threshold=4.0, scale=0.25), shocked)
+    out = risk.transform(shocked, slice(1010, 1490))
+    assert out["risk_scale"][1200 - 1010] == 0.25
+    assert out["anomaly"][1200 - 1010] > 10
+    assert np.mean(out["risk_scale"] == 1.0) > 0.9
+    flatten = _fit(AnomalyRisk(threshold=4.0, action="flatten"), shocked)
+    assert flatten.transform(shocked, slice(1200, 1201))["risk_scale"][0] == 0.0
+
+
+def test_timing_similarity_is_a_cosine_in_range(history):
+    timing = _fit(SimilarityTiming(), history)
+    similarity = timing.transform(history, slice(1010, 1490))["similarity"]
+    assert (np.abs(similarity) <= 1 + 1e-12).all() and similarity.std() > 0
+
+
+COMPONENTS = {
+    "signal": lambda: ProbeSignal(),
+    "signal_mlp": lambda: ProbeSignal(probe="mlp"),
+    "sizing": lambda: PrototypeSizing(),
+    "risk": lambda: AnomalyRisk(),
+    "timing": lambda: SimilarityTiming(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPONENTS))
+def test_changing_bars_after_t_leaves_outputs_up_to_t_bit_identical(history, name):
+    t = 1200
+    changed = with_future_changed(history, t)
+    rows = slice(1010, 1400)
+    before = _fit(COMPONENTS[name](), history).transform(history, rows)
+    after = _fit(COMPONENTS[name](), changed).transform(changed, rows)
+    for key in before:
+        np.testing.assert_array_equal(before[key][: t - 1010 + 1], after[key][: t - 1010 + 1])
+        assert not np.array_equal(before[key], after[key]), "the future change had no effect"
+
+
+def test_load_component_builds_a_named_class_with_parameters():
+    component = load_component("engine.strategy.components:ProbeSignal", {"horizon": 3}, "signal")
+    assert isinstance(component, ProbeSignal) and component.horizon == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "role", "message"),
+    [
+        ("engine.nowhere:Probe", {}, "signal", "cannot import module 'engine.nowhere'"),
+        ("engine.strategy.components:Nothing", {}, "signal", "is not a strategy component"),
+        ("numpy:ndarray", {}, "signal", "is not a strategy component"),
+        ("engine.strategy.components:AnomalyRisk", {}, "signal", "is a risk component"),
+        ("engine.strategy.components:ProbeSignal", {"horizn": 3}, "signal", "horizn"),
+        ("engine.strategy.components:ProbeSignal", {"horizon": 0}, "signal", "horizon must"),
+    ],
+)
+def test_load_component_explains_what_is_wrong(path, params, role, message):
+    with pytest.raises(ConfigError, match=message):
+        load_component(path, params, role)

@@ -1,0 +1,143 @@
+"""Walk-forward fitting: windows roll forward with an embargo; decisions never look ahead."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.errors import ConfigError, DataError
+from engine.sim.enums import Mode
+from engine.strategy.base import Component, FitContext, History
+from engine.strategy.components import (
+    AnomalyRisk,
+    ProbeSignal,
+    PrototypeSizing,
+    SimilarityTiming,
+)
+from engine.strategy.walkforward import Pipeline, _timing, walk_forward
+
+from .conftest import with_future_changed
+
+
+def _pipeline() -> Pipeline:
+    return Pipeline(
+        signal=ProbeSignal(),
+        sizing=PrototypeSizing(),
+        risk=AnomalyRisk(),
+        timing=SimilarityTiming(market_above=0.3, limit_above=0.0),
+    )
+
+
+class _RecordingSignal(ProbeSignal):
+    """A probe that remembers what each fit was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, int, int]] = []
+
+    def fit(self, context: FitContext) -> None:
+        self.seen.append((len(context.past), context.train.start, context.train.stop))
+        super().fit(context)
+
+
+def test_windows_roll_forward_with_the_embargo_before_each_block(history):
+    signal = _RecordingSignal()
+    decisions = walk_forward(history, Pipeline(signal), 1000, 1400, 500, 150, 7)
+    assert signal.seen == [(1000, 493, 993), (1150, 643, 1143), (1300, 793, 1293)]
+    assert decisions.refits == [(r, s, e) for r, s, e in signal.seen]
+    assert len(decisions.target) == 400
+
+
+def test_embargo_shorter_than_a_label_horizon_is_refused(history):
+    pipeline = Pipeline(ProbeSignal(horizon=5), timing=SimilarityTiming(horizon=8))
+    with pytest.raises(ConfigError, match=r"embargo_bars is 5; expected at least .* \(8 bars\)"):
+        walk_forward(history, pipeline, 1000, 1100, 500, 50, 5)
+
+
+def test_too_little_history_before_the_out_of_sample_start_is_refused(history):
+    with pytest.raises(DataError, match="needs fit_bars \\+ embargo_bars = 805 bars"):
+        walk_forward(history, Pipeline(ProbeSignal()), 800, 900, 800, 50, 5)
+
+
+def test_changing_bars_after_t_leaves_every_decision_up_to_t_bit_identical(history):
+    t = 1234
+    before = walk_forward(history, _pipeline(), 1000, 1450, 600, 100, 5)
+    after = walk_forward(with_future_changed(history, t), _pipeline(), 1000, 1450, 600, 100, 5)
+    upto = t - 1000 + 1
+    for name in ("target", "risk_scale", "mode", "limit_offset"):
+        np.testing.assert_array_equal(getattr(before, name)[:upto], getattr(after, name)[:upto])
+    for name, values in before.outputs.items():
+        np.testing.assert_array_equal(values[:upto], after.outputs[name][:upto])
+        assert not np.array_equal(values, after.outputs[name]), f"{name} ignored the change"
+
+
+class _PeekingSignal(ProbeSignal):
+    """A leaky signal that scores bar t with the next bar's representation."""
+
+    def transform(self, history: History, rows: slice) -> dict[str, np.ndarray]:
+        ahead = np.roll(history.z, -1, axis=0)
+        return {"score": self.probabilities(ahead[rows])[:, 2]}
+
+
+def test_a_peeking_component_changes_the_past_when_the_future_changes(history):
+    t = 1234
+    before = walk_forward(history, Pipeline(_PeekingSignal()), 1000, 1450, 600, 100, 5)
+    changed = with_future_changed(history, t)
+    after = walk_forward(changed, Pipeline(_PeekingSignal()), 1000, 1450, 600, 100, 5)
+    upto = t - 1000 + 1
+    assert not np.array_equal(before.outputs["score"][:upto], after.outputs["score"][:upto])
+
+
+def test_size_is_fixed_at_entry_and_targets_carry_direction(history):
+    decisions = walk_forward(
+        history, Pipeline(ProbeSignal(), PrototypeSizing()), 1000, 1450, 600, 100, 5
+    )
+    direction = np.sign(decisions.target)
+    size = np.abs(decisions.target)
+    held = (direction[1:] == direction[:-1]) & (direction[1:] != 0)
+    assert held.any()
+    np.testing.assert_array_equal(size[1:][held], size[:-1][held])
+    assert (direction != 0).any() and (direction == 0).any()
+
+
+class _Timing(Component):
+    role = "timing"
+    market_above, limit_above, offset, max_wait = 0.8, 0.5, 0.002, 2
+
+    def fit(self, context: FitContext) -> None:
+        """Nothing to fit."""
+
+    def transform(self, history: History, rows: slice) -> dict[str, np.ndarray]:
+        """Not used by these tests."""
+        return {}
+
+
+def test_timing_goes_to_market_when_similar_and_waits_otherwise():
+    exposure = np.array([0.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0, 0.0, 0.0])
+    similarity = np.array([0.0, 0.9, 0.0, 0.0, 0.1, 0.2, 0.1, 0.0, 0.6, 0.6])
+    mode, offset = _timing(_Timing(), exposure, similarity)
+    assert mode.tolist() == [
+        Mode.WAIT,  # no change
+        Mode.MARKET,  # change, similarity 0.9 > 0.8
+        Mode.WAIT,  # target held
+        Mode.WAIT,
+        Mode.WAIT,  # change, 0.1: wait
+        Mode.WAIT,  # still dissimilar, waited 1 bar
+        Mode.MARKET,  # waited max_wait bars: go to market
+        Mode.WAIT,
+        Mode.LIMIT,  # change, 0.6 > 0.5: a limit order at the offset
+        Mode.WAIT,  # the limit rests; not placed twice
+    ]
+    assert offset.tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 0.002, 0]
+
+
+def test_a_resting_limit_falls_back_to_market_after_max_wait():
+    exposure = np.array([1.0, 1.0, 1.0, 1.0])
+    mode, _ = _timing(_Timing(), exposure, np.array([0.6, 0.6, 0.6, 0.6]))
+    assert mode.tolist() == [Mode.LIMIT, Mode.WAIT, Mode.MARKET, Mode.WAIT]
+
+
+def test_without_timing_every_change_is_a_market_order():
+    exposure = np.array([0.0, 0.5, 0.5, -0.5, 0.0])
+    mode, _ = _timing(None, exposure, None)
+    assert mode.tolist() == [Mode.WAIT, Mode.MARKET, Mode.WAIT, Mode.MARKET, Mode.MARKET]
