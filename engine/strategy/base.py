@@ -95,6 +95,35 @@ class Component(ABC):
         """Return the per-bar outputs for ``rows`` of ``history``."""
 
 
+class Signal(Component):
+    """A signal: a per-bar ``score`` in [-1, 1] and a direction with hysteresis.
+
+    The direction enters long (short) when the score rises above ``entry``
+    (falls below ``-entry``), goes flat when ``|score|`` falls below ``exit``,
+    and otherwise keeps the previous direction. ``allow_short = False`` turns
+    a short entry into flat.
+    """
+
+    role = "signal"
+    entry: float = 0.5
+    exit: float = 0.5
+    allow_short: bool = True
+
+    def direction(self, score: np.ndarray) -> np.ndarray:
+        """Return the direction (-1, 0, +1) of each bar, starting flat."""
+        out = np.empty(len(score), dtype=np.int64)
+        state = 0
+        for i, s in enumerate(score):
+            if s > self.entry:
+                state = 1
+            elif s < -self.entry:
+                state = -1 if self.allow_short else 0
+            elif abs(s) < self.exit:
+                state = 0
+            out[i] = state
+        return out
+
+
 def load_component(path: str, params: dict[str, Any], role: str) -> Component:
     """Import ``package.module:ClassName`` and build it with ``params``.
 

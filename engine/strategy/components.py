@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from engine.strategy.base import Component, FitContext, History
+from engine.strategy.base import Component, FitContext, History, Signal
 from engine.strategy.features import (
     DOWN,
     UP,
@@ -42,13 +42,12 @@ def _labelled(labels: np.ndarray, train: slice) -> np.ndarray:
     return rows
 
 
-class ProbeSignal(Component):
+class ProbeSignal(Signal):
     """Predict the direction over ``horizon`` bars with a probe on z_t.
 
     Three classes split by a return threshold (down, flat, up). The score is
-    p_up - p_down in [-1, 1]. ``direction`` turns scores into a target
-    direction with hysteresis: enter when |score| > ``entry``, leave when
-    |score| < ``exit``, otherwise keep the previous direction.
+    p_up - p_down in [-1, 1], turned into a direction with the hysteresis of
+    ``Signal``.
 
     Parameters
     ----------
@@ -67,8 +66,6 @@ class ProbeSignal(Component):
     seed : int
         Seed of the MLP's initialisation.
     """
-
-    role = "signal"
 
     def __init__(
         self,
@@ -123,20 +120,6 @@ class ProbeSignal(Component):
         """Return ``score`` = p_up - p_down for each row."""
         proba = self.probabilities(history.z[rows])
         return {"score": proba[:, UP] - proba[:, DOWN]}
-
-    def direction(self, score: np.ndarray) -> np.ndarray:
-        """Return the direction (-1, 0, +1) of each bar, with hysteresis, starting flat."""
-        out = np.empty(len(score), dtype=np.int64)
-        state = 0
-        for i, s in enumerate(score):
-            if s > self.entry:
-                state = 1
-            elif s < -self.entry:
-                state = -1 if self.allow_short else 0
-            elif abs(s) < self.exit:
-                state = 0
-            out[i] = state
-        return out
 
 
 class PrototypeSizing(Component):
