@@ -3,11 +3,12 @@
 Fetching pages through a range in windows the exchange answers in one page
 (1000 bars, 200 funding settlements), with ccxt's rate limiter on. A failure
 of the network or of the exchange (timeouts, HTTP 429 and 5xx, malformed
-JSON) is retried with exponential backoff; a page that leaves out bars the
-exchange should have (an empty page after the market's listing, a hole) is
-retried the same way and, if it stays short, kept as it is so that validation
-reports the gap. After the last retry an ``ExchangeError`` says what was
-requested, how many attempts were made and the last error.
+JSON) is retried with exponential backoff, honouring a ``Retry-After`` hint.
+A page that leaves out bars the exchange should have (an empty page after the
+market's listing, a hole) is retried the same way: a hole that persists is
+kept, so that validation reports the gap; a page that stays empty is an
+error. After the last retry an ``ExchangeError`` says what was requested, how
+many attempts were made and the last error.
 
 Nothing partial is ever written: an update collects every missing bar, merges,
 validates and then replaces the file in one atomic write. Bars that are still
@@ -169,7 +170,8 @@ def _with_retries(
             raise ExchangeError(
                 f"{exchange.id} refused {what}: {type(exc).__name__}: {exc}"
             ) from exc
-    if isinstance(last, _ShortPage):
+    if isinstance(last, _ShortPage) and last.rows:
+        # The exchange keeps leaving out the same bars: a real gap, for validation to judge.
         return last.rows
     raise ExchangeError(
         f"{exchange.id}: {what} failed after {attempts} attempts; "

@@ -116,7 +116,7 @@ def read_candle_file(path: str | Path) -> pd.DataFrame:
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
         elif path.suffix == ".csv":
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(path, float_precision="round_trip")
         else:
             frame = _from_freqtrade(pd.read_feather(path), path)
     except (OSError, ValueError) as exc:
