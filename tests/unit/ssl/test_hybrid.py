@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from causality import assert_future_independent, assert_one_pass_equals_windowed
 
 from engine.errors import ConfigError
 from engine.ssl.augmentations import sample_time_mask
@@ -35,6 +36,18 @@ def _zero_head(model: Hybrid) -> None:
 
 def test_every_contrastive_kind_is_covered():
     assert set(INNER_PARAMS) == set(CONTRASTIVE_KINDS)
+
+
+@pytest.mark.parametrize("inner_kind", CONTRASTIVE_KINDS)
+def test_changing_later_bars_leaves_earlier_representations_bit_identical(inner_kind):
+    x = torch.randn(2, 60, 2, generator=_gen(0))
+    assert_future_independent(_model(inner_kind), x, cuts=[0, 9, 30, 58, 59])
+
+
+@pytest.mark.parametrize("inner_kind", CONTRASTIVE_KINDS)
+def test_one_pass_equals_encoding_each_trailing_window(inner_kind):
+    x = torch.randn(1, 60, 2, generator=_gen(1))
+    assert_one_pass_equals_windowed(_model(inner_kind), x, positions=[0, 5, 17, 31, 44, 59])
 
 
 def test_registry_builds_a_hybrid():

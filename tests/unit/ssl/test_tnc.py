@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
+from causality import assert_future_independent, assert_one_pass_equals_windowed
 
 from engine.errors import ConfigError
+from engine.ssl.infer import encode_series
 from engine.ssl.registry import build_encoder
 from engine.ssl.tnc import TNC
+
+SERIES_LENGTH = 80
 
 
 def _model(**overrides) -> TNC:
@@ -21,6 +26,32 @@ def _model(**overrides) -> TNC:
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_changing_later_bars_leaves_earlier_representations_bit_identical(seed):
+    x = torch.randn(2, SERIES_LENGTH, 2, generator=_gen(seed))
+    assert_future_independent(
+        _model(), x, cuts=[0, 9, SERIES_LENGTH // 2, SERIES_LENGTH - 2, SERIES_LENGTH - 1]
+    )
+
+
+def test_one_pass_equals_encoding_each_trailing_window():
+    model = _model()
+    x = torch.randn(1, SERIES_LENGTH, 2, generator=_gen(7))
+    assert model.receptive_field() < SERIES_LENGTH // 2
+    assert_one_pass_equals_windowed(
+        model, x, positions=list(range(0, SERIES_LENGTH, 3)) + [SERIES_LENGTH - 1]
+    )
+
+
+def test_chunked_series_encoding_equals_one_pass():
+    model = _model().eval()
+    features = torch.randn(SERIES_LENGTH, 2, generator=_gen(8))
+    with torch.no_grad():
+        one_pass = model(features.unsqueeze(0))[0].numpy()
+    chunked = encode_series(model, features.numpy(), chunk_length=7)
+    np.testing.assert_allclose(chunked, one_pass, atol=1e-5, rtol=1e-4)
 
 
 def test_registry_builds_tnc():
