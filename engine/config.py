@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from engine.data.symbols import SYMBOL_FORM, SYMBOL_PATTERN, TIMEFRAME_MS
@@ -199,6 +200,38 @@ class Components(_Model):
     portfolio: ComponentSpec | None = None
 
 
+class PcaRepresentation(_Model):
+    """Baseline representation: PCA of a trailing window of candle features."""
+
+    kind: Literal["pca"]
+    window: int = Field(32, gt=0)
+    dims: int = Field(16, gt=0)
+    extras: list[str] = Field(default_factory=list)
+    fit_end: dt.date = Field(description="Last day of the bars the PCA is fitted on.")
+
+
+class FeatureRepresentation(_Model):
+    """Baseline representation: the causal candle features themselves."""
+
+    kind: Literal["features"]
+    extras: list[str] = Field(default_factory=list)
+
+
+class MarginConfig(_Model):
+    """Margin rules of the simulated account (cross margin)."""
+
+    max_leverage: float = Field(1.0, gt=0.0, le=100.0)
+    maintenance_margin: float = Field(0.005, ge=0.0, lt=1.0)
+
+
+class MarketRules(_Model):
+    """An exchange's order rules for one market."""
+
+    qty_step: float = Field(0.0, ge=0.0)
+    min_qty: float = Field(0.0, ge=0.0)
+    min_notional: float = Field(0.0, ge=0.0)
+
+
 class StrategyConfig(_Model):
     """A strategy file (``strategies/*.yaml``)."""
 
@@ -206,12 +239,26 @@ class StrategyConfig(_Model):
     seed: int = Field(42, ge=0)
     market: MarketSpec
     store: StoreConfig = StoreConfig()
-    encoder: str | None = Field(None, description="A model folder in models/, or null.")
+    encoder: Name | None = Field(None, description="A pretrained model folder in models/.")
+    representation: (
+        Annotated[PcaRepresentation | FeatureRepresentation, Field(discriminator="kind")] | None
+    ) = Field(None, description="A baseline representation, instead of an encoder.")
     components: Components
     walk_forward: WalkForwardConfig
     out_of_sample: DateRange
     costs: CostsConfig = CostsConfig()
+    margin: MarginConfig = MarginConfig()
+    rules: dict[Symbol, MarketRules] = Field(default_factory=dict)
     initial_capital: float = Field(100_000.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _one_representation(self) -> StrategyConfig:
+        if (self.encoder is None) == (self.representation is None):
+            raise ValueError(
+                "exactly one of 'encoder' (a model in models/) and 'representation' "
+                "(a baseline: pca or features)"
+            )
+        return self
 
 
 Config = TypeVar("Config", bound=BaseModel)
@@ -324,6 +371,8 @@ def _describe(error: dict[str, Any], schema: type[BaseModel]) -> str:
             expected = f"a value {expected}"
     elif expected:
         expected = expected[0].lower() + expected[1:]
+    if not loc:
+        return f"expected {expected}"
     return f"{key}: got {_short(error.get('input'))}; expected {expected}"
 
 

@@ -144,6 +144,18 @@ STRATEGY_CASES = {
         ["initial_capital", "got 0", "greater than 0"],
     ),
     "bad_name": (("name: ssl_cost", "name: ssl cost!"), ["name", "'ssl cost!'", "pattern"]),
+    "encoder_and_representation": (
+        ("encoder: ts2vec_btc_1h", "encoder: ts2vec_btc_1h\nrepresentation: {kind: features}"),
+        ["expected exactly one of 'encoder'", "'representation'"],
+    ),
+    "unknown_representation_kind": (
+        ("encoder: ts2vec_btc_1h", "representation: {kind: umap}"),
+        ["representation", "'umap'", "'pca', 'features'"],
+    ),
+    "representation_missing_a_key": (
+        ("encoder: ts2vec_btc_1h", "representation: {kind: pca, window: 0}"),
+        ["representation.pca.window", "greater than 0", "representation.pca.fit_end: missing"],
+    ),
     "params_not_a_mapping": (
         ("params: {horizon: 5}", "params: [5]"),
         ["components.signal.params", "[5]", "valid dictionary"],

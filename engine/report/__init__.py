@@ -1,0 +1,1 @@
+"""Metrics, the QuantStats tearsheet and the run folder of a backtest."""
