@@ -151,6 +151,7 @@ def train(
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=lr)
     averaged = AveragedModel(encoder)
+    averaged.update_parameters(encoder)
     order = torch.randperm(len(sections), generator=generator)
     position, losses, seconds, start, resumed_from = 0, [], 0.0, 0, None
 
