@@ -173,9 +173,9 @@ def _with_retries(
     if isinstance(last, _ShortPage) and last.rows:
         # The exchange keeps leaving out the same bars: a real gap, for validation to judge.
         return last.rows
+    reason = str(last) if isinstance(last, _ShortPage) else f"{type(last).__name__}: {last}"
     raise ExchangeError(
-        f"{exchange.id}: {what} failed after {attempts} attempts; "
-        f"last error: {type(last).__name__}: {last}"
+        f"{exchange.id}: {what} failed after {attempts} attempts; last error: {reason}"
     ) from last
 
 
@@ -238,24 +238,25 @@ def _check_page(
     stamps = [row[0] for row in rows if row[0] >= first]
     if len(stamps) != expected or (stamps and (stamps[0] != first or stamps[-1] != last)):
         raise _ShortPage(
-            f"the page holds {len(stamps)} of the {expected} rows from {iso_utc(first)} "
-            f"to {iso_utc(last)}",
+            f"the exchange returned {len(stamps)} of the {expected} rows from "
+            f"{iso_utc(first)} to {iso_utc(last)}",
             rows,
         )
 
 
-def _listing_ms(exchange: ccxt.Exchange, symbol: str) -> int | None:
-    # When the exchange started the market (Bybit's launchTime), if it says.
-    created = exchange.market(symbol).get("created")
-    return int(created) if created else None
-
-
-def _load_markets(exchange: ccxt.Exchange, retry: RetryPolicy) -> None:
+def _load_market(exchange: ccxt.Exchange, symbol: str, retry: RetryPolicy) -> dict[str, Any]:
+    # Load the exchange's markets (with retries) and return the one named `symbol`.
     def request() -> list[list[Any]]:
         exchange.load_markets()
         return []
 
     _with_retries(exchange, request, "loading the markets", retry)
+    if symbol not in exchange.markets:
+        raise DataError(
+            f"{exchange.id} has no market {symbol}; expected one of the "
+            f"{len(exchange.markets)} markets it lists (check the symbol and the market)"
+        )
+    return exchange.markets[symbol]
 
 
 def _last_wanted(until_ms: int | None, interval: int, last_known: int) -> int:
@@ -311,10 +312,10 @@ def fetch_ohlcv(
     end = _last_wanted(until_ms, interval, _last_closed_bar(interval, now_ms))
     if end < start:
         return _frame([], CANDLE_COLUMNS)
-    _load_markets(exchange, retry)
     symbol = key.ccxt_symbol
-    listed = _listing_ms(exchange, symbol)
-    expected_from = None if listed is None else -(-listed // interval) * interval
+    # Bars are expected from the listing (Bybit's launchTime), when the exchange says.
+    listed = _load_market(exchange, symbol, retry).get("created")
+    expected_from = None if not listed else -(-int(listed) // interval) * interval
 
     def fetch_window(lo: int, hi: int) -> list[list[Any]]:
         return exchange.fetch_ohlcv(
@@ -360,8 +361,8 @@ def fetch_funding(
     end = _last_wanted(until_ms, interval, _last_settlement(interval, now_ms))
     if end < start:
         return _frame([], FUNDING_COLUMNS)
-    _load_markets(exchange, retry)
     symbol = key.ccxt_symbol
+    _load_market(exchange, symbol, retry)
 
     def fetch_window(lo: int, hi: int) -> list[list[Any]]:
         history = exchange.fetch_funding_rate_history(
