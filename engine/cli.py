@@ -211,6 +211,57 @@ def data_check(store: Path | None = typer.Option(None, help=_STORE_HELP)) -> Non
 # --- end of engine data ------------------------------------------------------
 
 
+# --- engine pretrain ---------------------------------------------------------
+
+
+@app.command()
+def pretrain(
+    file: Path = typer.Argument(..., help="A pretraining YAML file (configs/pretrain/*.yaml)."),
+    resume: bool = typer.Option(
+        True, "--resume/--no-resume", help="Continue from the last checkpoint of this run."
+    ),
+    models_dir: Path = typer.Option(Path("models"), help="Folder of model folders."),
+) -> None:
+    """Pretrain a self-supervised encoder and write models/<name>/."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from engine.ssl.pretrain import pretrain as run_pretraining
+
+    spec = config.load_config(file, config.PretrainConfig)
+    bar = Progress(
+        f"[bold]pretrain {spec.name}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    with bar:
+        task = bar.add_task("pretrain", total=None, loss=float("nan"))
+
+        def progress(iteration: int, iters: int, loss: float) -> None:
+            bar.update(task, completed=iteration, total=iters, loss=loss)
+
+        result = run_pretraining(spec, models_dir=models_dir, resume=resume, progress=progress)
+    card, training = result.card, result.card["training"]
+    if training["resumed_from"] is not None:
+        console.print(f"resumed from iteration {training['resumed_from']}")
+    console.print(
+        f"{result.folder}: {card['kind']}, {card['encoder']['parameters']:,} parameters, "
+        f"{training['iters']} iterations in {training['seconds']:.0f} s, "
+        f"final loss {training['final_loss']:.4f}; trained on {card['data']['first_bar_utc']} "
+        f"to {card['data']['last_bar_utc']}, unseen from {card['data']['unseen_from_utc']}"
+    )
+
+
 def main() -> None:
     """Run the ``engine`` command line."""
     try:

@@ -1,0 +1,270 @@
+"""Pretrain an encoder from a config file into a model folder.
+
+``pretrain(config)`` runs the whole path of ``engine pretrain``:
+
+1. load the candles of every symbol from the store (validated, with the
+   store's gap policy) and keep the bars whose open time lies in
+   ``[start, end + 1 day)``, UTC; nothing after ``end`` is read into features;
+2. compute the causal features (``engine.data.features``) of each symbol on
+   those bars;
+3. normalise: with ``zscore``, subtract the mean and divide by the standard
+   deviation of each feature over the pretraining bars of all symbols; the
+   statistics are stored in the card and applied to any later input;
+4. build the encoder with ``torch.manual_seed(seed)`` and train it
+   (``engine.ssl.train``), checkpointing to ``<models_dir>/<name>/checkpoints/``
+   and resuming from there after an interruption;
+5. write ``<models_dir>/<name>/weights.safetensors`` (the averaged weights) and
+   ``card.json``.
+
+The card holds the data files with their SHA-256 hashes and the exact first
+and last bars used, the first instant never seen in pretraining
+(``data.unseen_from_utc``), the features and their normalisation statistics,
+the encoder and training hyperparameters, the loss curve, the library
+versions, the training time, the seed and the config itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import platform
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.config import PretrainConfig
+from engine.data.features import compute_features
+from engine.data.store import CandleStore, SeriesKey
+from engine.data.times import iso_utc
+from engine.errors import DataError
+from engine.ssl.checkpoint import save_model
+from engine.ssl.registry import build_encoder
+from engine.ssl.train import Progress, paper_iterations, train
+
+CHECKPOINT_FOLDER = "checkpoints"
+_DAY_MS = 86_400_000
+_LIBRARIES = ("ssl-engine", "torch", "numpy", "pandas", "pyarrow", "safetensors", "pydantic")
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """What ``pretrain`` wrote.
+
+    Attributes
+    ----------
+    folder : Path
+        The model folder.
+    card : dict
+        The model card, as written to ``card.json``.
+    """
+
+    folder: Path
+    card: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Series:
+    symbol: str
+    file: Path
+    timestamps: np.ndarray
+    features: np.ndarray
+    names: list[str]
+
+
+def pretrain(
+    config: PretrainConfig,
+    *,
+    models_dir: Path = Path("models"),
+    resume: bool = True,
+    progress: Progress | None = None,
+) -> PretrainResult:
+    """Pretrain the encoder ``config`` describes and write its model folder.
+
+    Parameters
+    ----------
+    config : PretrainConfig
+        The parsed pretraining file.
+    models_dir : Path
+        Folder of model folders; the model goes to ``models_dir / config.name``.
+    resume : bool
+        Continue from the last checkpoint of an interrupted run with the same
+        config and data, if there is one.
+    progress : callable or None
+        Called as ``progress(iteration, iters, loss)`` after each iteration.
+
+    Raises
+    ------
+    DataError
+        If a symbol has no bars in the range, or a feature is constant.
+    ConfigError
+        If the encoder config is invalid, or the checkpoint to resume belongs
+        to another run.
+    """
+    series = [_load(config, symbol) for symbol in config.data.symbols]
+    names = series[0].names
+    stacked = np.concatenate([s.features for s in series])
+    mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+    if config.features.normalisation == "zscore":
+        flat = [name for name, value in zip(names, std, strict=True) if not value > 0]
+        if flat:
+            raise DataError(
+                f"feature(s) {', '.join(flat)} are constant over the pretraining data; "
+                "they cannot be z-scored"
+            )
+        inputs = [(s.features - mean) / std for s in series]
+    else:
+        inputs = [s.features for s in series]
+
+    torch.manual_seed(config.seed)
+    encoder = build_encoder(config.encoder.kind, len(names), **config.encoder.params)
+    training = config.training
+    iters = training.iters or paper_iterations(int(stacked.size))
+    folder = models_dir / config.name
+    result = train(
+        encoder,
+        inputs,
+        iters=iters,
+        batch_size=training.batch_size,
+        lr=training.lr,
+        max_train_length=training.max_train_length,
+        seed=config.seed,
+        checkpoint_dir=folder / CHECKPOINT_FOLDER,
+        checkpoint_every=training.checkpoint_every,
+        resume=resume,
+        progress=progress,
+    )
+
+    card = {
+        "name": config.name,
+        "kind": result.encoder.kind,
+        "description": (
+            f"{result.encoder.kind} encoder pretrained on {config.data.exchange} "
+            f"{config.data.market} {config.data.timeframe} candles of "
+            f"{', '.join(config.data.symbols)}; bars from {_unseen_from(config, series)} on "
+            "were never seen in pretraining"
+        ),
+        "data": _data_card(config, series),
+        "features": {
+            "names": names,
+            "extras": list(config.features.extras),
+            "normalisation": config.features.normalisation,
+            "mean": mean.tolist(),
+            "std": std.tolist(),
+        },
+        "encoder": {
+            "kind": result.encoder.kind,
+            "config": result.encoder.config(),
+            "parameters": sum(p.numel() for p in result.encoder.parameters()),
+            "receptive_field": result.encoder.receptive_field(),
+            "causal": True,
+        },
+        "training": {
+            "iters": iters,
+            "iters_rule": "config"
+            if training.iters
+            else "paper: 200 if <= 100,000 values else 600",
+            "values": int(stacked.size),
+            "batch_size": training.batch_size,
+            "lr": training.lr,
+            "optimizer": "AdamW",
+            "weights": "running equal-weight average of all iterates (SWA-style)",
+            "max_train_length": training.max_train_length,
+            "checkpoint_every": training.checkpoint_every,
+            "seed": config.seed,
+            "seconds": round(result.seconds, 1),
+            "seconds_per_iteration": round(result.seconds / iters, 4),
+            "threads": torch.get_num_threads(),
+            "resumed_from": result.resumed_from,
+            "final_loss": result.losses[-1],
+            "loss_curve": [round(loss, 5) for loss in result.losses],
+        },
+        "libraries": _libraries(),
+        "config": config.model_dump(mode="json"),
+    }
+    save_model(folder, result.encoder, card)
+    return PretrainResult(folder=folder, card=card)
+
+
+def _range_ms(config: PretrainConfig) -> tuple[int, int | None]:
+    def midnight(day: dt.date) -> int:
+        return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
+
+    end = config.data.end
+    return midnight(config.data.start), None if end is None else midnight(end) + _DAY_MS
+
+
+def _load(config: PretrainConfig, symbol: str) -> _Series:
+    data = config.data
+    store = CandleStore(data.store.path)
+    key = SeriesKey(data.exchange, data.market, symbol, data.timeframe)
+    candles = store.load(key, data.store.gap_policy, data.store.max_gap_bars)
+    start, stop = _range_ms(config)
+    keep = candles["timestamp"].to_numpy() >= start
+    if stop is not None:
+        keep &= candles["timestamp"].to_numpy() < stop
+    candles = candles[keep].reset_index(drop=True)
+    if len(candles) < 2:
+        raise DataError(
+            f"{store.path(key)}: {len(candles)} bar(s) from {data.start} to "
+            f"{data.end or 'the last bar'}; pretraining needs at least 2 per symbol"
+        )
+    features, names = compute_features(candles, config.features.extras)
+    return _Series(symbol, store.path(key), candles["timestamp"].to_numpy(), features, names)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _unseen_from(config: PretrainConfig, series: list[_Series]) -> str:
+    stop = _range_ms(config)[1]
+    if stop is None:
+        stop = max(int(s.timestamps[-1]) for s in series) + 1
+    return iso_utc(stop)
+
+
+def _data_card(config: PretrainConfig, series: list[_Series]) -> dict[str, Any]:
+    data = config.data
+    return {
+        "store": str(CandleStore(data.store.path).root),
+        "exchange": data.exchange,
+        "market": data.market,
+        "timeframe": data.timeframe,
+        "symbols": list(data.symbols),
+        "start": data.start.isoformat(),
+        "end": None if data.end is None else data.end.isoformat(),
+        "first_bar_utc": iso_utc(min(int(s.timestamps[0]) for s in series)),
+        "last_bar_utc": iso_utc(max(int(s.timestamps[-1]) for s in series)),
+        "unseen_from_utc": _unseen_from(config, series),
+        "bars": int(sum(len(s.timestamps) for s in series)),
+        "files": [
+            {
+                "symbol": s.symbol,
+                "file": s.file.name,
+                "sha256": _sha256(s.file),
+                "bars": len(s.timestamps),
+                "first_bar_utc": iso_utc(int(s.timestamps[0])),
+                "last_bar_utc": iso_utc(int(s.timestamps[-1])),
+            }
+            for s in series
+        ],
+    }
+
+
+def _libraries() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

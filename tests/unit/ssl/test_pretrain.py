@@ -1,0 +1,172 @@
+"""engine pretrain: config to model folder, card contents, range cut, resume and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from engine.config import PretrainConfig
+from engine.data.features import compute_features
+from engine.data.store import CandleStore, SeriesKey
+from engine.errors import ConfigError, DataError
+from engine.ssl.checkpoint import load_model
+from engine.ssl.pretrain import pretrain
+
+FIRST_DAY, LAST_DAY = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-06", tz="UTC")
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.fixture
+def store(tmp_path, shared_data):
+    root = tmp_path / "store"
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        candles = pd.read_parquet(shared_data / f"bybit_linear_{symbol}_1h.parquet")
+        ms = candles["timestamp"]
+        window = (ms >= FIRST_DAY.value // 10**6) & (ms < LAST_DAY.value // 10**6)
+        CandleStore(root).write(SeriesKey("bybit", "linear", symbol, "1h"), candles[window])
+    return root
+
+
+def _spec(store, **training) -> dict:
+    return {
+        "name": "tiny_ts2vec",
+        "seed": 7,
+        "data": {
+            "store": {"path": str(store)},
+            "exchange": "bybit",
+            "market": "linear",
+            "symbols": ["BTCUSDT", "ETHUSDT"],
+            "timeframe": "1h",
+            "start": "2024-01-01",
+            "end": "2024-01-03",
+        },
+        "features": {"extras": ["volatility_6"], "normalisation": "zscore"},
+        "encoder": {"kind": "ts2vec", "params": {"output_dims": 8, "hidden_dims": 8, "depth": 2}},
+        "training": {"iters": 4, "batch_size": 2, "max_train_length": 24, "checkpoint_every": 2}
+        | training,
+    }
+
+
+def _config(store, **training) -> PretrainConfig:
+    return PretrainConfig.model_validate(_spec(store, **training))
+
+
+def test_pretrain_writes_weights_and_a_complete_card(store, tmp_path):
+    result = pretrain(_config(store), models_dir=tmp_path / "models")
+    folder = tmp_path / "models" / "tiny_ts2vec"
+    assert result.folder == folder
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "card.json",
+        "checkpoints",
+        "weights.safetensors",
+    ]
+    card = json.loads((folder / "card.json").read_text())
+    data = card["data"]
+    assert data["first_bar_utc"] == "2024-01-01T00:00:00Z"
+    assert data["last_bar_utc"] == "2024-01-03T23:00:00Z"
+    assert data["unseen_from_utc"] == "2024-01-04T00:00:00Z"
+    assert data["bars"] == 2 * 72
+    for entry in data["files"]:
+        path = store / entry["file"]
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert entry["bars"] == 72
+    features = card["features"]
+    assert features["names"] == ["return_1", "log_volume", "range", "body", "volatility_6"]
+    assert len(features["mean"]) == len(features["std"]) == 5
+    training = card["training"]
+    assert training["seed"] == 7 and training["iters"] == 4
+    assert len(training["loss_curve"]) == 4 and training["seconds"] >= 0
+    assert {"python", "torch", "numpy", "safetensors"} <= set(card["libraries"])
+    assert card["encoder"]["config"]["depth"] == 2 and card["config"]["seed"] == 7
+
+
+def test_normalisation_statistics_come_from_the_pretraining_bars_only(store, tmp_path):
+    card = pretrain(_config(store), models_dir=tmp_path).card
+    stacked = []
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        candles = CandleStore(store).load(SeriesKey("bybit", "linear", symbol, "1h"))
+        candles = candles[
+            candles["timestamp"] < pd.Timestamp("2024-01-04", tz="UTC").value // 10**6
+        ]
+        stacked.append(compute_features(candles, ["volatility_6"])[0])
+    stacked = np.concatenate(stacked)
+    np.testing.assert_allclose(card["features"]["mean"], stacked.mean(axis=0))
+    np.testing.assert_allclose(card["features"]["std"], stacked.std(axis=0))
+
+
+def test_the_model_folder_loads_and_embeds_causally(store, tmp_path):
+    pretrain(_config(store), models_dir=tmp_path)
+    model = load_model(tmp_path / "tiny_ts2vec")
+    features = np.random.default_rng(0).standard_normal((50, 5))
+    out = model.embed(features)
+    assert out.shape == (50, 8) and out.dtype == np.float32
+    changed = features.copy()
+    changed[30:] *= -2.0
+    assert np.array_equal(model.embed(changed)[:30], out[:30])
+
+
+def test_resume_after_a_kill_gives_the_same_model_as_an_uninterrupted_run(store, tmp_path):
+    uninterrupted = pretrain(_config(store, iters=6), models_dir=tmp_path / "a")
+
+    def kill(iteration, iters, loss):
+        if iteration == 5:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        pretrain(_config(store, iters=6), models_dir=tmp_path / "b", progress=kill)
+    resumed = pretrain(_config(store, iters=6), models_dir=tmp_path / "b")
+    assert resumed.card["training"]["resumed_from"] == 4
+    assert resumed.card["training"]["loss_curve"] == uninterrupted.card["training"]["loss_curve"]
+    a = (tmp_path / "a" / "tiny_ts2vec" / "weights.safetensors").read_bytes()
+    b = (tmp_path / "b" / "tiny_ts2vec" / "weights.safetensors").read_bytes()
+    assert a == b
+
+
+def test_a_symbol_missing_from_the_store_is_a_data_error(store, tmp_path):
+    spec = _spec(store)
+    spec["data"]["symbols"] = ["BTCUSDT", "XRPUSDT"]
+    with pytest.raises(DataError, match="XRPUSDT"):
+        pretrain(PretrainConfig.model_validate(spec), models_dir=tmp_path)
+
+
+def test_a_range_without_bars_is_a_data_error(store, tmp_path):
+    spec = _spec(store)
+    spec["data"] |= {"start": "2023-01-01", "end": "2023-01-31"}
+    with pytest.raises(DataError, match="0 bar"):
+        pretrain(PretrainConfig.model_validate(spec), models_dir=tmp_path)
+
+
+def test_invalid_encoder_hyperparameters_are_a_config_error(store, tmp_path):
+    spec = _spec(store)
+    spec["encoder"]["params"] = {"width": 3}
+    with pytest.raises(ConfigError, match="invalid hyperparameters"):
+        pretrain(PretrainConfig.model_validate(spec), models_dir=tmp_path)
+
+
+def test_cli_pretrain_writes_the_model_and_prints_a_summary(store, tmp_path, run_cli):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(_spec(store)))
+    result = run_cli("pretrain", path, "--models-dir", tmp_path / "models")
+    assert result.exit_code == 0, result.stderr
+    assert "tiny_ts2vec" in result.stdout and "unseen from 2024-01-04T00:00:00Z" in result.stdout
+    assert (tmp_path / "models" / "tiny_ts2vec" / "weights.safetensors").is_file()
+    again = run_cli("pretrain", path, "--models-dir", tmp_path / "models")
+    assert "resumed from iteration 4" in again.stdout
+
+
+def test_cli_pretrain_reports_an_unknown_kind_without_a_traceback(store, tmp_path, run_cli):
+    spec = _spec(store)
+    spec["encoder"]["kind"] = "ts3vec"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = run_cli("pretrain", path)
+    assert result.exit_code == 2
+    assert "encoder.kind" in result.stderr and "Traceback" not in result.stderr
