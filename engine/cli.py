@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from engine import config
 from engine.errors import EngineError
@@ -55,6 +56,126 @@ def validate(
 # --- engine data: fetch, import, ls, check -----------------------------------
 # The data modules are imported inside the commands: ccxt and pandas take half
 # a second to import, which every other command would pay.
+
+
+def _strategy(path: Path) -> config.StrategyConfig:
+    return config.load_config(path, config.StrategyConfig)
+
+
+_MODELS_HELP = "Folder of pretrained encoders (models/<name>/)."
+_METRIC_LABELS = {
+    "direction_accuracy": ("direction accuracy", "{:.3f}"),
+    "total_return": ("total return", "{:+.2%}"),
+    "benchmark_return": ("buy and hold", "{:+.2%}"),
+    "sharpe": ("Sharpe (daily, 365)", "{:.2f}"),
+    "sortino": ("Sortino (daily, 365)", "{:.2f}"),
+    "max_drawdown": ("max drawdown", "{:.2%}"),
+    "turnover": ("turnover (x capital)", "{:.1f}"),
+    "fees": ("fees (USDT)", "{:,.0f}"),
+    "slippage": ("slippage (USDT)", "{:,.0f}"),
+    "funding": ("funding paid (USDT)", "{:,.0f}"),
+    "trades": ("trades (fills)", "{:d}"),
+}
+
+
+def _metric(metrics: dict, name: str) -> str:
+    value = metrics.get(name)
+    return "n/a" if value is None else _METRIC_LABELS[name][1].format(value)
+
+
+@app.command()
+def run(
+    strategy: Path = typer.Argument(..., help="A strategy file, e.g. strategies/ssl_cost.yaml."),
+    models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
+    reports_dir: Path = typer.Option(Path("reports"), help="Where the run folder is written."),
+) -> None:
+    """Backtest a strategy out-of-sample and write a run folder with a QuantStats tearsheet.
+
+    The run folder reports/<strategy>-<UTC time>/ holds tearsheet.html,
+    metrics.json, trades.csv, equity.csv, config.yaml (resolved), inputs.json
+    (hashes of the data, model and strategy file) and timings.json.
+    """
+    from engine.backtest import run_backtest, write_run
+
+    cfg = _strategy(strategy)
+    with console.status("starting") as status:
+        result = run_backtest(cfg, models_dir, progress=status.update)
+        status.update("writing the run folder and tearsheet")
+        folder = write_run(result, reports_dir, strategy)
+    table = Table(title=f"{cfg.name}: {result.inputs['first_bar']} to {result.inputs['last_bar']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, (label, _) in _METRIC_LABELS.items():
+        table.add_row(label, _metric(result.metrics, name))
+    console.print(table)
+    timings = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in result.timings.items())
+    console.print(f"time: {timings}")
+    console.print(f"wrote {folder}")
+
+
+@app.command()
+def compare(
+    strategies: list[Path] = typer.Argument(..., help="Two or more strategy files."),
+    models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
+    reports_dir: Path = typer.Option(Path("reports"), help="Where the comparison is written."),
+) -> None:
+    """Backtest several strategies and print and write a side-by-side table.
+
+    Writes reports/compare-<UTC time>.csv and .md with one row per strategy.
+    """
+    from engine.backtest import run_backtest
+    from engine.report.compare import write_comparison
+
+    results = []
+    with console.status("starting") as status:
+        for path in strategies:
+            cfg = _strategy(path)
+            results.append(
+                run_backtest(
+                    cfg, models_dir, progress=lambda s, n=cfg.name: status.update(f"{n}: {s}")
+                )
+            )
+    table = Table(title="out-of-sample comparison")
+    table.add_column("strategy")
+    columns = [n for n in _METRIC_LABELS if n != "benchmark_return"]
+    for name in columns:
+        table.add_column(_METRIC_LABELS[name][0], justify="right")
+    for result in results:
+        table.add_row(result.config.name, *(_metric(result.metrics, n) for n in columns))
+    console.print(table)
+    for path in write_comparison(results, reports_dir):
+        console.print(f"wrote {path}")
+
+
+@app.command()
+def audit(
+    strategy: Path = typer.Argument(..., help="A strategy file."),
+    samples: int = typer.Option(4, min=1, help="Bars t at which the future is changed."),
+    models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
+) -> None:
+    """Check a strategy for lookahead: change the bars after t; nothing up to t may change.
+
+    Exits 1 if any output at or before a sampled bar changed.
+    """
+    from engine.audit import audit as run_audit
+
+    cfg = _strategy(strategy)
+    with console.status(f"auditing {cfg.name} at {samples} bars"):
+        findings = run_audit(cfg, models_dir, samples=samples)
+    table = Table(title=f"lookahead audit of {cfg.name}")
+    for column in ("bar time t", "output", "values <= t", "changed <= t", "moved > t"):
+        table.add_column(column, justify="right" if column != "output" else "left")
+    for f in findings:
+        style = "bold red" if f.changed else None
+        table.add_row(
+            f.time, f.output, str(f.compared), str(f.changed), str(f.moved_after), style=style
+        )
+    console.print(table)
+    leaks = sum(f.changed for f in findings)
+    console.print(f"changed values at or before t: {leaks}")
+    if leaks:
+        raise typer.Exit(1)
+
 
 _STORE_HELP = "Store folder; by default $ENGINE_DATA_DIR, else ./data."
 

@@ -52,6 +52,12 @@ class History:
     volume: np.ndarray
     z: np.ndarray
 
+    @classmethod
+    def from_candles(cls, candles, z: np.ndarray) -> History:
+        """Return the history of a candle frame (store schema) with representations ``z``."""
+        columns = ("timestamp", "open", "high", "low", "close", "volume")
+        return cls(**{c: candles[c].to_numpy() for c in columns}, z=z)
+
     def __len__(self) -> int:
         return len(self.close)
 

@@ -1,0 +1,120 @@
+"""Lookahead audit of a strategy: change the future, and nothing in the past may move.
+
+At a sample of out-of-sample bars t, the bars after t are replaced by a
+different but valid price path (and other volumes), the representation is
+recomputed from scratch (no cache), the components are refitted
+walk-forward, and every output at or before t is compared bit for bit with
+the original run. A causal strategy changes nothing; any changed value is a
+leak and is reported with the output it appeared in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.backtest import (
+    build_pipeline,
+    compute_representation,
+    load_candles,
+    out_of_sample_rows,
+)
+from engine.config import StrategyConfig
+from engine.data.store import CandleStore
+from engine.strategy.base import History
+from engine.strategy.walkforward import Decisions, walk_forward
+
+DECISION_OUTPUTS = ("target", "risk_scale", "mode", "limit_offset", "stop_loss", "take_profit")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Outputs at or before bar ``t`` that changed when the bars after ``t`` changed."""
+
+    bar: int
+    time: str
+    output: str
+    changed: int
+    compared: int
+    #: Values after ``t`` that changed: evidence that the perturbation took effect.
+    moved_after: int
+
+
+def perturb_after(candles: pd.DataFrame, t: int, seed: int) -> pd.DataFrame:
+    """Return ``candles`` with every bar after ``t`` replaced by another valid price path.
+
+    The new path keeps the bars' shapes but scales each later bar by a random
+    walk, and shuffles their volumes; bars up to ``t`` are left exactly as
+    they were.
+    """
+    rng = np.random.default_rng(seed)
+    out = candles.copy()
+    later = slice(t + 1, len(candles))
+    n = len(candles) - t - 1
+    factor = np.exp(np.cumsum(rng.normal(0.0, 0.01, size=n)))
+    for column in ("open", "high", "low", "close"):
+        out.loc[out.index[later], column] = candles[column].to_numpy()[later] * factor
+    out.loc[out.index[later], "volume"] = rng.permutation(candles["volume"].to_numpy()[later])
+    return out
+
+
+def _decide(
+    config: StrategyConfig, candles: pd.DataFrame, models_dir: Path, start: int, stop: int
+) -> tuple[np.ndarray, Decisions]:
+    timestamps = candles["timestamp"].to_numpy()
+    z, _ = compute_representation(config, candles, int(timestamps[start]), models_dir, None)
+    history = History.from_candles(candles, z)
+    wf = config.walk_forward
+    decisions = walk_forward(
+        history, build_pipeline(config), start, stop, wf.fit_bars, wf.refit_every, wf.embargo_bars
+    )
+    return z, decisions
+
+
+def _outputs(z: np.ndarray, decisions: Decisions) -> dict[str, np.ndarray]:
+    outputs = {"representation": z[decisions.start : decisions.stop]}
+    outputs.update({name: getattr(decisions, name) for name in DECISION_OUTPUTS})
+    outputs.update({f"component:{k}": v for k, v in decisions.outputs.items()})
+    return outputs
+
+
+def audit(
+    config: StrategyConfig,
+    models_dir: Path = Path("models"),
+    store: CandleStore | None = None,
+    samples: int = 4,
+    seed: int = 0,
+) -> list[Finding]:
+    """Return one finding per sampled bar and output: how many past values changed.
+
+    An honest strategy has ``changed == 0`` everywhere.
+    """
+    store = store or CandleStore(config.store.path)
+    _, candles = load_candles(config, store)
+    timestamps = candles["timestamp"].to_numpy()
+    start, stop = out_of_sample_rows(config, timestamps)
+    base = _outputs(*_decide(config, candles, models_dir, start, stop))
+    fractions = np.arange(1, samples + 1) / (samples + 1)
+    sample_bars = start + (fractions * (stop - start - 1)).astype(int)
+    findings = []
+    for i, t in enumerate(sample_bars):
+        changed = perturb_after(candles, int(t), seed + i)
+        other = _outputs(*_decide(config, changed, models_dir, start, stop))
+        upto = int(t) - start + 1
+        when = pd.Timestamp(int(timestamps[t]), unit="ms", tz="UTC").isoformat()
+        for name, values in base.items():
+            differs = ~((values == other[name]) | (np.isnan(values) & np.isnan(other[name])))
+            findings.append(
+                Finding(
+                    int(t),
+                    when,
+                    name,
+                    int(differs[:upto].sum()),
+                    int(differs[:upto].size),
+                    int(differs[upto:].sum()),
+                )
+            )
+    return findings

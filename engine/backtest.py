@@ -1,0 +1,377 @@
+"""A historical backtest of a strategy file, from candles to a run folder.
+
+``run_backtest`` loads the candles (fetching through ccxt when the store lacks
+them), computes the causal representation of every bar, fits the components
+walk-forward, runs the event loop over the out-of-sample bars and computes the
+metrics. ``write_run`` writes the run folder. Headline metrics cover the
+out-of-sample bars only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from engine.atomic import write_text
+from engine.config import StrategyConfig
+from engine.data.store import CandleStore, SeriesKey
+from engine.errors import ConfigError, DataError, EngineError
+from engine.report.metrics import daily_returns, direction_accuracy, summarise
+from engine.sim.enums import Kind, Liquidity, Reason, Side
+from engine.sim.run import MarketSpec, SimConfig, SimResult, align_funding, simulate
+from engine.ssl.checkpoint import load_model
+from engine.strategy.base import History, load_component
+from engine.strategy.features import forward_return
+from engine.strategy.representations import (
+    default_cache_dir,
+    feature_representations,
+    hash_candles,
+    hash_files,
+    model_representations,
+    pca_representations,
+)
+from engine.strategy.walkforward import Decisions, Pipeline, check_windows, walk_forward
+
+DAY_MS = 86_400_000
+#: Evaluation horizon of direction accuracy for signals without a label horizon.
+DEFAULT_ACCURACY_HORIZON = 5
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """Everything a backtest produced, ready for the run folder."""
+
+    config: StrategyConfig
+    timestamps: np.ndarray
+    close: np.ndarray
+    decisions: Decisions
+    sim: SimResult
+    metrics: dict
+    daily: pd.Series
+    benchmark: pd.Series
+    inputs: dict
+    timings: dict = field(default_factory=dict)
+
+
+def _day_ms(day: dt.date) -> int:
+    return int(pd.Timestamp(day, tz="UTC").value // 1_000_000)
+
+
+def load_candles(config: StrategyConfig, store: CandleStore) -> tuple[SeriesKey, pd.DataFrame]:
+    """Return the candles of the strategy's market, fetching them if the store lacks them."""
+    market = config.market
+    if len(market.symbols) != 1:
+        raise ConfigError(
+            f"market.symbols: a backtest trades one symbol; got {len(market.symbols)}"
+        )
+    key = SeriesKey(market.exchange, market.market, market.symbols[0], market.timeframe)
+    if not store.exists(key):
+        _fetch_missing(config, store, key)
+    candles = store.load(key, config.store.gap_policy, config.store.max_gap_bars)
+    return key, candles
+
+
+def _fetch_missing(config: StrategyConfig, store: CandleStore, key: SeriesKey) -> None:
+    from engine.data.feed import make_exchange, update_candles
+
+    warmup = config.walk_forward.fit_bars + config.walk_forward.embargo_bars
+    since = _day_ms(config.out_of_sample.start) - 2 * warmup * key.interval_ms
+    try:
+        update_candles(store, make_exchange(key.exchange), key, since_ms=since)
+    except EngineError as exc:
+        raise DataError(
+            f"the store {store.root} has no {key.filename} and fetching it failed: {exc}. "
+            "Fetch it with `engine data fetch`, or point ENGINE_DATA_DIR at a store that has it"
+        ) from None
+
+
+def _funding(
+    config: StrategyConfig, store: CandleStore, key: SeriesKey, timestamps: np.ndarray
+) -> tuple[np.ndarray, str | None]:
+    if not config.costs.funding or key.market != "linear":
+        return np.zeros(len(timestamps)), None
+    try:
+        rates = store.load_funding(key.exchange, key.market, key.symbol)
+    except DataError as exc:
+        raise DataError(
+            f"costs.funding is on but funding rates for {key.symbol} are missing: {exc}. "
+            "Fetch them with `engine data fetch --funding`, or set costs.funding: false"
+        ) from None
+    known_until = pd.Timestamp(int(rates["timestamp"].iloc[-1]), unit="ms", tz="UTC")
+    per_bar = align_funding(timestamps, rates["timestamp"].to_numpy(), rates["rate"].to_numpy())
+    return per_bar, known_until.isoformat()
+
+
+def compute_representation(
+    config: StrategyConfig,
+    candles: pd.DataFrame,
+    start_ms: int,
+    models_dir: Path,
+    cache_dir: Path | None,
+) -> tuple[np.ndarray, dict]:
+    if config.encoder is not None:
+        folder = models_dir / config.encoder
+        if not folder.is_dir():
+            raise ConfigError(
+                f"encoder: no model folder {folder}; expected one of "
+                f"{sorted(p.name for p in models_dir.glob('*/card.json'))}"
+            )
+        model = load_model(folder)
+        trained_until = pd.Timestamp(model.card["data"]["end"], tz="UTC")
+        if _day_ms(trained_until.date()) + DAY_MS > start_ms:
+            raise ConfigError(
+                f"out_of_sample.start {pd.Timestamp(start_ms, unit='ms').date()} overlaps the "
+                f"pretraining range of {config.encoder} (it ends {trained_until.date()}); "
+                "start the out-of-sample range after it"
+            )
+        model_hash = hash_files(folder / "weights.safetensors", folder / "card.json")
+        z = model_representations(model, candles, cache_dir, model_hash)
+        return z, {"model": config.encoder, "model_sha256": model_hash}
+    spec = config.representation
+    if spec.kind == "pca":
+        fit_stop = int(np.searchsorted(candles["timestamp"], _day_ms(spec.fit_end) + DAY_MS))
+        if _day_ms(spec.fit_end) + DAY_MS > start_ms:
+            raise ConfigError("representation.fit_end must be before out_of_sample.start")
+        z = pca_representations(candles, fit_stop, spec.window, spec.dims, spec.extras)
+        return z, {"representation": "pca"}
+    return feature_representations(candles, spec.extras), {"representation": "features"}
+
+
+def build_pipeline(config: StrategyConfig) -> Pipeline:
+    """Return the strategy's components, loaded by import path with their parameters."""
+    parts = {
+        role: load_component(spec.cls, spec.params, role)
+        for role, spec in config.components
+        if spec is not None and role != "portfolio"
+    }
+    if config.components.portfolio is not None:
+        raise ConfigError("components.portfolio: a single-asset backtest takes no portfolio")
+    return Pipeline(**parts)
+
+
+def out_of_sample_rows(config: StrategyConfig, timestamps: np.ndarray) -> tuple[int, int]:
+    start_ms = _day_ms(config.out_of_sample.start)
+    start = int(np.searchsorted(timestamps, start_ms))
+    stop = len(timestamps)
+    if config.out_of_sample.end is not None:
+        stop = int(np.searchsorted(timestamps, _day_ms(config.out_of_sample.end) + DAY_MS))
+    if stop - start < 2:
+        first = pd.Timestamp(int(timestamps[0]), unit="ms").date()
+        last = pd.Timestamp(int(timestamps[-1]), unit="ms").date()
+        raise DataError(
+            f"out_of_sample {config.out_of_sample.start} to {config.out_of_sample.end or 'end'} "
+            f"holds {max(stop - start, 0)} bars; the data runs from {first} to {last}"
+        )
+    return start, stop
+
+
+def run_backtest(
+    config: StrategyConfig,
+    models_dir: Path = Path("models"),
+    store: CandleStore | None = None,
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> Backtest:
+    """Run a strategy over its out-of-sample range and return the result."""
+    say = progress or (lambda _: None)
+    store = store or CandleStore(config.store.path)
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    say("loading candles")
+    key, candles = load_candles(config, store)
+    timestamps = candles["timestamp"].to_numpy()
+    start, stop = out_of_sample_rows(config, timestamps)
+    pipeline = build_pipeline(config)
+    wf = config.walk_forward
+    check_windows(pipeline, start, wf.fit_bars, wf.refit_every, wf.embargo_bars)
+    funding, funding_until = _funding(config, store, key, timestamps[start:stop])
+    timings["load_s"] = time.perf_counter() - clock
+
+    say("computing representations")
+    clock = time.perf_counter()
+    z, source = compute_representation(
+        config, candles, int(timestamps[start]), models_dir, cache_dir
+    )
+    history = History.from_candles(candles, z)
+    timings["representation_s"] = time.perf_counter() - clock
+
+    say("fitting components walk-forward")
+    clock = time.perf_counter()
+    decisions = walk_forward(
+        history, pipeline, start, stop, wf.fit_bars, wf.refit_every, wf.embargo_bars
+    )
+    timings["walk_forward_s"] = time.perf_counter() - clock
+
+    say("running the event loop")
+    clock = time.perf_counter()
+    sim = _simulate(config, history, decisions, funding, pipeline)
+    timings["event_loop_s"] = time.perf_counter() - clock
+
+    close = history.close[start:stop]
+    horizon = pipeline.signal.horizon or DEFAULT_ACCURACY_HORIZON
+    forward = forward_return(history.close, horizon)[start:stop]
+    accuracy = direction_accuracy(decisions.outputs["score"], forward)
+    capital = config.initial_capital
+    daily = daily_returns(timestamps[start:stop], sim.equity, capital)
+    hold = capital * close / history.open[start]
+    benchmark = daily_returns(timestamps[start:stop], hold, capital).rename("benchmark")
+    metrics = summarise(daily, sim.equity, capital, sim.fills, sim.ledger, accuracy)
+    metrics["benchmark_return"] = float(hold[-1] / capital - 1.0)
+    metrics["bars"] = stop - start
+    inputs = {
+        "candles": key.filename,
+        "candles_sha256": hash_candles(candles),
+        "first_bar": _iso(timestamps[start]),
+        "last_bar": _iso(timestamps[stop - 1]),
+        "funding_known_until": funding_until,
+        **source,
+    }
+    return Backtest(
+        config=config,
+        timestamps=timestamps[start:stop],
+        close=close,
+        decisions=decisions,
+        sim=sim,
+        metrics=metrics,
+        daily=daily,
+        benchmark=benchmark,
+        inputs=inputs,
+        timings=timings,
+    )
+
+
+def _simulate(
+    config: StrategyConfig,
+    history: History,
+    decisions: Decisions,
+    funding: np.ndarray,
+    pipeline: Pipeline,
+) -> SimResult:
+    rows = slice(decisions.start, decisions.stop)
+    rules = config.rules.get(config.market.symbols[0])
+    timing = pipeline.timing
+    sim_config = SimConfig(
+        maker_fee=config.costs.maker_fee,
+        taker_fee=config.costs.taker_fee,
+        slippage_bps=config.costs.slippage_bps,
+        liquidation_fee=config.costs.liquidation_fee,
+        maintenance_margin=config.margin.maintenance_margin,
+        max_leverage=config.margin.max_leverage,
+        sizing="cash" if config.market.market == "spot" else "margin",
+        spot=config.market.market == "spot",
+        limit_ttl=max(1, getattr(timing, "max_wait", 1)),
+    )
+    return simulate(
+        history.timestamp[rows],
+        history.open[rows],
+        history.high[rows],
+        history.low[rows],
+        history.close[rows],
+        decisions.target,
+        mode=decisions.mode,
+        risk=decisions.risk_scale,
+        limit_offset=decisions.limit_offset,
+        stop_loss=decisions.stop_loss,
+        take_profit=decisions.take_profit,
+        funding=funding,
+        markets=MarketSpec(**rules.model_dump()) if rules else None,
+        config=sim_config,
+        cash=config.initial_capital,
+    )
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
+
+
+def _names(enum, values: np.ndarray) -> list[str]:
+    return [enum(int(v)).name.lower() for v in values]
+
+
+def trades_frame(backtest: Backtest) -> pd.DataFrame:
+    """Return one row per fill, with times and enum names spelled out."""
+    fills = backtest.sim.fills
+    return pd.DataFrame(
+        {
+            "time": [_iso(backtest.timestamps[b]) for b in fills["bar"]],
+            "symbol": backtest.config.market.symbols[0],
+            "side": _names(Side, fills["side"]),
+            "quantity": fills["quantity"],
+            "price": fills["price"],
+            "fee": fills["fee"],
+            "slippage": fills["slippage"],
+            "liquidity": _names(Liquidity, fills["liquidity"]),
+            "kind": _names(Kind, fills["kind"]),
+            "reason": _names(Reason, fills["reason"]),
+        }
+    )
+
+
+def equity_frame(backtest: Backtest) -> pd.DataFrame:
+    """Return one row per out-of-sample bar: equity, book, decisions and costs."""
+    sim, decisions = backtest.sim, backtest.decisions
+    frame = pd.DataFrame(
+        {
+            "time": [_iso(t) for t in backtest.timestamps],
+            "close": backtest.close,
+            "equity": sim.equity,
+            "cash": sim.cash,
+            "position": sim.position[:, 0],
+            "notional": sim.notional[:, 0],
+            "target": decisions.target,
+            "risk_scale": decisions.risk_scale,
+            "mode": decisions.mode,
+        }
+    )
+    for name, values in sorted(decisions.outputs.items()):
+        frame[name] = values
+    for column in sim.ledger.dtype.names:
+        frame[column] = sim.ledger[column]
+    return frame
+
+
+def write_run(backtest: Backtest, reports_dir: Path, config_path: Path | None = None) -> Path:
+    """Write the run folder ``reports_dir/<strategy>-<UTC time>/`` and return its path.
+
+    The folder is assembled under a hidden name and renamed when complete, so
+    a crash leaves no half-written run.
+    """
+    from engine.report.tearsheet import write_tearsheet
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    final = reports_dir / f"{backtest.config.name}-{stamp}"
+    building = reports_dir / f".{final.name}.partial"
+    building.mkdir(parents=True, exist_ok=False)
+    inputs = dict(backtest.inputs)
+    if config_path is not None:
+        inputs["config_file"] = str(config_path)
+        inputs["config_sha256"] = hashlib.sha256(config_path.read_bytes()).hexdigest()
+    write_text(building / "metrics.json", json.dumps(backtest.metrics, indent=2) + "\n")
+    write_text(building / "inputs.json", json.dumps(inputs, indent=2) + "\n")
+    write_text(building / "timings.json", json.dumps(backtest.timings, indent=2) + "\n")
+    resolved = backtest.config.model_dump(mode="json", by_alias=True)
+    write_text(building / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    trades_frame(backtest).to_csv(building / "trades.csv", index=False)
+    equity_frame(backtest).to_csv(building / "equity.csv", index=False)
+    write_tearsheet(
+        backtest.daily,
+        backtest.benchmark,
+        building / "tearsheet.html",
+        title=f"{backtest.config.name}: out-of-sample {inputs['first_bar'][:10]} to "
+        f"{inputs['last_bar'][:10]}",
+    )
+    building.rename(final)
+    return final
