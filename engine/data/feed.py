@@ -308,34 +308,18 @@ def fetch_ohlcv(
         Candles in the store schema, not yet validated.
     """
     interval = key.interval_ms
-    start = -(-since_ms // interval) * interval
     end = _last_wanted(until_ms, interval, _last_closed_bar(interval, now_ms))
-    if end < start:
-        return _frame([], CANDLE_COLUMNS)
-    symbol = key.ccxt_symbol
-    # Bars are expected from the listing (Bybit's launchTime), when the exchange says.
-    listed = _load_market(exchange, symbol, retry).get("created")
-    expected_from = None if not listed else -(-int(listed) // interval) * interval
 
     def fetch_window(lo: int, hi: int) -> list[list[Any]]:
         return exchange.fetch_ohlcv(
-            symbol, key.timeframe, since=lo, limit=OHLCV_PAGE, params={"until": hi}
+            key.ccxt_symbol, key.timeframe, since=lo, limit=OHLCV_PAGE, params={"until": hi}
         )
 
-    what = f"{key.timeframe} candles of {symbol}"
-    rows = _collect(
-        exchange,
-        fetch_window,
-        start,
-        end,
-        interval,
-        OHLCV_PAGE,
-        expected_from,
-        what,
-        retry,
-        progress,
+    what = f"{key.timeframe} candles of {key.ccxt_symbol}"
+    # Every bar is expected from the listing on; funding may start some settlements later.
+    return _fetch_series(
+        exchange, key, since_ms, end, OHLCV_PAGE, fetch_window, what, True, retry, progress
     )
-    return _frame(rows, CANDLE_COLUMNS)
 
 
 def fetch_funding(
@@ -357,24 +341,49 @@ def fetch_funding(
         Columns ``timestamp`` (settlement time) and ``rate``, not yet validated.
     """
     interval = key.interval_ms
-    start = -(-since_ms // interval) * interval
     end = _last_wanted(until_ms, interval, _last_settlement(interval, now_ms))
-    if end < start:
-        return _frame([], FUNDING_COLUMNS)
-    symbol = key.ccxt_symbol
-    _load_market(exchange, symbol, retry)
 
     def fetch_window(lo: int, hi: int) -> list[list[Any]]:
         history = exchange.fetch_funding_rate_history(
-            symbol, since=lo, limit=FUNDING_PAGE, params={"until": hi}
+            key.ccxt_symbol, since=lo, limit=FUNDING_PAGE, params={"until": hi}
         )
         return [[entry["timestamp"], entry["fundingRate"]] for entry in history]
 
-    what = f"funding rates of {symbol}"
-    rows = _collect(
-        exchange, fetch_window, start, end, interval, FUNDING_PAGE, None, what, retry, progress
+    what = f"funding rates of {key.ccxt_symbol}"
+    return _fetch_series(
+        exchange, key, since_ms, end, FUNDING_PAGE, fetch_window, what, False, retry, progress
     )
-    return _frame(rows, FUNDING_COLUMNS)
+
+
+def _fetch_series(
+    exchange: ccxt.Exchange,
+    key: SeriesKey | FundingKey,
+    since_ms: int,
+    end: int,
+    page: int,
+    fetch_window: Callable[[int, int], list[list[Any]]],
+    what: str,
+    every_row_from_listing: bool,
+    retry: RetryPolicy,
+    progress: Progress | None,
+) -> pd.DataFrame:
+    # Page through the rows of `key` from `since_ms` (or the listing, if later) to `end`.
+    interval = key.interval_ms
+    columns = CANDLE_COLUMNS if isinstance(key, SeriesKey) else FUNDING_COLUMNS
+    start = -(-since_ms // interval) * interval
+    listing = None
+    if end >= start:
+        listed = _load_market(exchange, key.ccxt_symbol, retry).get("created")
+        listing = None if not listed else -(-int(listed) // interval) * interval
+    if listing is not None:
+        start = max(start, listing)
+    if end < start:
+        return _frame([], columns)
+    expected_from = listing if every_row_from_listing else None
+    rows = _collect(
+        exchange, fetch_window, start, end, interval, page, expected_from, what, retry, progress
+    )
+    return _frame(rows, columns)
 
 
 def _frame(rows: list[list[Any]], columns: tuple[str, ...]) -> pd.DataFrame:
