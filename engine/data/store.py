@@ -21,7 +21,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -320,10 +319,3 @@ class CandleStore:
             if os.path.exists(temporary):
                 os.unlink(temporary)
         return path
-
-
-def empty_candles() -> pd.DataFrame:
-    """Return an empty candle table with the store's dtypes."""
-    return pd.DataFrame(
-        {c: np.zeros(0, dtype=np.int64 if c == "timestamp" else np.float64) for c in CANDLE_COLUMNS}
-    )

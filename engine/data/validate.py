@@ -98,10 +98,9 @@ class Gap:
 
     def describe(self) -> str:
         """Return the gap as a phrase for a person."""
-        noun = "bar" if self.bars == 1 else "bars"
         if self.bars == 1:
             return f"1 missing bar at {iso_utc(self.start_ms)}"
-        return f"{self.bars} missing {noun} from {iso_utc(self.start_ms)} to {iso_utc(self.end_ms)}"
+        return f"{self.bars} missing bars from {iso_utc(self.start_ms)} to {iso_utc(self.end_ms)}"
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,7 @@ def find_violations(
         return schema
     timestamps = frame["timestamp"].to_numpy()
     found = _timestamp_violations(timestamps, interval_ms)
-    if columns == CANDLE_COLUMNS:
+    if tuple(columns) == CANDLE_COLUMNS:
         found += _candle_violations(frame, timestamps)
     else:
         found += _finite_violations(frame, timestamps, ("rate",))
@@ -261,7 +260,7 @@ def check_frame(frame: pd.DataFrame, columns: Sequence[str], interval_ms: int, n
     violations = find_violations(frame, columns, interval_ms)
     rows = len(frame)
     zero_volume = None
-    if columns == CANDLE_COLUMNS and "volume" in frame:
+    if tuple(columns) == CANDLE_COLUMNS and "volume" in frame:
         zero_volume = int((frame["volume"] == 0).sum())
     if "timestamp" not in frame or rows == 0 or frame["timestamp"].dtype != np.int64:
         return Report(name, rows, None, None, 0, None, violations, zero_volume)

@@ -158,6 +158,7 @@ def test_make_exchange_points_every_or_named_api_url_elsewhere():
         make_exchange("nosuchexchange")
 
 
+@pytest.mark.slow
 def test_importing_the_engine_opens_no_connection():
     code = (
         "import socket\n"

@@ -130,3 +130,15 @@ def test_merge_keeps_identical_overlap_and_refuses_conflicts(candles):
     changed.loc[5, "close"] += 1.0
     with pytest.raises(DataError, match=r"row at 2024-01-01T05:00:00Z differs"):
         merge_series(frame.iloc[:6], changed, "test")
+
+
+def test_check_reports_unknown_names_and_unreadable_files(store, candles):
+    store.write(KEY, candles(12).drop(index=[4]))
+    (store.root / "candles.parquet").write_bytes(b"whatever")
+    (store.root / "bybit_linear_ETHUSDT_1h.parquet").write_bytes(b"PAR1 torn")
+    reports = {report.name: report for report in store.check()}
+    assert reports[KEY.filename].ok and reports[KEY.filename].missing == 1
+    assert "not of the form" in reports["candles.parquet"].violations[0].problem
+    assert not reports["bybit_linear_ETHUSDT_1h.parquet"].ok
+    with pytest.raises(DataError, match="not a readable parquet file"):
+        store.load(SeriesKey("bybit", "linear", "ETHUSDT", "1h"))
