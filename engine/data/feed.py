@@ -143,14 +143,18 @@ def make_exchange(
 
 
 def _retry_hint_s(exchange: ccxt.Exchange, error: Exception) -> float:
-    # Seconds the exchange asked us to wait (HTTP Retry-After), if it did.
+    # Seconds the exchange asked us to wait (Retry-After, or Bybit's limit reset time).
     if not isinstance(error, ccxt.RateLimitExceeded):
         return 0.0
     headers = exchange.last_response_headers or {}
     try:
-        return float(headers.get("Retry-After", 0))
+        if "Retry-After" in headers:
+            return float(headers["Retry-After"])
+        if "X-Bapi-Limit-Reset-Timestamp" in headers:
+            return (int(headers["X-Bapi-Limit-Reset-Timestamp"]) - clock_ms()) / 1000
     except ValueError:
-        return 0.0
+        pass
+    return 0.0
 
 
 def _with_retries(
