@@ -53,11 +53,6 @@ def validate(
     console.print(f"{file}: valid")
 
 
-# --- engine data: fetch, import, ls, check -----------------------------------
-# The data modules are imported inside the commands: ccxt and pandas take half
-# a second to import, which every other command would pay.
-
-
 def _strategy(path: Path) -> config.StrategyConfig:
     return config.load_config(path, config.StrategyConfig)
 
@@ -175,6 +170,11 @@ def audit(
     console.print(f"changed values at or before t: {leaks}")
     if leaks:
         raise typer.Exit(1)
+
+
+# --- engine data: fetch, import, ls, check -----------------------------------
+# The data modules are imported inside the commands: ccxt and pandas take half
+# a second to import, which every other command would pay.
 
 
 _STORE_HELP = "Store folder; by default $ENGINE_DATA_DIR, else ./data."
