@@ -142,3 +142,17 @@ def test_check_reports_unknown_names_and_unreadable_files(store, candles):
     assert not reports["bybit_linear_ETHUSDT_1h.parquet"].ok
     with pytest.raises(DataError, match="not a readable parquet file"):
         store.load(SeriesKey("bybit", "linear", "ETHUSDT", "1h"))
+
+
+def test_real_binance_gap_follows_the_gap_policy(shared_data):
+    shared = CandleStore(shared_data)
+    key = SeriesKey("binance", "spot", "BTCUSDT", "1h")
+    with pytest.raises(DataError, match="1 missing bar at 2023-03-24T13:00:00Z"):
+        shared.load(key)
+    assert len(shared.load(key, max_gap_bars=1)) == 37_923
+    filled = shared.load(key, gap_policy="flat")
+    assert len(filled) == 37_924 and filled["filled"].sum() == 1
+    bar = filled[filled["filled"]].iloc[0]
+    halted = filled[filled["timestamp"] == bar["timestamp"] - HOUR].iloc[0]
+    assert bar["timestamp"] == 1_679_662_800_000 and bar["close"] == halted["close"]
+    assert bar["volume"] == 0.0
