@@ -22,7 +22,7 @@ import ccxt
 import numpy as np
 import pandas as pd
 
-from engine.data.store import CandleStore, SeriesKey, merge_series, parse_filename
+from engine.data.store import CandleStore, FundingKey, SeriesKey, merge_series, parse_filename
 from engine.data.validate import (
     CANDLE_COLUMNS,
     DEFAULT_MAX_GAP_BARS,
@@ -58,6 +58,8 @@ def _name_fields(path: Path) -> dict[str, str]:
             key = parse_filename(path.stem + ".parquet")
         except DataError:
             return {}
+        if isinstance(key, FundingKey):
+            raise DataError(f"{path.name} holds funding rates; expected a candle file to import")
         return {k: getattr(key, k) for k in ("exchange", "market", "symbol", "timeframe")}
     match = _FREQTRADE_NAME.match(path.name)
     if match is None:

@@ -126,3 +126,8 @@ def test_feather_without_timezone_is_refused(tmp_path, candles):
     frame.to_feather(source)
     with pytest.raises(DataError, match="expected time-zone-aware datetimes"):
         read_candle_file(source)
+
+
+def test_funding_file_is_not_taken_for_candles(tmp_path):
+    with pytest.raises(DataError, match="holds funding rates; expected a candle file"):
+        infer_key(tmp_path / "bybit_linear_BTCUSDT_funding_8h.parquet")
