@@ -46,18 +46,23 @@ class Finding:
 def perturb_after(candles: pd.DataFrame, t: int, seed: int) -> pd.DataFrame:
     """Return ``candles`` with every bar after ``t`` replaced by another valid price path.
 
-    The new path keeps the bars' shapes but scales each later bar by a random
-    walk, and shuffles their volumes; bars up to ``t`` are left exactly as
-    they were.
+    Later prices are mirrored and stretched around the close of bar t in log
+    space (a log distance d from it becomes -1.5 d), so every later return
+    changes sign and size, and later volumes are shuffled. Bars up to ``t``
+    are left exactly as they were.
     """
     rng = np.random.default_rng(seed)
     out = candles.copy()
-    later = slice(t + 1, len(candles))
-    n = len(candles) - t - 1
-    factor = np.exp(np.cumsum(rng.normal(0.0, 0.01, size=n)))
-    for column in ("open", "high", "low", "close"):
-        out.loc[out.index[later], column] = candles[column].to_numpy()[later] * factor
-    out.loc[out.index[later], "volume"] = rng.permutation(candles["volume"].to_numpy()[later])
+    later = out.index[t + 1 :]
+    anchor = np.log(candles["close"].iloc[t])
+
+    def mirrored(column: str) -> np.ndarray:
+        return np.exp(anchor - 1.5 * (np.log(candles[column].to_numpy()[t + 1 :]) - anchor))
+
+    # Mirroring turns highs into lows and lows into highs.
+    for column, source in (("open", "open"), ("close", "close"), ("high", "low"), ("low", "high")):
+        out.loc[later, column] = mirrored(source)
+    out.loc[later, "volume"] = rng.permutation(candles["volume"].to_numpy()[t + 1 :])
     return out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from engine.strategy.representations import (
 from engine.strategy.walkforward import Decisions, Pipeline, check_windows, walk_forward
 
 DAY_MS = 86_400_000
+#: Set to 1 to never fetch missing candles from the exchange.
+OFFLINE_ENV = "ENGINE_OFFLINE"
 #: Evaluation horizon of direction accuracy for signals without a label horizon.
 DEFAULT_ACCURACY_HORIZON = 5
 
@@ -85,6 +88,11 @@ def load_candles(config: StrategyConfig, store: CandleStore) -> tuple[SeriesKey,
 def _fetch_missing(config: StrategyConfig, store: CandleStore, key: SeriesKey) -> None:
     from engine.data.feed import make_exchange, update_candles
 
+    if os.environ.get(OFFLINE_ENV) == "1":
+        raise DataError(
+            f"the store {store.root} has no {key.filename} and {OFFLINE_ENV}=1 forbids fetching "
+            "it; point ENGINE_DATA_DIR at a store that has it"
+        )
     warmup = config.walk_forward.fit_bars + config.walk_forward.embargo_bars
     since = _day_ms(config.out_of_sample.start) - 2 * warmup * key.interval_ms
     try:

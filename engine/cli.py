@@ -131,13 +131,12 @@ def compare(
                 )
             )
     table = Table(title="out-of-sample comparison")
-    table.add_column("strategy")
-    columns = [n for n in _METRIC_LABELS if n != "benchmark_return"]
-    for name in columns:
-        table.add_column(_METRIC_LABELS[name][0], justify="right")
+    table.add_column("metric")
     for result in results:
-        table.add_row(result.config.name, *(_metric(result.metrics, n) for n in columns))
-    console.print(table)
+        table.add_column(result.config.name, justify="right")
+    for name, (label, _) in _METRIC_LABELS.items():
+        table.add_row(label, *(_metric(result.metrics, name) for result in results))
+    console.print(table, width=max(console.width, 26 + 16 * len(results)))
     for path in write_comparison(results, reports_dir):
         console.print(f"wrote {path}")
 

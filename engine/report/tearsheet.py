@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -10,6 +11,16 @@ import pandas as pd
 
 from engine.atomic import atomic_path
 from engine.report.metrics import PERIODS_PER_YEAR
+
+_SAVE_ON_LOAD = re.compile(r'<body\s+onload="save\(\)">')
+_REMOTE_ICON = re.compile(r'<link rel="shortcut icon" href="https?://[^"]*"[^>]*>\s*')
+
+
+def _self_contained(html: str) -> str:
+    # QuantStats' template calls save() on load, a function it defines only when
+    # it serves the report as a download, and it links a remote favicon; both
+    # fail in a browser opening the file offline.
+    return _REMOTE_ICON.sub("", _SAVE_ON_LOAD.sub("<body>", html))
 
 
 def write_tearsheet(strategy: pd.Series, benchmark: pd.Series, path: Path, title: str) -> None:
@@ -34,3 +45,5 @@ def write_tearsheet(strategy: pd.Series, benchmark: pd.Series, path: Path, title
             title=title,
             periods_per_year=PERIODS_PER_YEAR,
         )
+        html = tmp.read_text(encoding="utf-8")
+        tmp.write_text(_self_contained(html), encoding="utf-8")

@@ -1,0 +1,156 @@
+"""End to end: `engine run`, `engine compare` and `engine audit` on the shared Bybit candles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+SHORT_RANGE = {"start": "2025-03-01", "end": "2025-04-30"}
+
+
+@pytest.fixture
+def env(monkeypatch, shared_data, tmp_path):
+    monkeypatch.setenv("ENGINE_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("ENGINE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _strategy(tmp_path: Path, name: str, **changes) -> Path:
+    spec = yaml.safe_load((REPO_ROOT / "strategies" / f"{name}.yaml").read_text())
+    spec.update(changes)
+    path = tmp_path / "strategies" / f"{name}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _run(run_cli, strategy: Path, reports: Path) -> Path:
+    result = run_cli(
+        "run", strategy, "--reports-dir", reports, "--models-dir", REPO_ROOT / "models"
+    )
+    assert result.exit_code == 0, result.stderr
+    folders = sorted(p for p in reports.iterdir() if p.is_dir())
+    assert folders, result.stdout
+    return folders[-1]
+
+
+def test_run_writes_the_run_folder(env, run_cli):
+    strategy = _strategy(env, "sma_cross", out_of_sample=SHORT_RANGE)
+    folder = _run(run_cli, strategy, env / "reports")
+    names = {p.name for p in folder.iterdir()}
+    expected = {"tearsheet.html", "metrics.json", "trades.csv", "equity.csv", "config.yaml"}
+    assert expected | {"inputs.json", "timings.json"} <= names
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for key in ("direction_accuracy", "total_return", "sharpe", "fees", "funding", "trades"):
+        assert key in metrics
+    equity = pd.read_csv(folder / "equity.csv")
+    assert len(equity) == metrics["bars"] == 61 * 24
+    assert equity["time"].iloc[0].startswith("2025-03-01T00:00")
+    assert equity["time"].iloc[-1].startswith("2025-04-30T23:00")
+    trades = pd.read_csv(folder / "trades.csv")
+    assert len(trades) == metrics["trades"] > 0
+    assert set(trades["side"]) <= {"buy", "sell"}
+    total_fees = trades["fee"].sum()
+    assert total_fees == pytest.approx(metrics["fees"], rel=1e-9)
+    inputs = json.loads((folder / "inputs.json").read_text())
+    assert len(inputs["candles_sha256"]) == 64 and len(inputs["config_sha256"]) == 64
+
+
+def test_a_second_run_writes_an_identical_metrics_file(env, run_cli):
+    strategy = _strategy(env, "sma_cross", out_of_sample=SHORT_RANGE)
+    first = _run(run_cli, strategy, env / "one")
+    second = _run(run_cli, strategy, env / "two")
+    assert (first / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
+
+
+def test_tearsheet_renders_in_headless_chromium(env, run_cli):
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.fail("headless Chromium (Debian package chromium) is required for this test")
+    folder = _run(run_cli, _strategy(env, "sma_cross", out_of_sample=SHORT_RANGE), env / "r")
+    errors: list[str] = []
+    shot = env / "tearsheet.png"
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(chromium),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto((folder / "tearsheet.html").resolve().as_uri())
+        page.wait_for_load_state("load")
+        text = page.inner_text("body")
+        page.screenshot(path=str(shot), full_page=False)
+        browser.close()
+    assert errors == []
+    assert "sma_cross: out-of-sample 2025-03-01 to 2025-04-30" in text
+    assert "Sharpe" in text and "Max Drawdown" in text
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10, "the screenshot is blank"
+    assert (pixels < 128).mean() > 0.005, "the screenshot has almost no dark pixels"
+
+
+def test_compare_prints_and_writes_a_side_by_side_table(env, run_cli):
+    a = _strategy(env, "sma_cross", out_of_sample=SHORT_RANGE)
+    b = _strategy(env, "buy_and_hold", out_of_sample=SHORT_RANGE)
+    result = run_cli("compare", a, b, "--reports-dir", env / "reports")
+    assert result.exit_code == 0, result.stderr
+    csv = next((env / "reports").glob("compare-*.csv"))
+    table = pd.read_csv(csv)
+    assert table["strategy"].tolist() == ["sma_cross", "buy_and_hold"]
+    hold = table.set_index("strategy").loc["buy_and_hold"]
+    assert hold["trades"] == 1
+    assert "sma_cross" in result.stdout and "buy_and_hold" in result.stdout
+
+
+def test_audit_reports_no_leak_for_a_causal_strategy(env, run_cli):
+    result = run_cli("audit", _strategy(env, "sma_cross", out_of_sample=SHORT_RANGE))
+    assert result.exit_code == 0, result.stderr
+    assert "changed values at or before t: 0" in result.stdout
+
+
+def test_audit_catches_a_deliberately_leaky_component(env, run_cli, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    strategy = _strategy(
+        env,
+        "sma_cross",
+        out_of_sample=SHORT_RANGE,
+        components={"signal": {"class": "leaky:PeekingSignal"}},
+    )
+    result = run_cli("audit", strategy, "--samples", "2")
+    assert result.exit_code == 1
+    leaks = int(result.stdout.rsplit("changed values at or before t:", 1)[1].split()[0])
+    # At each of the 2 sampled bars t, the score of bar t saw bar t + 1, and so did
+    # the target and the order mode derived from it.
+    assert leaks == 6
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"encoder": "no_such_model", "representation": None}, "no model folder"),
+        ({"components": {"signal": {"class": "engine.strategy.nowhere:X"}}}, "cannot import"),
+        ({"out_of_sample": {"start": "2030-01-01"}}, "holds 0 bars"),
+        ({"market": {"symbols": ["DOGEUSDT"], "timeframe": "1h"}}, "DOGEUSDT"),
+    ],
+    ids=["missing_model", "unknown_component", "range_without_data", "missing_data"],
+)
+def test_bad_input_gets_a_clear_message_and_non_zero_exit(
+    env, run_cli, monkeypatch, change, message
+):
+    monkeypatch.setenv("ENGINE_OFFLINE", "1")
+    result = run_cli("run", _strategy(env, "sma_cross", **change), "--reports-dir", env / "r")
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
