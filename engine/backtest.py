@@ -136,12 +136,12 @@ def compute_representation(
                 f"{sorted(p.name for p in models_dir.glob('*/card.json'))}"
             )
         model = load_model(folder)
-        trained_until = pd.Timestamp(model.card["data"]["end"], tz="UTC")
-        if _day_ms(trained_until.date()) + DAY_MS > start_ms:
+        unseen_from = pd.Timestamp(model.card["data"]["unseen_from_utc"])
+        if start_ms < unseen_from.value // 1_000_000:
             raise ConfigError(
-                f"out_of_sample.start {pd.Timestamp(start_ms, unit='ms').date()} overlaps the "
-                f"pretraining range of {config.encoder} (it ends {trained_until.date()}); "
-                "start the out-of-sample range after it"
+                f"out_of_sample.start {pd.Timestamp(start_ms, unit='ms', tz='UTC').date()} "
+                f"overlaps the pretraining range of {config.encoder}: its card says bars from "
+                f"{unseen_from.isoformat()} on were never seen; start the range there or later"
             )
         model_hash = hash_files(folder / "weights.safetensors", folder / "card.json")
         z = model_representations(model, candles, cache_dir, model_hash)
