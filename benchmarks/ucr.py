@@ -22,17 +22,22 @@ The last line is ``accuracy: X.XXXX``, the mean over seeds.
 
 from __future__ import annotations
 
-import argparse
-import time
+import os
 
-import numpy as np
-import torch
-from aeon.datasets import load_classification
-from sklearn.model_selection import GridSearchCV
-from sklearn.svm import SVC
+# Before torch loads: see engine/ssl/__init__.py.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from engine.ssl.train import paper_iterations, train
-from engine.ssl.ts2vec import TS2Vec
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from aeon.datasets import load_classification  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.svm import SVC  # noqa: E402
+
+from engine.ssl.train import paper_iterations, train  # noqa: E402
+from engine.ssl.ts2vec import TS2Vec  # noqa: E402
 
 SVM_C = [0.0001, 0.001, 0.01, 0.1, 1, 10, 100, 1000, 10000, np.inf]
 
