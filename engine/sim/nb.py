@@ -102,12 +102,25 @@ from engine.sim.enums import (
     Side,
     Sizing,
     fill_dt,
-    ledger_dt,
     reject_dt,
 )
 
 TOL = 1e-9  # relative size below which an order is taken as nothing
 MAX_EVENTS_PER_ASSET = 3  # records one asset can add in one bar
+
+
+@njit(cache=True)
+def flex_nb(values, t, i):
+    """Return ``values[t, i]``, broadcasting a single row or a single column.
+
+    Assumptions
+    -----------
+    ``values`` is 2-D with 1 or more than ``t`` rows and 1 or more than ``i``
+    columns.
+    """
+    row = t if values.shape[0] > 1 else 0
+    col = i if values.shape[1] > 1 else 0
+    return values[row, col]
 
 
 @njit(cache=True)
@@ -126,7 +139,7 @@ def round_qty_nb(qty, step):
 
 
 @njit(cache=True)
-def book_value_nb(account, assets, price):
+def book_value_nb(account, assets, price, t):
     """Return cash plus the value of every position at ``price``.
 
     Assumptions
@@ -135,12 +148,12 @@ def book_value_nb(account, assets, price):
     """
     value = account[0]["cash"]
     for i in range(assets.shape[0]):
-        value += assets[i]["position"] * price[i]
+        value += assets[i]["position"] * price[t, i]
     return value
 
 
 @njit(cache=True)
-def gross_nb(assets, price, skip):
+def gross_nb(assets, price, t, skip):
     """Return the gross notional of every asset but ``skip`` at ``price``.
 
     Assumptions
@@ -150,7 +163,7 @@ def gross_nb(assets, price, skip):
     total = 0.0
     for i in range(assets.shape[0]):
         if i != skip:
-            total += abs(assets[i]["position"]) * price[i]
+            total += abs(assets[i]["position"]) * price[t, i]
     return total
 
 
@@ -254,7 +267,7 @@ def check_minimums_nb(markets, i, qty, price):
 
 
 @njit(cache=True)
-def constrain_nb(account, assets, config, markets, i, side, qty, price, fee_rate, ref_price):
+def constrain_nb(account, assets, config, markets, t, i, side, qty, price, fee_rate, ref_price):
     """Return the quantity an order may fill, its fill reason and a reject reason.
 
     Applies, in order: long only (spot), the cash limit (cash sizing or spot),
@@ -286,8 +299,10 @@ def constrain_nb(account, assets, config, markets, i, side, qty, price, fee_rate
     if not spot and cfg["sizing"] == Sizing.MARGIN:
         new_abs = abs(pos + qty) if side == Side.BUY else abs(pos - qty)
         if new_abs > abs(pos):
-            equity = book_value_nb(account, assets, ref_price)
-            room = (cfg["max_leverage"] * equity - gross_nb(assets, ref_price, i)) / ref_price[i]
+            equity = book_value_nb(account, assets, ref_price, t)
+            room = (cfg["max_leverage"] * equity - gross_nb(assets, ref_price, t, i)) / ref_price[
+                t, i
+            ]
             if new_abs > room * (1.0 + TOL):
                 room = max(room, 0.0)
                 if pos == 0.0 or (pos > 0.0) == (side == Side.BUY):
@@ -303,151 +318,143 @@ def constrain_nb(account, assets, config, markets, i, side, qty, price, fee_rate
 
 
 @njit(cache=True)
-def settle_funding_nb(account, assets, open_, funding):
-    """Charge funding on every open position, valued at the open.
-
-    Assumptions
-    -----------
-    ``funding[i]`` is the rate settling at this bar's open, NaN or 0 for none.
-    """
-    acc = account[0]
-    for i in range(assets.shape[0]):
-        pos = assets[i]["position"]
-        rate = funding[i]
-        if pos != 0.0 and rate == rate and rate != 0.0:
-            payment = rate * pos * open_[i]
-            acc["cash"] -= payment
-            acc["funding"] += payment
-
-
-@njit(cache=True)
-def fill_market_orders_nb(
-    account, assets, config, markets, open_, high, low, fills, n_fills, rejects, n_rejects
+def fill_market_order_nb(
+    account, assets, config, markets, open_, high, low, t, i, fills, n_fills, rejects, n_rejects
 ):
-    """Fill the pending market orders at the open; return the record counts.
+    """Fill the pending market order of asset ``i`` at the open; return the counts.
 
     Assumptions
     -----------
-    Each order was decided at the previous close and holds its target fraction
+    The order was decided at the previous close and holds its target fraction
     of equity; it is sized here with equity valued at the opens.
     """
     cfg = config[0]
     bar = account[0]["bar"]
-    for i in range(assets.shape[0]):
-        asset = assets[i]
-        if asset["pending"] != Pending.MARKET:
-            continue
-        asset["pending"] = Pending.NONE
-        frac = asset["order_target"]
-        equity = book_value_nb(account, assets, open_)
-        if equity <= 0.0 and frac != 0.0:
-            side = Side.BUY if frac > 0.0 else Side.SELL
-            n_rejects = record_reject_nb(
-                rejects, n_rejects, bar, i, side, np.nan, open_[i], Kind.MARKET, Reason.NO_EQUITY
-            )
-            continue
-        pos = asset["position"]
-        target_qty = frac * equity / open_[i]
-        delta = target_qty - pos
-        if abs(delta) <= TOL * max(abs(target_qty), abs(pos)):
-            continue
-        side = Side.BUY if delta > 0.0 else Side.SELL
-        price = slipped_price_nb(open_[i], side, cfg["slippage"], high[i], low[i])
-        qty, reason, reject = constrain_nb(
-            account, assets, config, markets, i, side, abs(delta), price, cfg["taker_fee"], open_
+    asset = assets[i]
+    asset["pending"] = Pending.NONE
+    frac = asset["order_target"]
+    equity = book_value_nb(account, assets, open_, t)
+    if equity <= 0.0 and frac != 0.0:
+        side = Side.BUY if frac > 0.0 else Side.SELL
+        n_rejects = record_reject_nb(
+            rejects, n_rejects, bar, i, side, np.nan, open_[t, i], Kind.MARKET, Reason.NO_EQUITY
         )
-        if reject != Reason.NONE:
-            n_rejects = record_reject_nb(
-                rejects, n_rejects, bar, i, side, abs(delta), price, Kind.MARKET, reject
-            )
-            continue
-        fee = qty * price * cfg["taker_fee"]
-        slippage = qty * abs(price - open_[i])
-        apply_fill_nb(account, assets, i, side, qty, price, fee)
-        account[0]["taker_fee"] += fee
-        account[0]["slippage"] += slippage
-        n_fills = record_fill_nb(
-            fills,
-            n_fills,
-            bar,
-            i,
-            side,
-            qty,
-            price,
-            fee,
-            slippage,
-            Liquidity.TAKER,
-            Kind.MARKET,
-            reason,
+        return n_fills, n_rejects
+    pos = asset["position"]
+    target_qty = frac * equity / open_[t, i]
+    delta = target_qty - pos
+    if abs(delta) <= TOL * max(abs(target_qty), abs(pos)):
+        return n_fills, n_rejects
+    side = Side.BUY if delta > 0.0 else Side.SELL
+    price = slipped_price_nb(open_[t, i], side, cfg["slippage"], high[t, i], low[t, i])
+    qty, reason, reject = constrain_nb(
+        account, assets, config, markets, t, i, side, abs(delta), price, cfg["taker_fee"], open_
+    )
+    if reject != Reason.NONE:
+        n_rejects = record_reject_nb(
+            rejects, n_rejects, bar, i, side, abs(delta), price, Kind.MARKET, reject
         )
+        return n_fills, n_rejects
+    fee = qty * price * cfg["taker_fee"]
+    slippage = qty * abs(price - open_[t, i])
+    apply_fill_nb(account, assets, i, side, qty, price, fee)
+    account[0]["taker_fee"] += fee
+    account[0]["slippage"] += slippage
+    n_fills = record_fill_nb(
+        fills,
+        n_fills,
+        bar,
+        i,
+        side,
+        qty,
+        price,
+        fee,
+        slippage,
+        Liquidity.TAKER,
+        Kind.MARKET,
+        reason,
+    )
     return n_fills, n_rejects
 
 
 @njit(cache=True)
-def trigger_stops_nb(account, assets, config, open_, high, low, fills, n_fills, rejects, n_rejects):
-    """Close the positions whose stop-loss or take-profit the bar reaches.
+def stop_trigger_nb(asset, open_, high, low):
+    """Return whether a stop of ``asset`` triggers, its kind, level and reason.
 
     Assumptions
     -----------
-    Gaps at the open decide first; inside the bar the stop-loss wins over the
-    take-profit. Return the record counts.
+    ``asset`` holds a position. Gaps at the open decide first; inside the bar
+    the stop-loss wins over the take-profit. NaN distances never trigger.
+    """
+    entry = asset["entry_price"]
+    sl = asset["stop_loss"]
+    tp = asset["take_profit"]
+    if asset["position"] > 0.0:
+        sl_price = entry * (1.0 - sl)
+        tp_price = entry * (1.0 + tp)
+        if open_ <= sl_price:
+            return True, Kind.STOP_LOSS, open_, Reason.GAP_AT_OPEN
+        if open_ >= tp_price:
+            return True, Kind.TAKE_PROFIT, open_, Reason.GAP_AT_OPEN
+        if low <= sl_price:
+            return True, Kind.STOP_LOSS, sl_price, Reason.NONE
+        if high >= tp_price:
+            return True, Kind.TAKE_PROFIT, tp_price, Reason.NONE
+        return False, Kind.STOP_LOSS, 0.0, Reason.NONE
+    sl_price = entry * (1.0 + sl)
+    tp_price = entry * (1.0 - tp)
+    if open_ >= sl_price:
+        return True, Kind.STOP_LOSS, open_, Reason.GAP_AT_OPEN
+    if open_ <= tp_price:
+        return True, Kind.TAKE_PROFIT, open_, Reason.GAP_AT_OPEN
+    if high >= sl_price:
+        return True, Kind.STOP_LOSS, sl_price, Reason.NONE
+    if low <= tp_price:
+        return True, Kind.TAKE_PROFIT, tp_price, Reason.NONE
+    return False, Kind.STOP_LOSS, 0.0, Reason.NONE
+
+
+@njit(cache=True)
+def fill_stop_nb(
+    account,
+    assets,
+    config,
+    high,
+    low,
+    t,
+    i,
+    kind,
+    level,
+    reason,
+    fills,
+    n_fills,
+    rejects,
+    n_rejects,
+):
+    """Close the position of asset ``i`` at a stop ``level``; return the counts.
+
+    Assumptions
+    -----------
+    ``stop_trigger_nb`` fired with ``kind``, ``level`` and ``reason``. The
+    asset's resting limit order, if any, is cancelled.
     """
     cfg = config[0]
     bar = account[0]["bar"]
-    for i in range(assets.shape[0]):
-        asset = assets[i]
-        pos = asset["position"]
-        if pos == 0.0:
-            continue
-        entry = asset["entry_price"]
-        sl = asset["stop_loss"]
-        tp = asset["take_profit"]
-        o = open_[i]
-        hit = True
-        kind = Kind.STOP_LOSS
-        level = o
-        reason = Reason.NONE
-        if pos > 0.0:
-            sl_price = entry * (1.0 - sl)
-            tp_price = entry * (1.0 + tp)
-            if o <= sl_price:
-                kind, level, reason = Kind.STOP_LOSS, o, Reason.GAP_AT_OPEN
-            elif o >= tp_price:
-                kind, level, reason = Kind.TAKE_PROFIT, o, Reason.GAP_AT_OPEN
-            elif low[i] <= sl_price:
-                kind, level = Kind.STOP_LOSS, sl_price
-            elif high[i] >= tp_price:
-                kind, level = Kind.TAKE_PROFIT, tp_price
-            else:
-                hit = False
-        else:
-            sl_price = entry * (1.0 + sl)
-            tp_price = entry * (1.0 - tp)
-            if o >= sl_price:
-                kind, level, reason = Kind.STOP_LOSS, o, Reason.GAP_AT_OPEN
-            elif o <= tp_price:
-                kind, level, reason = Kind.TAKE_PROFIT, o, Reason.GAP_AT_OPEN
-            elif high[i] >= sl_price:
-                kind, level = Kind.STOP_LOSS, sl_price
-            elif low[i] <= tp_price:
-                kind, level = Kind.TAKE_PROFIT, tp_price
-            else:
-                hit = False
-        if not hit:
-            continue
-        side = Side.SELL if pos > 0.0 else Side.BUY
-        price = slipped_price_nb(level, side, cfg["slippage"], high[i], low[i])
-        qty = abs(pos)
-        fee = qty * price * cfg["taker_fee"]
-        slippage = qty * abs(price - level)
-        apply_fill_nb(account, assets, i, side, qty, price, fee)
-        account[0]["taker_fee"] += fee
-        account[0]["slippage"] += slippage
-        n_fills = record_fill_nb(
-            fills, n_fills, bar, i, side, qty, price, fee, slippage, Liquidity.TAKER, kind, reason
-        )
-        if asset["pending"] == Pending.LIMIT:
-            n_rejects = cancel_limit_nb(asset, rejects, n_rejects, bar, i, Reason.CANCELLED_BY_STOP)
+    asset = assets[i]
+    pos = asset["position"]
+    side = Side.SELL if pos > 0.0 else Side.BUY
+    price = slipped_price_nb(level, side, cfg["slippage"], high[t, i], low[t, i])
+    qty = abs(pos)
+    fee = qty * price * cfg["taker_fee"]
+    slippage = qty * abs(price - level)
+    apply_fill_nb(account, assets, i, side, qty, price, fee)
+    account[0]["taker_fee"] += fee
+    account[0]["slippage"] += slippage
+    n_fills = record_fill_nb(
+        fills, n_fills, bar, i, side, qty, price, fee, slippage, Liquidity.TAKER, kind, reason
+    )
+    if asset["pending"] == Pending.LIMIT:
+        n_rejects = cancel_limit_nb(asset, rejects, n_rejects, bar, i, Reason.CANCELLED_BY_STOP)
     return n_fills, n_rejects
 
 
@@ -468,10 +475,12 @@ def cancel_limit_nb(asset, rejects, n_rejects, bar, i, reason):
 
 
 @njit(cache=True)
-def fill_limit_orders_nb(
-    account, assets, config, markets, open_, high, low, fills, n_fills, rejects, n_rejects
+def fill_limit_order_nb(
+    account, assets, config, markets, open_, high, low, t, i, fills, n_fills, rejects, n_rejects
 ):
-    """Fill the resting limit orders the bar trades through; return the counts.
+    """Fill the resting limit order of asset ``i`` if the bar trades through it.
+
+    Return the counts.
 
     Assumptions
     -----------
@@ -480,68 +489,65 @@ def fill_limit_orders_nb(
     """
     cfg = config[0]
     bar = account[0]["bar"]
-    for i in range(assets.shape[0]):
-        asset = assets[i]
-        if asset["pending"] != Pending.LIMIT:
-            continue
-        signed = asset["order_qty"]
-        limit = asset["order_price"]
-        if signed > 0.0:
-            side = Side.BUY
-            touched = low[i] < limit
-            price = min(limit, open_[i])
-        else:
-            side = Side.SELL
-            touched = high[i] > limit
-            price = max(limit, open_[i])
-        if not touched:
-            asset["order_ttl"] -= 1
-            if asset["order_ttl"] <= 0:
-                n_rejects = cancel_limit_nb(asset, rejects, n_rejects, bar, i, Reason.LIMIT_EXPIRED)
-            continue
-        asset["pending"] = Pending.NONE
-        qty, reason, reject = constrain_nb(
-            account, assets, config, markets, i, side, abs(signed), price, cfg["maker_fee"], open_
+    asset = assets[i]
+    signed = asset["order_qty"]
+    limit = asset["order_price"]
+    if signed > 0.0:
+        side = Side.BUY
+        touched = low[t, i] < limit
+        price = min(limit, open_[t, i])
+    else:
+        side = Side.SELL
+        touched = high[t, i] > limit
+        price = max(limit, open_[t, i])
+    if not touched:
+        asset["order_ttl"] -= 1
+        if asset["order_ttl"] <= 0:
+            n_rejects = cancel_limit_nb(asset, rejects, n_rejects, bar, i, Reason.LIMIT_EXPIRED)
+        return n_fills, n_rejects
+    asset["pending"] = Pending.NONE
+    qty, reason, reject = constrain_nb(
+        account, assets, config, markets, t, i, side, abs(signed), price, cfg["maker_fee"], open_
+    )
+    if reject != Reason.NONE:
+        n_rejects = record_reject_nb(
+            rejects, n_rejects, bar, i, side, abs(signed), price, Kind.LIMIT, reject
         )
-        if reject != Reason.NONE:
-            n_rejects = record_reject_nb(
-                rejects, n_rejects, bar, i, side, abs(signed), price, Kind.LIMIT, reject
-            )
-            continue
-        if reason == Reason.NONE and price != limit:
-            reason = Reason.GAP_AT_OPEN
-        fee = qty * price * cfg["maker_fee"]
-        apply_fill_nb(account, assets, i, side, qty, price, fee)
-        account[0]["maker_fee"] += fee
-        n_fills = record_fill_nb(
-            fills, n_fills, bar, i, side, qty, price, fee, 0.0, Liquidity.MAKER, Kind.LIMIT, reason
-        )
+        return n_fills, n_rejects
+    if reason == Reason.NONE and price != limit:
+        reason = Reason.GAP_AT_OPEN
+    fee = qty * price * cfg["maker_fee"]
+    apply_fill_nb(account, assets, i, side, qty, price, fee)
+    account[0]["maker_fee"] += fee
+    n_fills = record_fill_nb(
+        fills, n_fills, bar, i, side, qty, price, fee, 0.0, Liquidity.MAKER, Kind.LIMIT, reason
+    )
     return n_fills, n_rejects
 
 
 @njit(cache=True)
-def liquidate_nb(account, assets, config, close, fills, n_fills, rejects, n_rejects):
-    """Close every position at the close when margin falls short; return the counts.
+def liquidate_nb(account, assets, config, close, t, fills, n_fills, rejects, n_rejects):
+    """Close every position at the close and cancel every resting order.
+
+    Return the counts.
 
     Assumptions
     -----------
-    ``account`` is marked at ``close``. Cross margin: one equity backs every
-    position.
+    Margin fell short at the close (cross margin: one equity backs every
+    position). Each position pays ``liquidation_fee`` on its notional.
     """
     cfg = config[0]
     acc = account[0]
-    gross = gross_nb(assets, close, -1)
-    if gross == 0.0 or acc["equity"] >= cfg["maintenance_margin"] * gross:
-        return n_fills, n_rejects
     bar = acc["bar"]
     for i in range(assets.shape[0]):
         asset = assets[i]
         pos = asset["position"]
+        price = close[t, i]
         if pos != 0.0:
             side = Side.SELL if pos > 0.0 else Side.BUY
             qty = abs(pos)
-            fee = qty * close[i] * cfg["liquidation_fee"]
-            apply_fill_nb(account, assets, i, side, qty, close[i], fee)
+            fee = qty * price * cfg["liquidation_fee"]
+            apply_fill_nb(account, assets, i, side, qty, price, fee)
             acc["liquidation_fee"] += fee
             n_fills = record_fill_nb(
                 fills,
@@ -550,7 +556,7 @@ def liquidate_nb(account, assets, config, close, fills, n_fills, rejects, n_reje
                 i,
                 side,
                 qty,
-                close[i],
+                price,
                 fee,
                 0.0,
                 Liquidity.TAKER,
@@ -561,75 +567,232 @@ def liquidate_nb(account, assets, config, close, fills, n_fills, rejects, n_reje
             n_rejects = cancel_limit_nb(
                 asset, rejects, n_rejects, bar, i, Reason.CANCELLED_BY_LIQUIDATION
             )
-    acc["equity"] = book_value_nb(account, assets, close)
+    acc["equity"] = book_value_nb(account, assets, close, t)
     return n_fills, n_rejects
 
 
 @njit(cache=True)
-def place_orders_nb(
+def place_limit_order_nb(
+    account, assets, config, markets, close, offset, t, i, frac, rejects, n_rejects
+):
+    """Turn a limit decision for asset ``i`` at this close into a resting order.
+
+    Return the reject count.
+
+    Assumptions
+    -----------
+    ``account`` is marked at ``close``; ``frac`` is target times risk, finite.
+    """
+    bar = account[0]["bar"]
+    equity = account[0]["equity"]
+    asset = assets[i]
+    if equity <= 0.0 and frac != 0.0:
+        side = Side.BUY if frac > 0.0 else Side.SELL
+        return record_reject_nb(
+            rejects, n_rejects, bar, i, side, np.nan, close[t, i], Kind.LIMIT, Reason.NO_EQUITY
+        )
+    pos = asset["position"]
+    target_qty = frac * equity / close[t, i]
+    delta = target_qty - pos
+    if abs(delta) <= TOL * max(abs(target_qty), abs(pos)):
+        return n_rejects
+    if delta > 0.0:
+        side = Side.BUY
+        limit = close[t, i] * (1.0 - flex_nb(offset, t, i))
+    else:
+        side = Side.SELL
+        limit = close[t, i] * (1.0 + flex_nb(offset, t, i))
+    qty, reject = check_minimums_nb(markets, i, abs(delta), limit)
+    if reject != Reason.NONE:
+        return record_reject_nb(
+            rejects, n_rejects, bar, i, side, abs(delta), limit, Kind.LIMIT, reject
+        )
+    asset["pending"] = Pending.LIMIT
+    asset["order_qty"] = qty if side == Side.BUY else -qty
+    asset["order_price"] = limit
+    asset["order_ttl"] = config[0]["limit_ttl"]
+    return n_rejects
+
+
+@njit(cache=True)
+def advance_nb(
     account,
     assets,
     config,
     markets,
+    open_,
+    high,
+    low,
     close,
+    funding,
     target,
     mode,
     risk,
     offset,
     stop_loss,
     take_profit,
+    start,
+    stop,
+    equity,
+    cash,
+    funding_paid,
+    position,
+    fills,
+    n_fills,
     rejects,
     n_rejects,
 ):
-    """Turn the decisions made at this close into orders for the next bar.
+    """Advance the book over bars ``start`` to ``stop - 1``, in place.
+
+    Each bar runs funding, market fills, stops, limit fills, the mark at the
+    close, the liquidation check and the new decisions, in that order (see the
+    module docstring), moves ``account[0]["bar"]`` on by one and leaves the
+    bar's costs in the account's ledger fields. Work that calls out of the loop
+    runs only for assets with something to do. This loop is the one place the
+    rules of a bar live: ``step_nb`` runs it for one bar, ``run_nb`` for all.
+
+    Parameters
+    ----------
+    account, assets : structured ndarray
+        State, one ``account_dt`` record and one ``asset_dt`` record per asset.
+    config, markets : structured ndarray
+        One ``config_dt`` record and one ``market_dt`` record per asset.
+    open_, high, low, close : ndarray
+        Prices, shape (T, N); row ``t`` is bar ``t``.
+    funding, target, mode, risk, offset, stop_loss, take_profit : ndarray
+        Funding at each bar's open and decisions at its close, shape (T, N),
+        or 1 row for every bar and/or 1 column for every asset.
+    start, stop : int
+        Rows of the bars to run.
+    equity, cash, funding_paid, position : ndarray
+        Outputs at row ``t``: equity and cash at the close, funding paid at
+        the open, shape (T,); positions at the close, shape (T, N).
+    fills, rejects : structured ndarray
+        Output buffers; records go from index ``n_fills`` and ``n_rejects``.
+
+    Returns
+    -------
+    t, n_fills, n_rejects : int
+        The first bar not run, and the record counts.
 
     Assumptions
     -----------
-    ``account`` is marked at ``close``. Return the reject count.
+    Inputs were validated: prices positive and finite with low <= open, close
+    <= high; risk in [0, 1]; modes valid. The loop stops early, before a bar,
+    when either buffer has no room for ``MAX_EVENTS_PER_ASSET`` records per
+    asset.
     """
+    acc = account[0]
     cfg = config[0]
-    bar = account[0]["bar"]
-    equity = account[0]["equity"]
-    for i in range(assets.shape[0]):
-        asset = assets[i]
-        asset["stop_loss"] = stop_loss[i]
-        asset["take_profit"] = take_profit[i]
-        frac = target[i] * risk[i]
-        if mode[i] == Mode.WAIT or frac != frac:
-            continue
-        asset["pending"] = Pending.NONE
-        if mode[i] == Mode.MARKET:
-            asset["pending"] = Pending.MARKET
-            asset["order_target"] = frac
-            continue
-        if equity <= 0.0 and frac != 0.0:
-            side = Side.BUY if frac > 0.0 else Side.SELL
-            n_rejects = record_reject_nb(
-                rejects, n_rejects, bar, i, side, np.nan, close[i], Kind.LIMIT, Reason.NO_EQUITY
+    spot = cfg["spot"] != 0
+    n_assets = assets.shape[0]
+    extra = MAX_EVENTS_PER_ASSET * n_assets
+    t = start
+    while t < stop and n_fills + extra <= fills.shape[0] and n_rejects + extra <= rejects.shape[0]:
+        acc["maker_fee"] = 0.0
+        acc["taker_fee"] = 0.0
+        acc["slippage"] = 0.0
+        acc["funding"] = 0.0
+        acc["liquidation_fee"] = 0.0
+        if not spot:
+            for i in range(n_assets):
+                pos = assets[i]["position"]
+                rate = flex_nb(funding, t, i)
+                if pos != 0.0 and rate == rate and rate != 0.0:
+                    payment = rate * pos * open_[t, i]
+                    acc["cash"] -= payment
+                    acc["funding"] += payment
+        for i in range(n_assets):
+            if assets[i]["pending"] == Pending.MARKET:
+                n_fills, n_rejects = fill_market_order_nb(
+                    account,
+                    assets,
+                    config,
+                    markets,
+                    open_,
+                    high,
+                    low,
+                    t,
+                    i,
+                    fills,
+                    n_fills,
+                    rejects,
+                    n_rejects,
+                )
+        for i in range(n_assets):
+            if assets[i]["position"] != 0.0:
+                hit, kind, level, reason = stop_trigger_nb(
+                    assets[i], open_[t, i], high[t, i], low[t, i]
+                )
+                if hit:
+                    n_fills, n_rejects = fill_stop_nb(
+                        account,
+                        assets,
+                        config,
+                        high,
+                        low,
+                        t,
+                        i,
+                        kind,
+                        level,
+                        reason,
+                        fills,
+                        n_fills,
+                        rejects,
+                        n_rejects,
+                    )
+        for i in range(n_assets):
+            if assets[i]["pending"] == Pending.LIMIT:
+                n_fills, n_rejects = fill_limit_order_nb(
+                    account,
+                    assets,
+                    config,
+                    markets,
+                    open_,
+                    high,
+                    low,
+                    t,
+                    i,
+                    fills,
+                    n_fills,
+                    rejects,
+                    n_rejects,
+                )
+        value = acc["cash"]
+        gross = 0.0
+        for i in range(n_assets):
+            pos = assets[i]["position"]
+            value += pos * close[t, i]
+            gross += abs(pos) * close[t, i]
+        acc["equity"] = value
+        if not spot and gross > 0.0 and value < cfg["maintenance_margin"] * gross:
+            n_fills, n_rejects = liquidate_nb(
+                account, assets, config, close, t, fills, n_fills, rejects, n_rejects
             )
-            continue
-        pos = asset["position"]
-        target_qty = frac * equity / close[i]
-        delta = target_qty - pos
-        if abs(delta) <= TOL * max(abs(target_qty), abs(pos)):
-            continue
-        if delta > 0.0:
-            side = Side.BUY
-            limit = close[i] * (1.0 - offset[i])
-        else:
-            side = Side.SELL
-            limit = close[i] * (1.0 + offset[i])
-        qty, reject = check_minimums_nb(markets, i, abs(delta), limit)
-        if reject != Reason.NONE:
-            n_rejects = record_reject_nb(
-                rejects, n_rejects, bar, i, side, abs(delta), limit, Kind.LIMIT, reject
-            )
-            continue
-        asset["pending"] = Pending.LIMIT
-        asset["order_qty"] = qty if side == Side.BUY else -qty
-        asset["order_price"] = limit
-        asset["order_ttl"] = cfg["limit_ttl"]
-    return n_rejects
+        for i in range(n_assets):
+            asset = assets[i]
+            asset["stop_loss"] = flex_nb(stop_loss, t, i)
+            asset["take_profit"] = flex_nb(take_profit, t, i)
+            frac = flex_nb(target, t, i) * flex_nb(risk, t, i)
+            decided = flex_nb(mode, t, i)
+            if decided == Mode.WAIT or frac != frac:
+                continue
+            asset["pending"] = Pending.NONE
+            if decided == Mode.MARKET:
+                asset["pending"] = Pending.MARKET
+                asset["order_target"] = frac
+            else:
+                n_rejects = place_limit_order_nb(
+                    account, assets, config, markets, close, offset, t, i, frac, rejects, n_rejects
+                )
+        acc["bar"] += 1
+        equity[t] = acc["equity"]
+        cash[t] = acc["cash"]
+        funding_paid[t] = acc["funding"]
+        for i in range(n_assets):
+            position[t, i] = assets[i]["position"]
+        t += 1
+    return t, n_fills, n_rejects
 
 
 @njit(cache=True)
@@ -649,76 +812,55 @@ def step_nb(
     offset,
     stop_loss,
     take_profit,
+    t,
+    equity,
+    cash,
+    funding_paid,
+    position,
     fills,
     n_fills,
     rejects,
     n_rejects,
 ):
-    """Advance the book by one bar, in place; return the fill and reject counts.
+    """Advance the book by bar ``t``, in place; return the fill and reject counts.
 
-    Runs funding, market fills, stops, limit fills, the mark at the close,
-    the liquidation check and the new decisions, in that order (see the module
-    docstring), then moves ``account[0]["bar"]`` on by one. The bar's costs are
-    left in the account's ledger fields.
-
-    Parameters
-    ----------
-    account, assets : structured ndarray
-        State, one ``account_dt`` record and one ``asset_dt`` record per asset.
-    config, markets : structured ndarray
-        One ``config_dt`` record and one ``market_dt`` record per asset.
-    open_, high, low, close, funding : ndarray
-        This bar's prices and funding rates, one per asset.
-    target, mode, risk, offset, stop_loss, take_profit : ndarray
-        Decisions made at this bar's close, one per asset.
-    fills, rejects : structured ndarray
-        Output buffers; records go from index ``n_fills`` and ``n_rejects``.
+    The paper session calls this once per closed bar with one-row inputs and
+    ``t = 0``. Arguments are those of ``advance_nb``.
 
     Assumptions
     -----------
-    Inputs were validated: prices positive and finite with low <= open, close
-    <= high; risk in [0, 1]; modes valid. The buffers have room for
+    As for ``advance_nb``; the buffers must have room for
     ``MAX_EVENTS_PER_ASSET`` records per asset past their counts.
     """
-    acc = account[0]
-    acc["maker_fee"] = 0.0
-    acc["taker_fee"] = 0.0
-    acc["slippage"] = 0.0
-    acc["funding"] = 0.0
-    acc["liquidation_fee"] = 0.0
-    spot = config[0]["spot"] != 0
-    if not spot:
-        settle_funding_nb(account, assets, open_, funding)
-    n_fills, n_rejects = fill_market_orders_nb(
-        account, assets, config, markets, open_, high, low, fills, n_fills, rejects, n_rejects
-    )
-    n_fills, n_rejects = trigger_stops_nb(
-        account, assets, config, open_, high, low, fills, n_fills, rejects, n_rejects
-    )
-    n_fills, n_rejects = fill_limit_orders_nb(
-        account, assets, config, markets, open_, high, low, fills, n_fills, rejects, n_rejects
-    )
-    acc["equity"] = book_value_nb(account, assets, close)
-    if not spot:
-        n_fills, n_rejects = liquidate_nb(
-            account, assets, config, close, fills, n_fills, rejects, n_rejects
-        )
-    n_rejects = place_orders_nb(
+    reached, n_fills, n_rejects = advance_nb(
         account,
         assets,
         config,
         markets,
+        open_,
+        high,
+        low,
         close,
+        funding,
         target,
         mode,
         risk,
         offset,
         stop_loss,
         take_profit,
+        t,
+        t + 1,
+        equity,
+        cash,
+        funding_paid,
+        position,
+        fills,
+        n_fills,
         rejects,
         n_rejects,
     )
-    acc["bar"] += 1
+    if reached == t:
+        raise ValueError("fills or rejects has no room for this bar's records")
     return n_fills, n_rejects
 
 
@@ -755,84 +897,69 @@ def run_nb(
     stop_loss,
     take_profit,
 ):
-    """Run ``step_nb`` over every bar and collect the book after each close.
+    """Run every bar through ``advance_nb`` and collect the book after each close.
 
     Parameters
     ----------
     account, assets, config, markets : structured ndarray
-        As for ``step_nb``; the state is updated in place.
+        As for ``advance_nb``; the state is updated in place.
     open_, high, low, close, funding, target, mode, risk, offset, stop_loss, take_profit : ndarray
-        Shape (T, N), C-contiguous.
+        As for ``advance_nb``, C-contiguous.
 
     Returns
     -------
-    equity, cash : ndarray
-        Shape (T,), at each close.
-    position, notional : ndarray
+    equity, cash, funding_paid : ndarray
+        Shape (T,): equity and cash at each close, funding paid at each open.
+    position : ndarray
         Shape (T, N), at each close.
-    ledger : ndarray of ledger_dt
-        Costs per bar.
     fills : ndarray of fill_dt
     rejects : ndarray of reject_dt
 
     Assumptions
     -----------
-    As for ``step_nb``.
+    As for ``advance_nb``. The record buffers grow between calls of
+    ``advance_nb``, which stops when they are nearly full, so that the loop
+    over bars holds no allocation.
     """
     n_bars, n_assets = open_.shape
     equity = np.empty(n_bars)
     cash = np.empty(n_bars)
+    funding_paid = np.empty(n_bars)
     position = np.empty((n_bars, n_assets))
-    notional = np.empty((n_bars, n_assets))
-    ledger = np.empty(n_bars, ledger_dt)
     extra = MAX_EVENTS_PER_ASSET * n_assets
-    fills = np.empty(256 + extra, fill_dt)
-    rejects = np.empty(256 + extra, reject_dt)
+    fills = np.empty(1024 * extra, fill_dt)
+    rejects = np.empty(1024 * extra, reject_dt)
     n_fills = 0
     n_rejects = 0
-    acc = account[0]
-    for t in range(n_bars):
+    t = 0
+    while t < n_bars:
         fills = reserve_nb(fills, n_fills, extra)
         rejects = reserve_nb(rejects, n_rejects, extra)
-        n_fills, n_rejects = step_nb(
+        t, n_fills, n_rejects = advance_nb(
             account,
             assets,
             config,
             markets,
-            open_[t],
-            high[t],
-            low[t],
-            close[t],
-            funding[t],
-            target[t],
-            mode[t],
-            risk[t],
-            offset[t],
-            stop_loss[t],
-            take_profit[t],
+            open_,
+            high,
+            low,
+            close,
+            funding,
+            target,
+            mode,
+            risk,
+            offset,
+            stop_loss,
+            take_profit,
+            t,
+            n_bars,
+            equity,
+            cash,
+            funding_paid,
+            position,
             fills,
             n_fills,
             rejects,
             n_rejects,
         )
-        equity[t] = acc["equity"]
-        cash[t] = acc["cash"]
-        for i in range(n_assets):
-            pos = assets[i]["position"]
-            position[t, i] = pos
-            notional[t, i] = pos * close[t, i]
-        row = ledger[t]
-        row["maker_fee"] = acc["maker_fee"]
-        row["taker_fee"] = acc["taker_fee"]
-        row["slippage"] = acc["slippage"]
-        row["funding"] = acc["funding"]
-        row["liquidation_fee"] = acc["liquidation_fee"]
-    return (
-        equity,
-        cash,
-        position,
-        notional,
-        ledger,
-        fills[:n_fills].copy(),
-        rejects[:n_rejects].copy(),
-    )
+    return equity, cash, funding_paid, position, fills[:n_fills].copy(), rejects[:n_rejects].copy()

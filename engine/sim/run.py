@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.errors import ConfigError, DataError
-from engine.sim.enums import Mode, Sizing, account_dt, asset_dt, config_dt, market_dt
+from engine.sim.enums import (
+    Kind,
+    Liquidity,
+    Mode,
+    Sizing,
+    account_dt,
+    asset_dt,
+    config_dt,
+    ledger_dt,
+    market_dt,
+)
 from engine.sim.nb import run_nb
 
 SETTLEMENT_MS = 8 * 3_600_000  # funding settles at 00:00, 08:00 and 16:00 UTC
@@ -100,25 +110,49 @@ class MarketSpec:
 class SimResult:
     """Outputs of a simulation.
 
-    ``equity`` and ``cash`` have shape (T,); ``position`` and ``notional``
-    (T, N); ``ledger`` holds the costs of each bar (``ledger_dt``); ``fills``
-    and ``rejects`` are ``fill_dt`` and ``reject_dt`` records; ``account`` and
+    ``equity``, ``cash`` and ``funding`` (paid at each bar's open, all assets
+    together) have shape (T,); ``position`` has shape (T, N); ``fills`` and
+    ``rejects`` are ``fill_dt`` and ``reject_dt`` records; ``account`` and
     ``assets`` are the state after the last bar, to continue from.
     """
 
     equity: np.ndarray
     cash: np.ndarray
+    funding: np.ndarray
     position: np.ndarray
-    notional: np.ndarray
-    ledger: np.ndarray
     fills: np.ndarray
     rejects: np.ndarray
     account: np.ndarray
     assets: np.ndarray
-    initial_equity: float
-    summary: dict = field(init=False)
+    close: np.ndarray = field(repr=False)
+    initial_equity: float = field(repr=False)
 
-    def __post_init__(self) -> None:
+    @property
+    def notional(self) -> np.ndarray:
+        """Return the signed notional of each position at each close, shape (T, N)."""
+        return self.position * self.close
+
+    @property
+    def ledger(self) -> np.ndarray:
+        """Return the costs of each bar as ``ledger_dt`` records, shape (T,)."""
+        fills = self.fills
+        n_bars = self.equity.size
+        ledger = np.zeros(n_bars, ledger_dt)
+        liquidation = fills["kind"] == Kind.LIQUIDATION
+        maker = fills["liquidity"] == Liquidity.MAKER
+        for column, chosen in (
+            ("maker_fee", maker),
+            ("taker_fee", ~maker & ~liquidation),
+            ("liquidation_fee", liquidation),
+        ):
+            ledger[column] = np.bincount(fills["bar"][chosen], fills["fee"][chosen], n_bars)
+        ledger["slippage"] = np.bincount(fills["bar"], fills["slippage"], n_bars)
+        ledger["funding"] = self.funding
+        return ledger
+
+    @property
+    def summary(self) -> dict:
+        """Return the totals of the run."""
         summary = {
             "initial_equity": self.initial_equity,
             "final_equity": float(self.equity[-1]),
@@ -127,9 +161,10 @@ class SimResult:
             "rejects": int(self.rejects.size),
             "traded_notional": float(np.sum(self.fills["quantity"] * self.fills["price"])),
         }
-        for column in self.ledger.dtype.names:
-            summary[column] = float(np.sum(self.ledger[column]))
-        object.__setattr__(self, "summary", summary)
+        ledger = self.ledger
+        for column in ledger.dtype.names:
+            summary[column] = float(np.sum(ledger[column]))
+        return summary
 
 
 def new_state(n_assets: int, cash: float) -> tuple[np.ndarray, np.ndarray]:
@@ -242,27 +277,16 @@ def simulate(
     for name, values in prices.items():
         _check_shape(name, values, (n_bars, n_assets))
         _check_where(name, values, ~(np.isfinite(values) & (values > 0)), "finite and > 0")
-    _check_where(
-        "low",
-        prices["low"],
-        prices["low"] > np.minimum(prices["open"], prices["close"]),
-        "<= open and close",
-    )
-    _check_where(
-        "high",
-        prices["high"],
-        prices["high"] < np.maximum(prices["open"], prices["close"]),
-        ">= open and close",
-    )
+    lowest = np.minimum(prices["open"], prices["close"])
+    _check_where("low", prices["low"], prices["low"] > lowest, "<= open and close")
+    highest = np.maximum(prices["open"], prices["close"])
+    _check_where("high", prices["high"], prices["high"] < highest, ">= open and close")
+    del lowest, highest
     target = _as_2d("target", target, n_bars, n_assets)
     _check_where("target", target, np.isinf(target), "finite or NaN")
     mode = _as_2d("mode", mode, n_bars, n_assets, np.int8)
-    _check_where(
-        "mode",
-        mode,
-        ~np.isin(mode, [int(m) for m in Mode]),
-        f"one of {', '.join(f'{int(m)} ({m.name})' for m in Mode)}",
-    )
+    modes = ", ".join(f"{int(m)} ({m.name})" for m in Mode)
+    _check_where("mode", mode, ~np.isin(mode, [int(m) for m in Mode]), f"one of {modes}")
     risk = _as_2d("risk", risk, n_bars, n_assets)
     _check_where("risk", risk, ~((risk >= 0) & (risk <= 1)), "in [0, 1]")
     offset = _as_2d("limit_offset", limit_offset, n_bars, n_assets)
@@ -270,27 +294,23 @@ def simulate(
     stops = {}
     for name, values in (("stop_loss", stop_loss), ("take_profit", take_profit)):
         stops[name] = _as_2d(name, values, n_bars, n_assets)
-        _check_where(
-            name,
-            stops[name],
-            ~(np.isnan(stops[name]) | (stops[name] > 0)) | np.isinf(stops[name]),
-            "> 0 and finite, or NaN",
-        )
+        bad = ~(np.isnan(stops[name]) | ((stops[name] > 0) & np.isfinite(stops[name])))
+        _check_where(name, stops[name], bad, "> 0 and finite, or NaN")
     funding = _as_2d("funding", funding, n_bars, n_assets)
     _check_where("funding", funding, np.isinf(funding), "finite or NaN")
     if config.spot:
         _check_where("funding", funding, np.nan_to_num(funding) != 0, "0 or NaN for spot")
-    market_records = _market_records(markets, n_assets)
+    markets_array = market_records(markets, n_assets)
     if state is None:
         account, assets = new_state(n_assets, cash)
     else:
         account, assets = _copy_state(state, n_assets)
     initial_equity = float(account["equity"][0])
-    equity, cash_out, position, notional, ledger, fills, rejects = run_nb(
+    equity, cash_out, funding_paid, position, fills, rejects = run_nb(
         account,
         assets,
         config.to_record(),
-        market_records,
+        markets_array,
         prices["open"],
         prices["high"],
         prices["low"],
@@ -306,13 +326,13 @@ def simulate(
     return SimResult(
         equity=equity,
         cash=cash_out,
+        funding=funding_paid,
         position=position,
-        notional=notional,
-        ledger=ledger,
         fills=fills,
         rejects=rejects,
         account=account,
         assets=assets,
+        close=prices["close"],
         initial_equity=initial_equity,
     )
 
@@ -346,7 +366,8 @@ def _timestamps(name: str, values: np.ndarray) -> np.ndarray:
 def _as_2d(
     name: str, values, n_bars: int, n_assets: int | None, dtype: type = np.float64
 ) -> np.ndarray:
-    # a C-contiguous (T, N) array from a scalar, a (T,) or a (T, N) array
+    # a C-contiguous 2-D array of n_bars or 1 rows and n_assets or 1 columns; a scalar
+    # becomes (1, 1) and a (T,) array (T, 1), which the kernels broadcast without copies
     array = np.asarray(values)
     if array.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be numeric; got dtype {array.dtype}")
@@ -356,17 +377,18 @@ def _as_2d(
     if array.ndim == 0:
         if n_assets is None:
             raise DataError(f"{name} must be an array of shape (T,) or (T, N); got a scalar")
-        return np.full((n_bars, n_assets), array, dtype=dtype)
-    if array.ndim == 1:
+        array = array.reshape(1, 1)
+    elif array.ndim == 1:
         array = array.reshape(-1, 1)
-    if array.ndim != 2 or array.shape[0] != n_bars:
+    rows_ok = array.ndim == 2 and array.shape[0] in (1, n_bars)
+    if n_assets is None:
+        rows_ok = rows_ok and array.shape[0] == n_bars
+    if not rows_ok:
         raise DataError(
             f"{name} must have {n_bars} rows (one per timestamp); got shape {array.shape}"
         )
-    if n_assets is not None:
-        if array.shape[1] == 1 and n_assets > 1:
-            array = np.repeat(array, n_assets, axis=1)
-        _check_shape(name, array, (n_bars, n_assets))
+    if n_assets is not None and array.shape[1] not in (1, n_assets):
+        raise ValueError(f"{name} must have 1 or {n_assets} columns; got shape {array.shape}")
     return np.ascontiguousarray(array)
 
 
@@ -385,8 +407,8 @@ def _check_where(name: str, array: np.ndarray, bad: np.ndarray, expected: str) -
         )
 
 
-def _market_records(markets, n_assets: int) -> np.ndarray:
-    # one market_dt record per asset
+def market_records(markets: MarketSpec | Sequence[MarketSpec] | None, n_assets: int) -> np.ndarray:
+    """Return one ``market_dt`` record per asset from one spec for all or one per asset."""
     if markets is None:
         markets = MarketSpec()
     if isinstance(markets, MarketSpec):

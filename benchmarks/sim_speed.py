@@ -1,0 +1,212 @@
+"""Time the event loop against vectorbt's ``Portfolio.from_orders`` on the same workload.
+
+Workload A: 1,000,000 hourly bars of one asset (a random walk), a target in
+{-1, 0, +1} that changes on about 2% of bars, market orders at the next open,
+fees 0.03%, cash sizing so that vectorbt can express it. Both engines run it 5
+times after a warm-up; the two must agree on every bar's equity and every fill.
+
+Workload B: 10 assets, 100,000 bars, limit orders at 0.1% from the close,
+stops, funding every 8 hours, margin sizing (vectorbt cannot express it).
+
+Run from the repository root::
+
+    python benchmarks/sim_speed.py
+
+The last line is ``speedup_vs_vectorbt: X.XX`` (vectorbt median / kernel median).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from engine.sim import MarketSpec, Mode, SimConfig, simulate
+from engine.sim.nb import run_nb
+from engine.sim.run import market_records, new_state
+
+HOUR_MS = 3_600_000
+REPEATS = 5
+
+
+def random_walk(n_bars: int, n_assets: int, seed: int) -> dict[str, np.ndarray]:
+    """Return hourly OHLC candles of a geometric random walk, shape (T, N)."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.005, (n_bars, n_assets)), axis=0))
+    open_ = np.vstack([np.full((1, n_assets), 100.0), close[:-1]])
+    wick = np.abs(rng.normal(0.0, 0.002, (2, n_bars, n_assets)))
+    return {
+        "timestamps": np.arange(n_bars, dtype=np.int64) * HOUR_MS,
+        "open": open_,
+        "high": np.maximum(open_, close) * (1.0 + wick[0]),
+        "low": np.minimum(open_, close) * (1.0 - wick[1]),
+        "close": close,
+    }
+
+
+def sparse_target(n_bars: int, seed: int) -> np.ndarray:
+    """Return a target in {-1, 0, 1} set on about 2% of bars, NaN (hold) elsewhere."""
+    rng = np.random.default_rng(seed)
+    changes = rng.random(n_bars) < 0.02
+    return np.where(changes, rng.integers(-1, 2, n_bars).astype(np.float64), np.nan)
+
+
+def median_seconds(call) -> tuple[float, object]:
+    """Return the median wall time of ``REPEATS`` calls after one warm-up, and a result."""
+    result = call()
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), result
+
+
+def rss_bytes() -> int:
+    """Return the resident set size of this process."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def first_call_seconds() -> float:
+    """Return the time of a first kernel call in a fresh process with a warm cache."""
+    code = (
+        "import time, numpy as np\n"
+        "start = time.perf_counter()\n"
+        "from engine.sim import simulate\n"
+        "simulate(np.arange(3), np.ones(3), np.ones(3), np.ones(3), np.ones(3), 0.5)\n"
+        "print(time.perf_counter() - start)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return float(output.stdout.strip())
+
+
+def workload_a() -> float:
+    """Run workload A through the kernel and vectorbt; print figures, return the speedup."""
+    import vectorbt as vbt
+
+    n_bars = 1_000_000
+    candles = random_walk(n_bars, 1, seed=1)
+    target = sparse_target(n_bars, seed=2)
+    config = SimConfig(sizing="cash", maintenance_margin=0.0)
+    inputs = [candles[name] for name in ("open", "high", "low", "close")]
+    input_bytes = sum(array.nbytes for array in inputs) + target.nbytes
+    flat = np.zeros((1, 1))
+    scalars = {
+        "funding": flat,
+        "target": target.reshape(-1, 1),
+        "mode": np.zeros((1, 1), np.int8),
+        "risk": np.ones((1, 1)),
+        "offset": flat,
+        "stop_loss": np.full((1, 1), np.nan),
+        "take_profit": np.full((1, 1), np.nan),
+    }
+    records = config.to_record()
+    markets = market_records(None, 1)
+
+    def kernel():
+        account, assets = new_state(1, 10_000.0)
+        return run_nb(
+            account,
+            assets,
+            records,
+            markets,
+            *(array.reshape(-1, 1) for array in inputs),
+            *scalars.values(),
+        )
+
+    baseline = rss_bytes()
+    kernel_s, out = median_seconds(kernel)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+    wrapper_s, result = median_seconds(
+        lambda: simulate(candles["timestamps"], *inputs, target, config=config)
+    )
+    size = np.concatenate([[np.nan], target[:-1]])
+
+    def vectorbt_run():
+        return vbt.Portfolio.from_orders(
+            candles["close"][:, 0],
+            size=size,
+            size_type="targetpercent",
+            price=candles["open"][:, 0],
+            fees=0.0003,
+            init_cash=10_000.0,
+            freq="1h",
+        )
+
+    vbt_s, portfolio = median_seconds(vectorbt_run)
+    equity = portfolio.value().to_numpy()
+    orders = portfolio.orders.values
+    np.testing.assert_allclose(result.equity, equity, rtol=1e-9)
+    np.testing.assert_allclose(result.fills["quantity"], orders["size"], rtol=1e-9)
+    np.testing.assert_allclose(result.fills["price"], orders["price"], rtol=1e-9)
+    np.testing.assert_allclose(result.fills["fee"], orders["fees"], rtol=1e-9)
+    print(
+        f"workload A: {n_bars:,} bars, 1 asset, {result.fills.size:,} fills; equity and fills agree"
+    )
+    print(f"  kernel (run_nb):     {kernel_s:.4f} s median, {n_bars / kernel_s:,.0f} bars/s")
+    print(f"  wrapper (simulate):  {wrapper_s:.4f} s median, {n_bars / wrapper_s:,.0f} bars/s")
+    print(f"  vectorbt from_orders:{vbt_s:.4f} s median, {n_bars / vbt_s:,.0f} bars/s")
+    print(
+        f"  input arrays: {input_bytes / 1e6:.1f} MB; kernel peak memory above inputs: "
+        f"{max(peak, 0) / 1e6:.1f} MB ({max(peak, 0) / input_bytes:.2f}x inputs)"
+    )
+    del out
+    return vbt_s / kernel_s
+
+
+def workload_b() -> None:
+    """Run workload B (10 assets, limits, stops, funding) and print its figures."""
+    n_bars, n_assets = 100_000, 10
+    candles = random_walk(n_bars, n_assets, seed=3)
+    rng = np.random.default_rng(4)
+    target = np.where(
+        rng.random((n_bars, n_assets)) < 0.05, rng.uniform(-0.2, 0.2, (n_bars, n_assets)), np.nan
+    )
+    settles = (candles["timestamps"] % (8 * HOUR_MS) == 0)[:, None]
+    funding = np.where(settles, rng.normal(0.0001, 0.0001, (n_bars, n_assets)), 0.0)
+    config = SimConfig(max_leverage=3.0)
+    markets = MarketSpec(qty_step=0.001, min_qty=0.001, min_notional=5.0)
+
+    def run():
+        return simulate(
+            candles["timestamps"],
+            candles["open"],
+            candles["high"],
+            candles["low"],
+            candles["close"],
+            target,
+            mode=Mode.LIMIT,
+            limit_offset=0.001,
+            stop_loss=0.03,
+            take_profit=0.06,
+            funding=funding,
+            markets=markets,
+            config=config,
+        )
+
+    seconds, result = median_seconds(run)
+    bar_assets = n_bars * n_assets
+    print(
+        f"workload B: {n_bars:,} bars x {n_assets} assets, limits, stops, funding: "
+        f"{seconds:.4f} s median, {bar_assets / seconds:,.0f} bar-assets/s, "
+        f"{result.fills.size:,} fills, {result.rejects.size:,} rejects"
+    )
+
+
+def main() -> None:
+    """Print the figures of both workloads; the last line is the speedup."""
+    print(f"first call with a warm cache: {first_call_seconds():.2f} s")
+    speedup = workload_a()
+    workload_b()
+    print(f"speedup_vs_vectorbt: {speedup:.2f}")
+
+
+if __name__ == "__main__":
+    main()
