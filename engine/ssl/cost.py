@@ -83,9 +83,10 @@ class TrailingFourierLayer(nn.Module):
             nn.init.uniform_(parameter, -scale, scale)
 
     def _last_step_basis(self) -> tuple[Tensor, Tensor]:
-        # irfft at the window's last step, n = window - 1, of a spectrum Y is
-        # sum_f c_f / window * (Re Y_f cos(2 pi f (n - k) / window) - Im Y_f sin(...)),
-        # c_f = 1 at DC and Nyquist, else 2; rows of the result: k = 0 .. window - 1.
+        # Step n = window - 1 of irfft(W * rfft(x)) is sum_k x_k K_k, with
+        # K_k = sum_f c_f / window * (Re W_f cos(a_fk) - Im W_f sin(a_fk)),
+        # a_fk = 2 pi f (n - k) / window, c_f = 1 at DC and Nyquist, else 2.
+        # Return c_f / window * cos(a_fk) and c_f / window * sin(a_fk), rows k.
         frequencies = torch.arange(self.weight_real.shape[0], dtype=torch.float64)
         lag = self.window - 1 - torch.arange(self.window, dtype=torch.float64)
         angle = 2.0 * math.pi * lag[:, None] * frequencies[None, :] / self.window
