@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 from causality import assert_future_independent, assert_one_pass_equals_windowed
 
+from engine.data.features import compute_features
 from engine.errors import ConfigError
+from engine.ssl.checkpoint import load_model
 from engine.ssl.cost import CoST, TrailingFourierLayer
 from engine.ssl.infer import encode_series
 from engine.ssl.registry import build_encoder
 
 SERIES_LENGTH = 60
+SHIPPED = Path(__file__).resolve().parents[3] / "models" / "cost_bybit_1h"
 
 
 def _model(**overrides) -> CoST:
@@ -144,3 +150,24 @@ def test_a_few_steps_reduce_the_loss_on_noisy_sines():
 def test_bad_hyperparameters_raise_config_error(overrides, name):
     with pytest.raises(ConfigError, match=name):
         _model(**overrides)
+
+
+def test_shipped_model_is_small_and_was_pretrained_before_2025():
+    model = load_model(SHIPPED)
+    assert isinstance(model.encoder, CoST)
+    assert (SHIPPED / "weights.safetensors").stat().st_size < 10_000_000
+    data = model.card["data"]
+    assert dt.date.fromisoformat(data["end"]) < dt.date(2025, 1, 1)
+    assert data["unseen_from_utc"] <= "2025-01-01T00:00:00Z"
+    assert data["last_bar_utc"] < "2025-01-01T00:00:00Z"
+
+
+def test_shipped_model_is_causal_on_real_candles(shared_data):
+    model = load_model(SHIPPED)
+    candles = pd.read_parquet(shared_data / "bybit_linear_BTCUSDT_1h.parquet")
+    candles = candles[candles["timestamp"] >= 1_735_689_600_000].head(260).reset_index(drop=True)
+    features, _ = compute_features(candles, model.card["features"]["extras"])
+    x = torch.from_numpy(model.normalise(features)).unsqueeze(0)
+    assert_future_independent(model.encoder, x, cuts=[171, 258])
+    assert_one_pass_equals_windowed(model.encoder, x, positions=[5, 172, 259])
+    assert np.allclose(model.embed(features, chunk_length=90), model.embed(features), atol=1e-5)
