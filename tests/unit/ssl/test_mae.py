@@ -83,15 +83,11 @@ def test_bars_beyond_the_receptive_field_change_nothing():
         assert not torch.allclose(model(near_past)[:, -1], model(x)[:, -1])
 
 
-def test_long_series_in_query_chunks_equals_short_windows(monkeypatch):
+def test_attention_in_query_chunks_is_causal_and_equals_windows(monkeypatch):
     monkeypatch.setattr("engine.ssl.mae._QUERY_CHUNK", 5)
-    model = _model().eval()
-    x = torch.randn(2, 23, 3)
-    with torch.no_grad():
-        chunked = model(x)
-        for t in (0, 4, 5, 6, 14, 22):
-            window = x[:, max(0, t - model.receptive_field() + 1) : t + 1]
-            assert torch.allclose(model(window)[:, -1], chunked[:, t], atol=1e-5)
+    x = torch.randn(1, 23, 3, generator=_gen(9))
+    assert_future_independent(_model(), x, cuts=[3, 4, 5, 11, 21])
+    assert_one_pass_equals_windowed(_model(), x, positions=[0, 4, 5, 6, 14, 22])
 
 
 def test_sample_mask_hides_the_requested_share_of_every_row():
