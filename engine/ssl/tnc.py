@@ -131,14 +131,14 @@ class TNC(Encoder):
 
         Raises
         ------
-        ValueError
+        ConfigError
             If a window of ``length`` steps cannot hold an anchor's far bars.
         """
         far = FAR_FACTOR * self.neighbourhood
         if length < 2 * far:
-            raise ValueError(
-                f"tnc: training windows must hold at least 8 * neighbourhood = {2 * far} steps; "
-                f"got {length}"
+            raise ConfigError(
+                f"tnc: training windows must hold at least {2 * FAR_FACTOR} * neighbourhood = "
+                f"{2 * far} steps; got {length} (raise max_train_length or lower neighbourhood)"
             )
         shape = (batch, self.samples)
         anchors = torch.randint(length, shape, generator=generator)

@@ -83,7 +83,7 @@ def test_neighbours_are_close_and_non_neighbours_far_inside_the_window():
 
 
 def test_window_too_short_for_far_bars_is_refused():
-    with pytest.raises(ValueError, match="8 \\* neighbourhood"):
+    with pytest.raises(ConfigError, match="8 \\* neighbourhood"):
         _model().sample_pairs(2, 23, _gen(0))
 
 
