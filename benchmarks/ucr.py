@@ -46,10 +46,22 @@ def load(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return train and test series (N x T x C, z-normalised by the train split) and labels."""
     x_train, y_train = load_classification(dataset, split="train")
     x_test, y_test = load_classification(dataset, split="test")
-    x_train = np.asarray(x_train, dtype=np.float64).transpose(0, 2, 1)
-    x_test = np.asarray(x_test, dtype=np.float64).transpose(0, 2, 1)
+    x_train, x_test = _padded(x_train), _padded(x_test)
     mean, std = np.nanmean(x_train), np.nanstd(x_train)
     return (x_train - mean) / std, y_train, (x_test - mean) / std, y_test
+
+
+def _padded(series) -> np.ndarray:
+    # aeon gives equal-length data as one (N, C, T) array and unequal-length
+    # data as a list of (C, T_i) arrays; return (N, T, C) with NaN after the
+    # end of shorter series (NaN steps are missing steps to the encoder).
+    if isinstance(series, np.ndarray):
+        return series.astype(np.float64).transpose(0, 2, 1)
+    length = max(s.shape[1] for s in series)
+    out = np.full((len(series), length, series[0].shape[0]), np.nan)
+    for i, s in enumerate(series):
+        out[i, : s.shape[1]] = s.T
+    return out
 
 
 def pooled_representations(encoder: TS2Vec, x: np.ndarray, batch_size: int = 64) -> np.ndarray:

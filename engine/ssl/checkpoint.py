@@ -122,7 +122,9 @@ def save_model(folder: Path, encoder: Encoder, card: dict[str, Any]) -> None:
     state = {key: value.detach().contiguous() for key, value in encoder.state_dict().items()}
     save_file(state, str(tmp), metadata=metadata)
     os.replace(tmp, folder / WEIGHTS_FILE)
-    (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    card_tmp = folder / (CARD_FILE + ".tmp")
+    card_tmp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    os.replace(card_tmp, folder / CARD_FILE)
 
 
 def load_model(folder: str | Path) -> PretrainedModel:

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -129,10 +130,14 @@ def train(
         If there is no data, or the checkpoint to resume was made by a
         different run (other data, encoder or settings).
     """
-    if iters < 1 or batch_size < 1 or checkpoint_every < 1 or max_train_length < 2:
-        raise ValueError(
-            "iters, batch_size and checkpoint_every must be >= 1, max_train_length >= 2"
-        )
+    for label, value, least in (
+        ("iters", iters, 1),
+        ("batch_size", batch_size, 1),
+        ("checkpoint_every", checkpoint_every, 1),
+        ("max_train_length", max_train_length, 2),
+    ):
+        if value < least:
+            raise ValueError(f"{label} must be at least {least}, got {value}")
     sections = make_sections(series, max_train_length)
     if not sections or min(len(s) for s in sections) < 2:
         raise ConfigError("no training data: every series needs at least 2 steps")
@@ -233,7 +238,7 @@ def _tensors(
 
 def _restore(
     tensors: dict[str, torch.Tensor],
-    state: dict,
+    state: dict[str, Any],
     encoder: Encoder,
     averaged: AveragedModel,
     optimizer: torch.optim.Optimizer,
