@@ -141,3 +141,33 @@ def scenarios(draw, *, costs: bool = True, max_assets: int = 3, max_bars: int = 
         config=config,
         cash=draw(st.sampled_from([100.0, 10_000.0, 1e6])),
     )
+
+
+def example_scenario(seed: int = 0, n_bars: int = 60, n_assets: int = 3) -> Scenario:
+    """Return a fixed book that exercises every rule, without hypothesis."""
+    rng = np.random.default_rng(seed)
+    open_, high, low, close = candles(rng, n_bars, n_assets, 0.03)
+    shape = (n_bars, n_assets)
+    levels = np.array([np.nan, -2.0, -1.0, 0.0, 0.5, 1.0, 3.0])
+    inputs = {
+        "target": rng.choice(levels, shape),
+        "mode": rng.choice(np.array([0, 1, 2], dtype=np.int8), shape),
+        "risk": rng.choice([1.0, 0.5], shape),
+        "limit_offset": rng.choice([0.0, 0.005, 0.02], shape),
+        "stop_loss": rng.choice([np.nan, 0.01, 0.05], shape),
+        "take_profit": rng.choice([np.nan, 0.02, 0.1], shape),
+        "funding": np.where(rng.random(shape) < 0.3, rng.normal(0.0, 0.001, shape), np.nan),
+    }
+    config = SimConfig(slippage_bps=5.0, maintenance_margin=0.2, max_leverage=3.0, limit_ttl=2)
+    markets = [MarketSpec(qty_step=0.001, min_qty=0.001, min_notional=10.0)] * n_assets
+    return Scenario(
+        timestamps=np.arange(n_bars, dtype=np.int64) * HOUR_MS,
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        inputs=inputs,
+        markets=markets,
+        config=config,
+        cash=10_000.0,
+    )
