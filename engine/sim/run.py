@@ -388,7 +388,8 @@ def _as_2d(
             f"{name} must have {n_bars} rows (one per timestamp); got shape {array.shape}"
         )
     if n_assets is not None and array.shape[1] not in (1, n_assets):
-        raise ValueError(f"{name} must have 1 or {n_assets} columns; got shape {array.shape}")
+        columns = "1 column" if n_assets == 1 else f"1 or {n_assets} columns"
+        raise ValueError(f"{name} must have {columns} (one per asset); got shape {array.shape}")
     return np.ascontiguousarray(array)
 
 
