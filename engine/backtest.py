@@ -33,12 +33,14 @@ from engine.ssl.checkpoint import load_model
 from engine.strategy.base import History, load_component
 from engine.strategy.features import forward_return
 from engine.strategy.representations import (
+    cached,
     default_cache_dir,
     feature_representations,
     hash_candles,
     hash_files,
     model_representations,
     pca_representations,
+    supervised_representations,
 )
 from engine.strategy.walkforward import Decisions, Pipeline, check_windows, walk_forward
 
@@ -128,12 +130,18 @@ def compute_representation(
     models_dir: Path,
     cache_dir: Path | None,
 ) -> tuple[np.ndarray, dict]:
+    """Return the representation of every bar and a description of its source.
+
+    Encoders' representations are cached under ``cache_dir`` (None: no cache),
+    keyed by the hashes of the model (or baseline settings) and of the candles.
+    """
+    candles_hash = hash_candles(candles)[:20]
     if config.encoder is not None:
         folder = models_dir / config.encoder
         if not folder.is_dir():
             raise ConfigError(
                 f"encoder: no model folder {folder}; expected one of "
-                f"{sorted(p.name for p in models_dir.glob('*/card.json'))}"
+                f"{sorted(p.parent.name for p in models_dir.glob('*/card.json'))}"
             )
         model = load_model(folder)
         unseen_from = pd.Timestamp(model.card["data"]["unseen_from_utc"])
@@ -144,16 +152,39 @@ def compute_representation(
                 f"{unseen_from.isoformat()} on were never seen; start the range there or later"
             )
         model_hash = hash_files(folder / "weights.safetensors", folder / "card.json")
-        z = model_representations(model, candles, cache_dir, model_hash)
+        key = f"model-{model_hash[:20]}-{candles_hash}"
+        z = cached(cache_dir, key, lambda: model_representations(model, candles))
         return z, {"model": config.encoder, "model_sha256": model_hash}
     spec = config.representation
+    if spec.kind == "features":
+        return feature_representations(candles, spec.extras), {"representation": "features"}
+    cut = _day_ms(spec.fit_end) + DAY_MS
+    if cut > start_ms:
+        raise ConfigError(
+            f"representation.fit_end {spec.fit_end} must be before out_of_sample.start"
+        )
+    fit_stop = int(np.searchsorted(candles["timestamp"].to_numpy(), cut))
     if spec.kind == "pca":
-        fit_stop = int(np.searchsorted(candles["timestamp"], _day_ms(spec.fit_end) + DAY_MS))
-        if _day_ms(spec.fit_end) + DAY_MS > start_ms:
-            raise ConfigError("representation.fit_end must be before out_of_sample.start")
         z = pca_representations(candles, fit_stop, spec.window, spec.dims, spec.extras)
         return z, {"representation": "pca"}
-    return feature_representations(candles, spec.extras), {"representation": "features"}
+    settings = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:20]
+    z = cached(
+        cache_dir,
+        f"supervised-{settings}-{candles_hash}",
+        lambda: supervised_representations(
+            candles,
+            fit_stop,
+            spec.architecture,
+            spec.params,
+            spec.extras,
+            spec.iters,
+            spec.crop_length,
+            spec.horizon,
+            spec.threshold,
+            config.seed,
+        ),
+    )
+    return z, {"representation": "supervised", "settings_sha256": settings}
 
 
 def build_pipeline(config: StrategyConfig) -> Pipeline:

@@ -217,44 +217,69 @@ def data_fetch(
     store: Path | None = typer.Option(None, help=_STORE_HELP),
 ) -> None:
     """Download the bars the store lacks through ccxt and store them atomically."""
-    from engine.data.feed import make_exchange, update_candles, update_funding
-    from engine.data.store import FundingKey, SeriesKey
+    from engine.data.feed import make_exchange
+    from engine.data.store import SeriesKey
     from engine.data.times import parse_utc_ms
 
     key = SeriesKey(exchange, market, symbol, timeframe)
     since_ms = parse_utc_ms(since)
     until_ms = None if until is None else parse_utc_ms(until)
-    candle_store = _store(store)
-    client = make_exchange(exchange)
+    _fetch_series(
+        _store(store), make_exchange(exchange), key, since_ms, until_ms, max_gap_bars, funding
+    )
+
+
+def _fetch_series(candle_store, client, key, since_ms, until_ms, max_gap_bars, funding) -> None:
+    from engine.data.feed import update_candles, update_funding
+    from engine.data.store import FundingKey
+
     with _progress(f"{key.filename}") as bar:
         task = bar.add_task("candles")
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
         results = [
-            update_candles(
-                candle_store,
-                client,
-                key,
-                since_ms,
-                until_ms,
-                max_gap_bars,
-                lambda done, total: bar.update(task, completed=done, total=total),
-            )
+            update_candles(candle_store, client, key, since_ms, until_ms, max_gap_bars, advance)
         ]
         if funding:
+            funding_key = FundingKey(key.exchange, key.market, key.symbol)
             results.append(
-                update_funding(
-                    candle_store,
-                    client,
-                    FundingKey(exchange, market, symbol),
-                    since_ms,
-                    until_ms,
-                    lambda done, total: bar.update(task, completed=done, total=total),
-                )
+                update_funding(candle_store, client, funding_key, since_ms, until_ms, advance)
             )
     for result in results:
         console.print(
             f"{result.path}: fetched {result.fetched:,} rows; holds {result.rows:,} "
             f"from {_bar_time(result.first_ms)} to {_bar_time(result.last_ms)}"
         )
+
+
+@data_app.command("sync")
+def data_sync(
+    file: Path = typer.Argument(..., help="A data file, e.g. configs/data/bybit_majors.yaml."),
+) -> None:
+    """Fetch every series a data file names (symbols, timeframe, range, funding)."""
+    from engine.data.feed import make_exchange
+    from engine.data.store import SeriesKey
+
+    spec = config.load_config(file, config.DataConfig)
+    series, day = spec.series, 86_400_000
+    since_ms = _utc_day_ms(spec.range.start)
+    until_ms = None if spec.range.end is None else _utc_day_ms(spec.range.end) + day
+    candle_store = _store(spec.store.path)
+    client = make_exchange(series.exchange)
+    for symbol in series.symbols:
+        key = SeriesKey(series.exchange, series.market, symbol, series.timeframe)
+        funding = spec.funding and series.market == "linear"
+        _fetch_series(
+            candle_store, client, key, since_ms, until_ms, spec.store.max_gap_bars, funding
+        )
+
+
+def _utc_day_ms(day) -> int:
+    from engine.data.times import parse_utc_ms
+
+    return parse_utc_ms(day.isoformat())
 
 
 @data_app.command("import")

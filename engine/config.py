@@ -132,7 +132,7 @@ class FeaturesConfig(_Model):
 class EncoderSpec(_Model):
     """Which encoder architecture to build, with its hyperparameters."""
 
-    kind: Literal["ts2vec", "tnc", "cost", "mae"]
+    kind: Literal["ts2vec", "tnc", "cost", "mae", "hybrid"]
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -210,6 +210,20 @@ class PcaRepresentation(_Model):
     fit_end: dt.date = Field(description="Last day of the bars the PCA is fitted on.")
 
 
+class SupervisedRepresentation(_Model):
+    """Baseline representation: an encoder architecture trained supervised from scratch."""
+
+    kind: Literal["supervised"]
+    architecture: Literal["ts2vec", "tnc", "cost", "mae"] = "ts2vec"
+    params: dict[str, Any] = Field(default_factory=dict)
+    extras: list[str] = Field(default_factory=list)
+    fit_end: dt.date = Field(description="Last day of the bars it is trained on.")
+    iters: int = Field(200, gt=0)
+    crop_length: int = Field(256, gt=1)
+    horizon: int = Field(5, gt=0)
+    threshold: float = Field(0.005, gt=0.0)
+
+
 class FeatureRepresentation(_Model):
     """Baseline representation: the causal candle features themselves."""
 
@@ -241,7 +255,11 @@ class StrategyConfig(_Model):
     store: StoreConfig = StoreConfig()
     encoder: Name | None = Field(None, description="A pretrained model folder in models/.")
     representation: (
-        Annotated[PcaRepresentation | FeatureRepresentation, Field(discriminator="kind")] | None
+        Annotated[
+            PcaRepresentation | SupervisedRepresentation | FeatureRepresentation,
+            Field(discriminator="kind"),
+        ]
+        | None
     ) = Field(None, description="A baseline representation, instead of an encoder.")
     components: Components
     walk_forward: WalkForwardConfig
@@ -256,7 +274,7 @@ class StrategyConfig(_Model):
         if (self.encoder is None) == (self.representation is None):
             raise ValueError(
                 "exactly one of 'encoder' (a model in models/) and 'representation' "
-                "(a baseline: pca or features)"
+                "(a baseline: pca, supervised or features)"
             )
         return self
 

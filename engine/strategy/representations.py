@@ -5,14 +5,21 @@
   the hashes of the model and of the candles.
 - PCA of a trailing window of features, fitted on bars before a cut-off only
   (a baseline with no self-supervised learning).
+- The same encoder architecture trained from scratch, supervised, on the
+  direction labels of bars before a cut-off (a baseline with no
+  pretraining).
 - The features themselves (for rule-based baselines and components that need
   some representation).
+
+Representations that take a while (encoders) are cached on disk, keyed by
+the hashes of everything they are computed from.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +30,7 @@ from engine.atomic import atomic_path
 from engine.data.features import compute_features
 from engine.errors import DataError
 from engine.ssl.checkpoint import PretrainedModel
+from engine.strategy.features import direction_labels
 
 CACHE_DIR_ENV = "ENGINE_CACHE_DIR"
 
@@ -48,33 +56,87 @@ def hash_candles(candles: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def model_representations(
-    model: PretrainedModel, candles: pd.DataFrame, cache_dir: Path | None, model_hash: str
-) -> np.ndarray:
-    """Return the encoder's causal representation of every bar (T x D, float32).
+def cached(cache_dir: Path | None, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """Return ``compute()``, loading it from or saving it to ``cache_dir/embeddings/key.npy``.
 
-    The result is cached under ``cache_dir/embeddings`` keyed by the model and
-    candle hashes; ``cache_dir=None`` disables the cache.
+    ``cache_dir=None`` disables the cache.
     """
-    path = None
-    if cache_dir is not None:
-        key = f"{model_hash[:20]}-{hash_candles(candles)[:20]}"
-        path = cache_dir / "embeddings" / f"{key}.npy"
-        if path.is_file():
-            cached = np.load(path, allow_pickle=False)
-            if cached.shape[0] == len(candles):
-                return cached
+    if cache_dir is None:
+        return compute()
+    path = cache_dir / "embeddings" / f"{key}.npy"
+    if path.is_file():
+        return np.load(path, allow_pickle=False)
+    values = compute()
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        np.save(handle, values, allow_pickle=False)
+    return values
+
+
+def model_representations(model: PretrainedModel, candles: pd.DataFrame) -> np.ndarray:
+    """Return the encoder's causal representation of every bar (T x D, float32)."""
     features, names = compute_features(candles, model.card["features"].get("extras", []))
     if names != model.feature_names:
         raise DataError(
             f"model {model.path.name} was trained on features {model.feature_names}; "
             f"the engine computes {names} for it"
         )
-    z = model.embed(features)
-    if path is not None:
-        with atomic_path(path) as tmp, tmp.open("wb") as handle:
-            np.save(handle, z, allow_pickle=False)
-    return z
+    return model.embed(features)
+
+
+def supervised_representations(
+    candles: pd.DataFrame,
+    fit_stop: int,
+    architecture: str,
+    params: dict,
+    extras: list[str],
+    iters: int,
+    crop_length: int,
+    horizon: int,
+    threshold: float,
+    seed: int,
+) -> np.ndarray:
+    """Return the causal representation of an encoder trained supervised from scratch.
+
+    The encoder (``architecture`` with ``params``) and a linear head are
+    trained with cross-entropy on the three-class direction label of every
+    bar of random crops of rows before ``fit_stop - horizon`` (so every label
+    is known by ``fit_stop``); features are z-scored with those rows'
+    statistics. Returns the encoder's output (T x D, float32), as for a
+    pretrained encoder.
+    """
+    import torch
+
+    from engine.ssl.infer import encode_series
+    from engine.ssl.registry import build_encoder
+
+    features, _ = compute_features(candles, extras)
+    usable = fit_stop - horizon
+    if usable < crop_length:
+        raise DataError(
+            f"supervised training needs at least crop_length={crop_length} labelled bars "
+            f"before the cut-off, got {max(usable, 0)}"
+        )
+    mean = features[:usable].mean(axis=0)
+    std = features[:usable].std(axis=0)
+    scaled = ((features - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+    labels = direction_labels(candles["close"].to_numpy()[:fit_stop], horizon, threshold)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    encoder = build_encoder(architecture, scaled.shape[1], **params)
+    head = torch.nn.Linear(encoder.output_dims, 3)
+    optimiser = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=1e-3)
+    x_all = torch.from_numpy(scaled[:usable])
+    y_all = torch.from_numpy(labels[:usable])
+    encoder.train()
+    for _ in range(iters):
+        starts = torch.randint(0, usable - crop_length + 1, (8,), generator=generator)
+        rows = starts[:, None] + torch.arange(crop_length)[None, :]
+        logits = head(encoder(x_all[rows]))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 3), y_all[rows].reshape(-1))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return encode_series(encoder, scaled)
 
 
 def pca_representations(

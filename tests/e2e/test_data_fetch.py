@@ -158,3 +158,27 @@ def test_cli_errors_are_one_line_without_traceback(fake, tmp_path, monkeypatch, 
         "data", "fetch", "--symbol", "BTCUSDT", "--since", "yesterday", "--store", tmp_path
     )
     assert done.exit_code == 2 and "is not an ISO date" in done.stderr
+
+
+@pytest.mark.slow
+def test_cli_sync_fetches_every_series_a_data_file_names(
+    fake, source, tmp_path, monkeypatch, run_cli
+):
+    monkeypatch.setattr(feed, "make_exchange", partial(make_exchange, api_urls=fake.url))
+    store = tmp_path / "store"
+    data_file = tmp_path / "configs" / "data" / "btc.yaml"
+    data_file.parent.mkdir(parents=True)
+    data_file.write_text(
+        f"store: {{path: {store}}}\n"
+        "series: {exchange: bybit, market: linear, symbols: [BTCUSDT], timeframe: 1h}\n"
+        "range: {start: 2024-03-01, end: 2024-03-31}\n"
+    )
+    done = run_cli("data", "sync", data_file)
+    assert done.exit_code == 0, done.stderr
+    candles = CandleStore(store).load(KEY)
+    in_march = source["timestamp"].between(1_709_251_200_000, 1_711_929_599_999)
+    pd.testing.assert_frame_equal(
+        candles, source[in_march].reset_index(drop=True), check_exact=True
+    )
+    rates = CandleStore(store).load_funding("bybit", "linear", "BTCUSDT")
+    assert len(rates) == 31 * 3
