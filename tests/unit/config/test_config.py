@@ -150,7 +150,7 @@ STRATEGY_CASES = {
     ),
     "unknown_representation_kind": (
         ("encoder: ts2vec_btc_1h", "representation: {kind: umap}"),
-        ["representation", "'umap'", "'pca', 'features'"],
+        ["representation", "'umap'", "'pca', 'supervised', 'features'"],
     ),
     "representation_missing_a_key": (
         ("encoder: ts2vec_btc_1h", "representation: {kind: pca, window: 0}"),
