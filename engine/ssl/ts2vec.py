@@ -18,8 +18,9 @@ padding), so a step sees the future. Here every convolution is causal in
 training and in inference alike: it is padded on the left only, by
 ``2 * dilation`` zeros, so the representation of step t depends on steps
 ``<= t`` only. Training with the same convolutions that encode avoids a
-train/inference mismatch; the contextual-consistency task is unchanged (a
-crop's overlap is seen with different left contexts). The receptive field is
+train/inference mismatch; the contextual-consistency task keeps its meaning
+(the overlap is seen with two different left contexts; the right context,
+which causal convolutions cannot see, is not computed). The receptive field is
 ``1 + 4 * (2**(depth + 1) - 1)`` steps (8,189 for depth 10).
 
 Missing steps. A step whose features hold a NaN is treated as missing, as in
@@ -184,9 +185,11 @@ class TS2Vec(Encoder):
             -crop_eleft, length - crop_eright + 1, (x.size(0),), generator=generator
         )
         view1 = _take_per_row(x, offsets + crop_eleft, crop_right - crop_eleft)
-        view2 = _take_per_row(x, offsets + crop_left, crop_eright - crop_left)
+        # The second crop runs to crop_eright, but with causal convolutions its
+        # steps after the overlap cannot reach the overlap: encode only up to it.
+        view2 = _take_per_row(x, offsets + crop_left, crop_length)
         out1 = self._represent(view1, generator)[:, -crop_length:]
-        out2 = self._represent(view2, generator)[:, :crop_length]
+        out2 = self._represent(view2, generator)
         return hierarchical_contrastive_loss(out1, out2, self.alpha, self.temporal_unit)
 
     def _represent(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
