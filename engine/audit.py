@@ -16,16 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.backtest import (
-    build_pipeline,
-    compute_representation,
-    load_candles,
-    out_of_sample_rows,
-)
+from engine.backtest import Fitted, decide, load_candles, out_of_sample_rows
 from engine.config import StrategyConfig
 from engine.data.store import CandleStore
-from engine.strategy.base import History
-from engine.strategy.walkforward import Decisions, walk_forward
 
 DECISION_OUTPUTS = ("target", "risk_scale", "mode", "limit_offset", "stop_loss", "take_profit")
 
@@ -66,23 +59,16 @@ def perturb_after(candles: pd.DataFrame, t: int, seed: int) -> pd.DataFrame:
     return out
 
 
-def _decide(
-    config: StrategyConfig, candles: pd.DataFrame, models_dir: Path, start: int, stop: int
-) -> tuple[np.ndarray, Decisions]:
-    timestamps = candles["timestamp"].to_numpy()
-    z, _ = compute_representation(config, candles, int(timestamps[start]), models_dir, None)
-    history = History.from_candles(candles, z)
-    wf = config.walk_forward
-    decisions = walk_forward(
-        history, build_pipeline(config), start, stop, wf.fit_bars, wf.refit_every, wf.embargo_bars
-    )
-    return z, decisions
-
-
-def _outputs(z: np.ndarray, decisions: Decisions) -> dict[str, np.ndarray]:
-    outputs = {"representation": z[decisions.start : decisions.stop]}
-    outputs.update({name: getattr(decisions, name) for name in DECISION_OUTPUTS})
-    outputs.update({f"component:{k}": v for k, v in decisions.outputs.items()})
+def _outputs(fitted: Fitted, symbols: list[str]) -> dict[str, np.ndarray]:
+    outputs = {}
+    for symbol, history, decisions in zip(symbols, fitted.histories, fitted.decisions, strict=True):
+        rows = slice(decisions.start, decisions.stop)
+        outputs[f"{symbol} representation"] = history.z[rows]
+        for name in DECISION_OUTPUTS:
+            outputs[f"{symbol} {name}"] = getattr(decisions, name)
+        for name, values in decisions.outputs.items():
+            outputs[f"{symbol} component:{name}"] = values
+    outputs["portfolio weights"] = fitted.weights
     return outputs
 
 
@@ -95,19 +81,20 @@ def audit(
 ) -> list[Finding]:
     """Return one finding per sampled bar and output: how many past values changed.
 
-    An honest strategy has ``changed == 0`` everywhere.
+    An honest strategy has ``changed == 0`` everywhere. Representations are
+    recomputed without the cache, so the encoder is audited too.
     """
     store = store or CandleStore(config.store.path)
-    _, candles = load_candles(config, store)
-    timestamps = candles["timestamp"].to_numpy()
+    _, frames = load_candles(config, store)
+    timestamps = frames[0]["timestamp"].to_numpy()
     start, stop = out_of_sample_rows(config, timestamps)
-    base = _outputs(*_decide(config, candles, models_dir, start, stop))
+    symbols = config.market.symbols
+    base = _outputs(decide(config, frames, start, stop, models_dir, None), symbols)
     fractions = np.arange(1, samples + 1) / (samples + 1)
-    sample_bars = start + (fractions * (stop - start - 1)).astype(int)
     findings = []
-    for i, t in enumerate(sample_bars):
-        changed = perturb_after(candles, int(t), seed + i)
-        other = _outputs(*_decide(config, changed, models_dir, start, stop))
+    for i, t in enumerate(start + (fractions * (stop - start - 1)).astype(int)):
+        changed = [perturb_after(frame, int(t), seed + i) for frame in frames]
+        other = _outputs(decide(config, changed, start, stop, models_dir, None), symbols)
         upto = int(t) - start + 1
         when = pd.Timestamp(int(timestamps[t]), unit="ms", tz="UTC").isoformat()
         for name, values in base.items():

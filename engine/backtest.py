@@ -30,7 +30,7 @@ from engine.report.metrics import daily_returns, direction_accuracy, summarise
 from engine.sim.enums import Kind, Liquidity, Reason, Side
 from engine.sim.run import MarketSpec, SimConfig, SimResult, align_funding, simulate
 from engine.ssl.checkpoint import load_model
-from engine.strategy.base import History, load_component
+from engine.strategy.base import History, Portfolio, load_component
 from engine.strategy.features import forward_return
 from engine.strategy.representations import (
     cached,
@@ -42,9 +42,16 @@ from engine.strategy.representations import (
     pca_representations,
     supervised_representations,
 )
-from engine.strategy.walkforward import Decisions, Pipeline, check_windows, walk_forward
+from engine.strategy.walkforward import (
+    Decisions,
+    Pipeline,
+    check_windows,
+    portfolio_weights,
+    walk_forward,
+)
 
 DAY_MS = 86_400_000
+OHLC = ("open", "high", "low", "close")
 #: Set to 1 to never fetch missing candles from the exchange.
 OFFLINE_ENV = "ENGINE_OFFLINE"
 #: Evaluation horizon of direction accuracy for signals without a label horizon.
@@ -60,7 +67,7 @@ class Backtest:
     config: StrategyConfig
     timestamps: np.ndarray
     close: np.ndarray
-    decisions: Decisions
+    fitted: Fitted
     sim: SimResult
     metrics: dict
     daily: pd.Series
@@ -73,18 +80,28 @@ def _day_ms(day: dt.date) -> int:
     return int(pd.Timestamp(day, tz="UTC").value // 1_000_000)
 
 
-def load_candles(config: StrategyConfig, store: CandleStore) -> tuple[SeriesKey, pd.DataFrame]:
-    """Return the candles of the strategy's market, fetching them if the store lacks them."""
+def load_candles(
+    config: StrategyConfig, store: CandleStore
+) -> tuple[list[SeriesKey], list[pd.DataFrame]]:
+    """Return the candles of every symbol, fetching missing ones, on their common bars.
+
+    Several symbols are cut to the bars they all have; each series was
+    validated on load, so the common bars are gap-free if the series are.
+    """
     market = config.market
-    if len(market.symbols) != 1:
-        raise ConfigError(
-            f"market.symbols: a backtest trades one symbol; got {len(market.symbols)}"
-        )
-    key = SeriesKey(market.exchange, market.market, market.symbols[0], market.timeframe)
-    if not store.exists(key):
-        _fetch_missing(config, store, key)
-    candles = store.load(key, config.store.gap_policy, config.store.max_gap_bars)
-    return key, candles
+    keys = [SeriesKey(market.exchange, market.market, s, market.timeframe) for s in market.symbols]
+    frames = []
+    for key in keys:
+        if not store.exists(key):
+            _fetch_missing(config, store, key)
+        frames.append(store.load(key, config.store.gap_policy, config.store.max_gap_bars))
+    common = frames[0]["timestamp"]
+    for frame in frames[1:]:
+        common = common[common.isin(frame["timestamp"])]
+    if len(common) == 0:
+        raise DataError(f"the symbols {', '.join(market.symbols)} have no bar in common")
+    frames = [f[f["timestamp"].isin(common)].reset_index(drop=True) for f in frames]
+    return keys, frames
 
 
 def _fetch_missing(config: StrategyConfig, store: CandleStore, key: SeriesKey) -> None:
@@ -109,6 +126,7 @@ def _fetch_missing(config: StrategyConfig, store: CandleStore, key: SeriesKey) -
 def _funding(
     config: StrategyConfig, store: CandleStore, key: SeriesKey, timestamps: np.ndarray
 ) -> tuple[np.ndarray, str | None]:
+    # Per-bar funding rates, and the last settlement known (None without funding).
     if not config.costs.funding or key.market != "linear":
         return np.zeros(len(timestamps)), None
     try:
@@ -188,15 +206,62 @@ def compute_representation(
 
 
 def build_pipeline(config: StrategyConfig) -> Pipeline:
-    """Return the strategy's components, loaded by import path with their parameters."""
+    """Return fresh instances of the strategy's per-asset components."""
     parts = {
         role: load_component(spec.cls, spec.params, role)
         for role, spec in config.components
         if spec is not None and role != "portfolio"
     }
-    if config.components.portfolio is not None:
-        raise ConfigError("components.portfolio: a single-asset backtest takes no portfolio")
     return Pipeline(**parts)
+
+
+def build_portfolio(config: StrategyConfig) -> Portfolio | None:
+    """Return the portfolio component, or None (equal weights) when there is none."""
+    spec = config.components.portfolio
+    if spec is None:
+        return None
+    if len(config.market.symbols) < 2:
+        raise ConfigError("components.portfolio: a portfolio needs at least two market.symbols")
+    return load_component(spec.cls, spec.params, "portfolio")
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The representations and walk-forward decisions of every asset."""
+
+    histories: list[History]
+    decisions: list[Decisions]
+    weights: np.ndarray
+    sources: list[dict]
+
+
+def decide(
+    config: StrategyConfig,
+    frames: list[pd.DataFrame],
+    start: int,
+    stop: int,
+    models_dir: Path,
+    cache_dir: Path | None,
+) -> Fitted:
+    """Compute every asset's representations and decisions for bars ``start .. stop - 1``."""
+    start_ms = int(frames[0]["timestamp"].iloc[start])
+    histories, sources = [], []
+    for candles in frames:
+        z, source = compute_representation(config, candles, start_ms, models_dir, cache_dir)
+        histories.append(History.from_candles(candles, z))
+        sources.append(source)
+    wf = config.walk_forward
+    windows = (start, stop, wf.fit_bars, wf.refit_every, wf.embargo_bars)
+    portfolio = build_portfolio(config)
+    if portfolio is None:
+        weights = np.full((stop - start, len(frames)), 1.0 / len(frames))
+    else:
+        weights = portfolio_weights(histories, portfolio, *windows)
+    decisions = [
+        walk_forward(history, build_pipeline(config), *windows, scale=weights[:, i])
+        for i, history in enumerate(histories)
+    ]
+    return Fitted(histories, decisions, weights, sources)
 
 
 def out_of_sample_rows(config: StrategyConfig, timestamps: np.ndarray) -> tuple[int, int]:
@@ -230,59 +295,59 @@ def run_backtest(
     clock = time.perf_counter()
 
     say("loading candles")
-    key, candles = load_candles(config, store)
-    timestamps = candles["timestamp"].to_numpy()
+    keys, frames = load_candles(config, store)
+    timestamps = frames[0]["timestamp"].to_numpy()
     start, stop = out_of_sample_rows(config, timestamps)
-    pipeline = build_pipeline(config)
     wf = config.walk_forward
-    check_windows(pipeline, start, wf.fit_bars, wf.refit_every, wf.embargo_bars)
-    funding, funding_until = _funding(config, store, key, timestamps[start:stop])
+    check_windows(build_pipeline(config), start, wf.fit_bars, wf.refit_every, wf.embargo_bars)
+    funding = [_funding(config, store, key, timestamps[start:stop]) for key in keys]
     timings["load_s"] = time.perf_counter() - clock
 
-    say("computing representations")
+    say("computing representations and fitting components walk-forward")
     clock = time.perf_counter()
-    z, source = compute_representation(
-        config, candles, int(timestamps[start]), models_dir, cache_dir
-    )
-    history = History.from_candles(candles, z)
-    timings["representation_s"] = time.perf_counter() - clock
-
-    say("fitting components walk-forward")
-    clock = time.perf_counter()
-    decisions = walk_forward(
-        history, pipeline, start, stop, wf.fit_bars, wf.refit_every, wf.embargo_bars
-    )
-    timings["walk_forward_s"] = time.perf_counter() - clock
+    fitted = decide(config, frames, start, stop, models_dir, cache_dir)
+    timings["representation_and_walk_forward_s"] = time.perf_counter() - clock
 
     say("running the event loop")
     clock = time.perf_counter()
-    sim = _simulate(config, history, decisions, funding, pipeline)
+    sim = _simulate(config, fitted, np.column_stack([rates for rates, _ in funding]))
     timings["event_loop_s"] = time.perf_counter() - clock
 
-    close = history.close[start:stop]
-    horizon = pipeline.signal.horizon or DEFAULT_ACCURACY_HORIZON
-    forward = forward_return(history.close, horizon)[start:stop]
-    accuracy = direction_accuracy(decisions.outputs["score"], forward)
+    rows = slice(start, stop)
+    close = np.column_stack([h.close[rows] for h in fitted.histories])
+    first_open = np.array([h.open[start] for h in fitted.histories])
+    horizon = build_pipeline(config).signal.horizon or DEFAULT_ACCURACY_HORIZON
+    accuracy = direction_accuracy(
+        np.concatenate([d.outputs["score"] for d in fitted.decisions]),
+        np.concatenate([forward_return(h.close, horizon)[rows] for h in fitted.histories]),
+    )
     capital = config.initial_capital
-    daily = daily_returns(timestamps[start:stop], sim.equity, capital)
-    hold = capital * close / history.open[start]
-    benchmark = daily_returns(timestamps[start:stop], hold, capital).rename("benchmark")
+    daily = daily_returns(timestamps[rows], sim.equity, capital)
+    hold = capital * (close / first_open).mean(axis=1)
+    benchmark = daily_returns(timestamps[rows], hold, capital).rename("benchmark")
     metrics = summarise(daily, sim.equity, capital, sim.fills, sim.ledger, accuracy)
     metrics["benchmark_return"] = float(hold[-1] / capital - 1.0)
     metrics["bars"] = stop - start
     inputs = {
-        "candles": key.filename,
-        "candles_sha256": hash_candles(candles),
         "first_bar": _iso(timestamps[start]),
         "last_bar": _iso(timestamps[stop - 1]),
-        "funding_known_until": funding_until,
-        **source,
+        "assets": [
+            {
+                "candles": key.filename,
+                "candles_sha256": hash_candles(candles),
+                "funding_known_until": known,
+                **source,
+            }
+            for key, candles, (_, known), source in zip(
+                keys, frames, funding, fitted.sources, strict=True
+            )
+        ],
     }
     return Backtest(
         config=config,
-        timestamps=timestamps[start:stop],
+        timestamps=timestamps[rows],
         close=close,
-        decisions=decisions,
+        fitted=fitted,
         sim=sim,
         metrics=metrics,
         daily=daily,
@@ -292,16 +357,14 @@ def run_backtest(
     )
 
 
-def _simulate(
-    config: StrategyConfig,
-    history: History,
-    decisions: Decisions,
-    funding: np.ndarray,
-    pipeline: Pipeline,
-) -> SimResult:
-    rows = slice(decisions.start, decisions.stop)
-    rules = config.rules.get(config.market.symbols[0])
-    timing = pipeline.timing
+def _simulate(config: StrategyConfig, fitted: Fitted, funding: np.ndarray) -> SimResult:
+    decisions = fitted.decisions
+    rows = slice(decisions[0].start, decisions[0].stop)
+
+    def stacked(values) -> np.ndarray:
+        return np.column_stack(list(values))
+
+    timing = build_pipeline(config).timing
     sim_config = SimConfig(
         maker_fee=config.costs.maker_fee,
         taker_fee=config.costs.taker_fee,
@@ -313,20 +376,21 @@ def _simulate(
         spot=config.market.market == "spot",
         limit_ttl=max(1, getattr(timing, "max_wait", 1)),
     )
+    markets = [
+        MarketSpec(**config.rules[s].model_dump()) if s in config.rules else MarketSpec()
+        for s in config.market.symbols
+    ]
     return simulate(
-        history.timestamp[rows],
-        history.open[rows],
-        history.high[rows],
-        history.low[rows],
-        history.close[rows],
-        decisions.target,
-        mode=decisions.mode,
-        risk=decisions.risk_scale,
-        limit_offset=decisions.limit_offset,
-        stop_loss=decisions.stop_loss,
-        take_profit=decisions.take_profit,
+        fitted.histories[0].timestamp[rows],
+        *(stacked(getattr(h, c)[rows] for h in fitted.histories) for c in OHLC),
+        stacked(d.target for d in decisions),
+        mode=stacked(d.mode for d in decisions),
+        risk=stacked(d.risk_scale for d in decisions),
+        limit_offset=stacked(d.limit_offset for d in decisions),
+        stop_loss=stacked(d.stop_loss for d in decisions),
+        take_profit=stacked(d.take_profit for d in decisions),
         funding=funding,
-        markets=MarketSpec(**rules.model_dump()) if rules else None,
+        markets=markets,
         config=sim_config,
         cash=config.initial_capital,
     )
@@ -341,12 +405,13 @@ def _names(enum, values: np.ndarray) -> list[str]:
 
 
 def trades_frame(backtest: Backtest) -> pd.DataFrame:
-    """Return one row per fill, with times and enum names spelled out."""
+    """Return one row per fill, with times, symbols and enum names spelled out."""
     fills = backtest.sim.fills
+    symbols = np.array(backtest.config.market.symbols)
     return pd.DataFrame(
         {
             "time": [_iso(backtest.timestamps[b]) for b in fills["bar"]],
-            "symbol": backtest.config.market.symbols[0],
+            "symbol": symbols[fills["asset"]],
             "side": _names(Side, fills["side"]),
             "quantity": fills["quantity"],
             "price": fills["price"],
@@ -360,26 +425,33 @@ def trades_frame(backtest: Backtest) -> pd.DataFrame:
 
 
 def equity_frame(backtest: Backtest) -> pd.DataFrame:
-    """Return one row per out-of-sample bar: equity, book, decisions and costs."""
-    sim, decisions = backtest.sim, backtest.decisions
-    frame = pd.DataFrame(
-        {
-            "time": [_iso(t) for t in backtest.timestamps],
-            "close": backtest.close,
-            "equity": sim.equity,
-            "cash": sim.cash,
-            "position": sim.position[:, 0],
-            "notional": sim.notional[:, 0],
+    """Return one row per out-of-sample bar: equity, costs, and per asset its book and decisions.
+
+    Per-asset columns end in ``_<SYMBOL>``.
+    """
+    sim = backtest.sim
+    columns = {
+        "time": [_iso(t) for t in backtest.timestamps],
+        "equity": sim.equity,
+        "cash": sim.cash,
+    }
+    for column in sim.ledger.dtype.names:
+        columns[column] = sim.ledger[column]
+    fitted = backtest.fitted
+    for i, symbol in enumerate(backtest.config.market.symbols):
+        decisions = fitted.decisions[i]
+        per_asset = {
+            "close": backtest.close[:, i],
+            "position": sim.position[:, i],
+            "notional": sim.notional[:, i],
+            "weight": fitted.weights[:, i],
             "target": decisions.target,
             "risk_scale": decisions.risk_scale,
             "mode": decisions.mode,
+            **dict(sorted(decisions.outputs.items())),
         }
-    )
-    for name, values in sorted(decisions.outputs.items()):
-        frame[name] = values
-    for column in sim.ledger.dtype.names:
-        frame[column] = sim.ledger[column]
-    return frame
+        columns.update({f"{name}_{symbol}": values for name, values in per_asset.items()})
+    return pd.DataFrame(columns)
 
 
 def write_run(backtest: Backtest, reports_dir: Path, config_path: Path | None = None) -> Path:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -130,7 +131,28 @@ class Signal(Component):
         return out
 
 
-def load_component(path: str, params: dict[str, Any], role: str) -> Component:
+class Portfolio(ABC):
+    """Weights of several assets, fitted on every asset's past at once.
+
+    ``fit`` gets one ``FitContext`` per asset (the same bars and training
+    rows for all); ``weights`` returns one non-negative weight per asset,
+    summing to 1, which scales each asset's target exposure until the next
+    refit.
+    """
+
+    role: ClassVar[str] = "portfolio"
+    horizon: int = 0
+
+    @abstractmethod
+    def fit(self, contexts: Sequence[FitContext]) -> None:
+        """Learn from the training rows of every asset's past."""
+
+    @abstractmethod
+    def weights(self) -> np.ndarray:
+        """Return the fitted weight of each asset, in the order of the contexts."""
+
+
+def load_component(path: str, params: dict[str, Any], role: str) -> Component | Portfolio:
     """Import ``package.module:ClassName`` and build it with ``params``.
 
     Raises
@@ -147,10 +169,10 @@ def load_component(path: str, params: dict[str, Any], role: str) -> Component:
             f"components.{role}: cannot import module {module_name!r} ({exc})"
         ) from None
     cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Component)):
+    if not (isinstance(cls, type) and issubclass(cls, Component | Portfolio)):
         raise ConfigError(
             f"components.{role}: {path!r} is not a strategy component; expected a subclass "
-            "of engine.strategy.base.Component"
+            "of engine.strategy.base.Component or Portfolio"
         )
     if cls.role != role:
         raise ConfigError(

@@ -21,13 +21,14 @@ Decisions turn the components' outputs into the event loop's inputs:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from engine.errors import ConfigError, DataError
 from engine.sim.enums import Mode
-from engine.strategy.base import Component, FitContext, History
+from engine.strategy.base import Component, FitContext, History, Portfolio
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,32 @@ def check_windows(
         )
 
 
+def _blocks(start: int, stop: int, fit_bars: int, refit_every: int, embargo: int):
+    # (block of bars acted on, training rows), rolling forward.
+    for r in range(start, stop, refit_every):
+        yield slice(r, min(r + refit_every, stop)), slice(r - embargo - fit_bars, r - embargo)
+
+
+def portfolio_weights(
+    histories: Sequence[History],
+    portfolio: Portfolio,
+    start: int,
+    stop: int,
+    fit_bars: int,
+    refit_every: int,
+    embargo: int,
+) -> np.ndarray:
+    """Fit the portfolio walk-forward over the same blocks as the components.
+
+    Returns the weights (stop - start, N) of N assets, constant within a block.
+    """
+    weights = np.zeros((stop - start, len(histories)))
+    for block, train in _blocks(start, stop, fit_bars, refit_every, embargo):
+        portfolio.fit([FitContext(h.upto(block.start), train) for h in histories])
+        weights[block.start - start : block.stop - start] = portfolio.weights()
+    return weights
+
+
 def walk_forward(
     history: History,
     pipeline: Pipeline,
@@ -98,17 +125,20 @@ def walk_forward(
     fit_bars: int,
     refit_every: int,
     embargo: int,
+    scale: np.ndarray | None = None,
 ) -> Decisions:
-    """Fit the pipeline walk-forward and return its decisions for bars ``start .. stop - 1``."""
+    """Fit the pipeline walk-forward and return its decisions for bars ``start .. stop - 1``.
+
+    ``scale`` (one value per decided bar, e.g. a portfolio weight) multiplies
+    the target exposure before the timing decides when to act on it.
+    """
     check_windows(pipeline, start, fit_bars, refit_every, embargo)
     components = pipeline.components()
     n = stop - start
     outputs: dict[str, np.ndarray] = {}
     refits = []
-    for r in range(start, stop, refit_every):
-        block = slice(r, min(r + refit_every, stop))
-        past = history.upto(r)
-        train = slice(r - embargo - fit_bars, r - embargo)
+    for block, train in _blocks(start, stop, fit_bars, refit_every, embargo):
+        past = history.upto(block.start)
         signal = pipeline.signal
         signal.fit(FitContext(past, train))
         in_sample = signal.direction(signal.transform(past, train)["score"])
@@ -120,8 +150,8 @@ def walk_forward(
             for name, values in component.transform(visible, block).items():
                 out = outputs.setdefault(name, np.full(n, np.nan))
                 out[block.start - start : block.stop - start] = values
-        refits.append((r, train.start, train.stop))
-    return _decide(pipeline, outputs, start, stop, refits)
+        refits.append((block.start, train.start, train.stop))
+    return _decide(pipeline, outputs, start, stop, refits, scale)
 
 
 def _decide(
@@ -130,6 +160,7 @@ def _decide(
     start: int,
     stop: int,
     refits: list[tuple[int, int, int]],
+    scale: np.ndarray | None,
 ) -> Decisions:
     n = stop - start
     direction = pipeline.signal.direction(outputs["score"])
@@ -141,6 +172,8 @@ def _decide(
         if direction[i] != 0 and (i == 0 or direction[i] != direction[i - 1]):
             entry_size = size[i]
         target[i] = direction[i] * entry_size
+    if scale is not None:
+        target = target * scale
     mode, offset = _timing(pipeline.timing, target * risk_scale, outputs.get("similarity"))
     stops = {name: outputs.get(name, np.full(n, np.nan)) for name in ("stop_loss", "take_profit")}
     return Decisions(

@@ -61,7 +61,8 @@ def test_run_writes_the_run_folder(env, run_cli):
     total_fees = trades["fee"].sum()
     assert total_fees == pytest.approx(metrics["fees"], rel=1e-9)
     inputs = json.loads((folder / "inputs.json").read_text())
-    assert len(inputs["candles_sha256"]) == 64 and len(inputs["config_sha256"]) == 64
+    assert [a["candles"] for a in inputs["assets"]] == ["bybit_linear_BTCUSDT_1h.parquet"]
+    assert len(inputs["assets"][0]["candles_sha256"]) == 64 and len(inputs["config_sha256"]) == 64
 
 
 def test_a_second_run_writes_an_identical_metrics_file(env, run_cli):
