@@ -155,3 +155,16 @@ def test_bad_input_gets_a_clear_message_and_non_zero_exit(
     result = run_cli("run", _strategy(env, "sma_cross", **change), "--reports-dir", env / "r")
     assert result.exit_code == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_portfolio_of_four_assets_runs_and_passes_the_audit(env, run_cli):
+    strategy = _strategy(env, "ssl_portfolio", encoder="cost_bybit_1h", out_of_sample=SHORT_RANGE)
+    folder = _run(run_cli, strategy, env / "reports")
+    trades = pd.read_csv(folder / "trades.csv")
+    assert set(trades["symbol"]) == {"BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"}
+    equity = pd.read_csv(folder / "equity.csv")
+    weights = equity[[f"weight_{s}" for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")]]
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    result = run_cli("audit", strategy, "--samples", "2")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "changed values at or before t: 0" in result.stdout
