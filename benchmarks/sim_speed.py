@@ -112,14 +112,17 @@ def workload_a() -> float:
 
     def kernel():
         account, assets = new_state(1, 10_000.0)
-        return run_nb(
+        outputs = (np.empty(n_bars), np.empty(n_bars), np.empty(n_bars), np.empty((n_bars, 1)))
+        fills, _ = run_nb(
             account,
             assets,
             records,
             market_records(markets, 1),
             *(array.reshape(-1, 1) for array in inputs),
             *scalars.values(),
+            *outputs,
         )
+        return outputs, fills
 
     baseline = rss_bytes()
     kernel_s, out = median_seconds(kernel)

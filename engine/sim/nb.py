@@ -110,17 +110,30 @@ MAX_EVENTS_PER_ASSET = 3  # records one asset can add in one bar
 
 
 @njit(cache=True)
-def flex_nb(values, t, i):
-    """Return ``values[t, i]``, broadcasting a single row or a single column.
+def flex_steps_nb(values):
+    """Return the row and column steps that broadcast ``values`` over (T, N).
+
+    ``values[t * row_step, i * col_step]`` is the value of bar ``t`` and asset
+    ``i``, whether ``values`` holds one row for every bar, one column for every
+    asset, or both.
 
     Assumptions
     -----------
-    ``values`` is 2-D with 1 or more than ``t`` rows and 1 or more than ``i``
-    columns.
+    ``values`` is 2-D with 1 or T rows and 1 or N columns.
     """
-    row = t if values.shape[0] > 1 else 0
-    col = i if values.shape[1] > 1 else 0
-    return values[row, col]
+    return (1 if values.shape[0] > 1 else 0), (1 if values.shape[1] > 1 else 0)
+
+
+@njit(cache=True)
+def flex_nb(values, t, i):
+    """Return the value of bar ``t`` and asset ``i`` in a broadcast ``values``.
+
+    Assumptions
+    -----------
+    As for ``flex_steps_nb``.
+    """
+    row_step, col_step = flex_steps_nb(values)
+    return values[t * row_step, i * col_step]
 
 
 @njit(cache=True)
@@ -687,6 +700,13 @@ def advance_nb(
     spot = cfg["spot"] != 0
     n_assets = assets.shape[0]
     extra = MAX_EVENTS_PER_ASSET * n_assets
+    # broadcast steps, resolved once rather than per bar and asset
+    funding_row, funding_col = flex_steps_nb(funding)
+    target_row, target_col = flex_steps_nb(target)
+    mode_row, mode_col = flex_steps_nb(mode)
+    risk_row, risk_col = flex_steps_nb(risk)
+    sl_row, sl_col = flex_steps_nb(stop_loss)
+    tp_row, tp_col = flex_steps_nb(take_profit)
     t = start
     while t < stop and n_fills + extra <= fills.shape[0] and n_rejects + extra <= rejects.shape[0]:
         acc["maker_fee"] = 0.0
@@ -697,7 +717,7 @@ def advance_nb(
         if not spot:
             for i in range(n_assets):
                 pos = assets[i]["position"]
-                rate = flex_nb(funding, t, i)
+                rate = funding[t * funding_row, i * funding_col]
                 if pos != 0.0 and rate == rate and rate != 0.0:
                     payment = rate * pos * open_[t, i]
                     acc["cash"] -= payment
@@ -771,10 +791,10 @@ def advance_nb(
             )
         for i in range(n_assets):
             asset = assets[i]
-            asset["stop_loss"] = flex_nb(stop_loss, t, i)
-            asset["take_profit"] = flex_nb(take_profit, t, i)
-            frac = flex_nb(target, t, i) * flex_nb(risk, t, i)
-            decided = flex_nb(mode, t, i)
+            asset["stop_loss"] = stop_loss[t * sl_row, i * sl_col]
+            asset["take_profit"] = take_profit[t * tp_row, i * tp_col]
+            frac = target[t * target_row, i * target_col] * risk[t * risk_row, i * risk_col]
+            decided = mode[t * mode_row, i * mode_col]
             if decided == Mode.WAIT or frac != frac:
                 continue
             asset["pending"] = Pending.NONE
@@ -896,8 +916,12 @@ def run_nb(
     offset,
     stop_loss,
     take_profit,
+    equity,
+    cash,
+    funding_paid,
+    position,
 ):
-    """Run every bar through ``advance_nb`` and collect the book after each close.
+    """Run every bar through ``advance_nb``; return the fills and the rejected orders.
 
     Parameters
     ----------
@@ -905,13 +929,13 @@ def run_nb(
         As for ``advance_nb``; the state is updated in place.
     open_, high, low, close, funding, target, mode, risk, offset, stop_loss, take_profit : ndarray
         As for ``advance_nb``, C-contiguous.
+    equity, cash, funding_paid, position : ndarray
+        Outputs as for ``advance_nb``, one row per bar, filled in place. The
+        caller allocates them: numpy puts large arrays on huge pages, which
+        makes writing them several times faster than numba's allocator does.
 
     Returns
     -------
-    equity, cash, funding_paid : ndarray
-        Shape (T,): equity and cash at each close, funding paid at each open.
-    position : ndarray
-        Shape (T, N), at each close.
     fills : ndarray of fill_dt
     rejects : ndarray of reject_dt
 
@@ -922,10 +946,6 @@ def run_nb(
     over bars holds no allocation.
     """
     n_bars, n_assets = open_.shape
-    equity = np.empty(n_bars)
-    cash = np.empty(n_bars)
-    funding_paid = np.empty(n_bars)
-    position = np.empty((n_bars, n_assets))
     extra = MAX_EVENTS_PER_ASSET * n_assets
     fills = np.empty(1024 * extra, fill_dt)
     rejects = np.empty(1024 * extra, reject_dt)
@@ -962,4 +982,4 @@ def run_nb(
             rejects,
             n_rejects,
         )
-    return equity, cash, funding_paid, position, fills[:n_fills].copy(), rejects[:n_rejects].copy()
+    return fills[:n_fills].copy(), rejects[:n_rejects].copy()

@@ -306,7 +306,11 @@ def simulate(
     else:
         account, assets = _copy_state(state, n_assets)
     initial_equity = float(account["equity"][0])
-    equity, cash_out, funding_paid, position, fills, rejects = run_nb(
+    equity = np.empty(n_bars)
+    cash_out = np.empty(n_bars)
+    funding_paid = np.empty(n_bars)
+    position = np.empty((n_bars, n_assets))
+    fills, rejects = run_nb(
         account,
         assets,
         config.to_record(),
@@ -322,6 +326,10 @@ def simulate(
         offset,
         stops["stop_loss"],
         stops["take_profit"],
+        equity,
+        cash_out,
+        funding_paid,
+        position,
     )
     return SimResult(
         equity=equity,
