@@ -42,6 +42,19 @@ def _labelled(labels: np.ndarray, train: slice) -> np.ndarray:
     return rows
 
 
+def _prototype(
+    context: FitContext, move: np.ndarray, threshold: float
+) -> tuple[Standardiser, np.ndarray | None]:
+    # The standardiser of the training rows, and the mean standardised
+    # representation of the rows where the signal's direction (the move's own
+    # sign without a signal) was followed by a move beyond threshold that way.
+    rows = context.past.z[context.train]
+    scale = Standardiser(rows)
+    direction = context.signal if context.signal is not None else np.sign(move)
+    chosen = (direction != 0) & (direction * move > threshold)
+    return scale, scale(rows)[chosen].mean(axis=0) if chosen.any() else None
+
+
 class ProbeSignal(Signal):
     """Predict the direction over ``horizon`` bars with a probe on z_t.
 
@@ -172,11 +185,7 @@ class PrototypeSizing(Component):
         past, train = context.past, context.train
         ret = forward_return(past.close, self.horizon)[train]
         _check(not np.isnan(ret).any(), "sizing labels reach past the last closed bar")
-        self._scale = Standardiser(past.z[train])
-        direction = context.signal if context.signal is not None else np.sign(ret)
-        profitable = (direction != 0) & (direction * ret > self.round_trip_cost)
-        z = self._scale(past.z[train])
-        self._prototype = z[profitable].mean(axis=0) if profitable.any() else None
+        self._scale, self._prototype = _prototype(context, ret, self.round_trip_cost)
 
     def transform(self, history: History, rows: slice) -> dict[str, np.ndarray]:
         """Return ``size``, the capped conviction of each row."""
@@ -259,11 +268,7 @@ class SimilarityTiming(Component):
         run = (
             past.close[start + self.horizon : stop + self.horizon] / past.open[start + 1 : stop + 1]
         )
-        self._scale = Standardiser(past.z[train])
-        direction = context.signal if context.signal is not None else np.sign(run - 1.0)
-        favourable = (direction != 0) & (direction * (run - 1.0) > self.offset)
-        z = self._scale(past.z[train])
-        self._prototype = z[favourable].mean(axis=0) if favourable.any() else None
+        self._scale, self._prototype = _prototype(context, run - 1.0, self.offset)
 
     def transform(self, history: History, rows: slice) -> dict[str, np.ndarray]:
         """Return ``similarity`` of each row to the favourable-execution prototype."""
