@@ -1,4 +1,7 @@
-"""Numba kernels of the event loop: one ``step_nb`` per bar, ``run_nb`` over all bars.
+"""Numba kernels of the event loop: ``step_nb`` advances the book one bar, ``run_nb`` all bars.
+
+Both run the same loop, ``advance_nb``, which is the one place the rules below
+live; the paper session calls ``step_nb`` once per closed bar.
 
 The book holds N assets and one cash balance in the quote currency (USDT) shared
 by all of them, as with USDT-margined perpetuals under cross margin. ``cash``
@@ -6,6 +9,8 @@ moves with every trade as if the contracts were bought and sold outright (a
 short sale adds its proceeds), so at every bar::
 
     equity = cash + sum(position * price)
+
+That is the exchange's wallet balance plus unrealised profit and loss.
 
 Decisions
 ---------
@@ -25,6 +30,7 @@ At the close of bar t the strategy layer gives, per asset: a target exposure
   close). It buys at ``close * (1 - offset)`` or sells at
   ``close * (1 + offset)``, and rests for ``limit_ttl`` bars (t+1 to
   t+limit_ttl); unfilled by then it expires.
+- With equity at or below zero, an order for any target but 0 is rejected.
 - A decision (finite target, mode not WAIT) replaces the asset's resting order
   without a record. ``Mode.WAIT`` or a NaN target leaves a resting order alone.
 - The stop distances of bar t replace the asset's stop distances, whatever the
@@ -38,8 +44,10 @@ Bar t+1, in this order
    (the mark price): a long pays ``rate * position * open`` and a short
    receives it when the rate is positive. Spot books skip funding.
 2. Market orders fill at the open plus slippage, as taker. The open is the
-   first price of the bar, so these fill before anything that happens inside
-   it.
+   first price of the bar, so they fill before anything that happens inside
+   it: before stops and limits, whose intrabar times are unknown. (An asset
+   has at most one pending order, so a market order and a limit order never
+   compete.)
 3. Stops are checked on the position after step 2, pessimistically: a gap
    through the stop-loss (or the take-profit) at the open fills at the open;
    otherwise, when both levels lie inside the bar's range, the stop-loss fills
@@ -66,9 +74,11 @@ slippage), high)``. No fill lies outside its bar's [low, high].
 
 Limits on orders
 ----------------
-- ``Sizing.MARGIN``: an order that raises an asset's exposure is cut so that
+- ``Sizing.MARGIN``: a target of 1 buys ``equity / price`` units, so the
+  exposure is exactly the equity; fees come on top and cash may go negative
+  (borrowed margin). An order that raises an asset's exposure is cut so that
   the gross notional stays within ``max_leverage`` times equity, both valued
-  at the opens. Fees come on top, so cash may go negative (margin).
+  at the opens.
 - ``Sizing.CASH``: a buy spends at most the cash balance, fees included; a
   buy of the whole equity gets ``cash / (price * (1 + fee))`` units, while a
   short sale is unlimited. This is vectorbt's rule.
@@ -82,9 +92,11 @@ Every order that is cut is filled with a reason; every order that is
 rejected, cancelled by a stop or a liquidation, or expires is recorded with a
 reason. Nothing raises.
 
-State
------
-The state is two structured arrays, ``account`` (one ``account_dt`` record)
+Inputs and state
+----------------
+Prices have shape (T, N). Funding and the decision inputs have shape (T, N),
+or one row standing for every bar and/or one column for every asset. The
+state is two structured arrays, ``account`` (one ``account_dt`` record)
 and ``assets`` (one ``asset_dt`` record per asset), which ``step_nb`` updates
 in place. Running ``run_nb`` over all bars equals calling ``step_nb`` bar by
 bar with the state carried over.
