@@ -7,7 +7,9 @@ representations ``(B, T, D)``. Two methods matter:
   depends on ``x[:, : t + 1]`` only, and it never masks, drops out or draws
   random numbers, whatever ``self.training`` says. Rows of ``x`` that are all
   NaN are treated as missing steps (how is up to the encoder); otherwise the
-  input is finite.
+  input is finite. An encoder may offer a non-causal mode for whole-series
+  benchmarks; its ``causal`` property is then False, and ``engine pretrain``
+  and ``engine.ssl.infer`` refuse it.
 - ``training_loss(x, generator)`` returns the scalar self-supervised loss on a
   batch of training windows ``(B, T, F)``. Every random draw (crops, masks,
   dropout, augmentations, negatives) comes from ``generator``, so that a run
@@ -70,6 +72,14 @@ class Encoder(torch.nn.Module, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def training_loss(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """Return the scalar self-supervised loss of a batch of windows ``(B, T, F)``."""
+
+    @property
+    def causal(self) -> bool:
+        """Return whether ``forward`` is causal; True unless a subclass has a non-causal mode.
+
+        Only causal encoders may be pretrained for markets or encode series bar by bar.
+        """
+        return True
 
     @abc.abstractmethod
     def receptive_field(self) -> int | None:

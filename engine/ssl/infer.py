@@ -30,6 +30,8 @@ def encode_series(encoder: Encoder, features: np.ndarray, chunk_length: int = 65
         Bars whose representations are kept per forward pass. Encoders with an
         unbounded receptive field are run in one pass regardless.
     """
+    if not encoder.causal:
+        raise ValueError(f"a non-causal {encoder.kind} encoder cannot encode series bar by bar")
     if chunk_length < 1:
         raise ValueError(f"chunk_length must be at least 1, got {chunk_length}")
     features = np.asarray(features, dtype=np.float32)

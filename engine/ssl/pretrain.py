@@ -41,7 +41,7 @@ from engine.config import PretrainConfig
 from engine.data.features import compute_features
 from engine.data.store import CandleStore, SeriesKey
 from engine.data.times import iso_utc
-from engine.errors import DataError
+from engine.errors import ConfigError, DataError
 from engine.ssl.checkpoint import save_model
 from engine.ssl.registry import build_encoder
 from engine.ssl.train import Progress, paper_iterations, train
@@ -122,6 +122,11 @@ def pretrain(
 
     torch.manual_seed(config.seed)
     encoder = build_encoder(config.encoder.kind, len(names), **config.encoder.params)
+    if not encoder.causal:
+        raise ConfigError(
+            f"encoder.params: a non-causal {encoder.kind} encoder sees future bars; "
+            "pretrained encoders must be causal"
+        )
     training = config.training
     iters = training.iters or paper_iterations(int(stacked.size))
     folder = models_dir / config.name

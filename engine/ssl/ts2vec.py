@@ -21,7 +21,10 @@ training and in inference alike: it is padded on the left only, by
 train/inference mismatch; the contextual-consistency task keeps its meaning
 (the overlap is seen with two different left contexts; the right context,
 which causal convolutions cannot see, is not computed). The receptive field is
-``1 + 4 * (2**(depth + 1) - 1)`` steps (8,189 for depth 10).
+``1 + 4 * (2**(depth + 1) - 1)`` steps (8,189 for depth 10). ``causal=False``
+restores the reference's symmetric padding, to reproduce the paper's
+whole-series classification protocol (``benchmarks/ucr.py``); such an encoder
+is refused for pretraining and bar-by-bar encoding.
 
 Missing steps. A step whose features hold a NaN is treated as missing, as in
 the reference: its input is zeroed and its latent vector masked.
@@ -42,16 +45,24 @@ MASK_PROBABILITY = 0.5
 DROPOUT = 0.1
 
 
-class _CausalConv(nn.Conv1d):
-    # A kernel-3 convolution padded on the left only: output t sees inputs <= t.
-    # Taps that reach further back than the input is long would meet padding
-    # zeros only; they are left out, which changes no value but saves most of
-    # the work of the widest dilations on short inputs.
-    def __init__(self, in_channels: int, out_channels: int, dilation: int) -> None:
+class _DilatedConv(nn.Conv1d):
+    # A kernel-3 dilated convolution, causal (padded on the left only: output t
+    # sees inputs <= t) or "same" (padded on both sides, as in the reference).
+    # Taps that reach further than the input is long would meet padding zeros
+    # only; they are left out, which changes no value but saves most of the
+    # work of the widest dilations on short inputs.
+    def __init__(self, in_channels: int, out_channels: int, dilation: int, causal: bool) -> None:
         super().__init__(in_channels, out_channels, kernel_size=3, dilation=dilation)
+        self.causal = causal
 
     def forward(self, x: Tensor) -> Tensor:
         dilation = self.dilation[0]
+        if not self.causal:
+            if x.size(-1) <= dilation:
+                return F.conv1d(x, self.weight[..., 1:2].contiguous(), self.bias)
+            return F.conv1d(
+                F.pad(x, (dilation, dilation)), self.weight, self.bias, dilation=dilation
+            )
         reach = min(2, (x.size(-1) - 1) // dilation)
         if reach == 2:
             return F.conv1d(F.pad(x, (2 * dilation, 0)), self.weight, self.bias, dilation=dilation)
@@ -62,10 +73,12 @@ class _CausalConv(nn.Conv1d):
 
 
 class _ConvBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, dilation: int, final: bool) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, dilation: int, final: bool, causal: bool
+    ) -> None:
         super().__init__()
-        self.conv1 = _CausalConv(in_channels, out_channels, dilation)
-        self.conv2 = _CausalConv(out_channels, out_channels, dilation)
+        self.conv1 = _DilatedConv(in_channels, out_channels, dilation, causal)
+        self.conv2 = _DilatedConv(out_channels, out_channels, dilation, causal)
         project = in_channels != out_channels or final
         self.projector = nn.Conv1d(in_channels, out_channels, 1) if project else None
 
@@ -105,6 +118,11 @@ class TS2Vec(Encoder):
         levels of the hierarchy, and crops are at least ``2**(temporal_unit + 1)`` long.
     alpha : float
         Weight of the instance contrastive term; the temporal term weighs ``1 - alpha``.
+    causal : bool
+        True (the default, and the only mode ``engine pretrain`` and
+        ``engine.ssl.infer`` accept): causal convolutions. False: the
+        reference's symmetric padding, for reproducing the paper's
+        whole-series benchmarks only; ``forward`` then sees the future.
     """
 
     kind = "ts2vec"
@@ -117,6 +135,7 @@ class TS2Vec(Encoder):
         depth: int = 10,
         temporal_unit: int = 0,
         alpha: float = 0.5,
+        causal: bool = True,
     ) -> None:
         super().__init__(input_dims, output_dims)
         if hidden_dims < 1:
@@ -131,6 +150,7 @@ class TS2Vec(Encoder):
         self.depth = int(depth)
         self.temporal_unit = int(temporal_unit)
         self.alpha = float(alpha)
+        self._causal = bool(causal)
         self.input_fc = nn.Linear(input_dims, hidden_dims)
         channels = [hidden_dims] * depth + [output_dims]
         self.blocks = nn.Sequential(
@@ -140,6 +160,7 @@ class TS2Vec(Encoder):
                     channels[i],
                     dilation=2**i,
                     final=i == len(channels) - 1,
+                    causal=self._causal,
                 )
                 for i in range(len(channels))
             )
@@ -154,14 +175,25 @@ class TS2Vec(Encoder):
             "depth": self.depth,
             "temporal_unit": self.temporal_unit,
             "alpha": self.alpha,
+            "causal": self._causal,
         }
 
+    @property
+    def causal(self) -> bool:
+        """Return whether ``forward`` is causal."""
+        return self._causal
+
     def receptive_field(self) -> int:
-        """Return the number of steps, the current one included, a representation sees."""
-        return 1 + 4 * (2 ** (self.depth + 1) - 1)
+        """Return the number of steps, the current one included, a representation sees.
+
+        When ``causal`` is False, a representation sees as many steps again
+        after its own, less one.
+        """
+        span = 4 * (2 ** (self.depth + 1) - 1)
+        return 1 + (span if self._causal else span // 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return the causal representation ``(B, T, output_dims)`` of ``x`` ``(B, T, F)``."""
+        """Return the representation ``(B, T, output_dims)`` of ``x`` ``(B, T, F)``."""
         return self._represent(x, None)
 
     def training_loss(self, x: Tensor, generator: torch.Generator) -> Tensor:
@@ -187,9 +219,10 @@ class TS2Vec(Encoder):
         view1 = _take_per_row(x, offsets + crop_eleft, crop_right - crop_eleft)
         # The second crop runs to crop_eright, but with causal convolutions its
         # steps after the overlap cannot reach the overlap: encode only up to it.
-        view2 = _take_per_row(x, offsets + crop_left, crop_length)
+        end2 = crop_right if self._causal else crop_eright
+        view2 = _take_per_row(x, offsets + crop_left, end2 - crop_left)
         out1 = self._represent(view1, generator)[:, -crop_length:]
-        out2 = self._represent(view2, generator)
+        out2 = self._represent(view2, generator)[:, :crop_length]
         return hierarchical_contrastive_loss(out1, out2, self.alpha, self.temporal_unit)
 
     def _represent(self, x: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -170,3 +170,10 @@ def test_cli_pretrain_reports_an_unknown_kind_without_a_traceback(store, tmp_pat
     result = run_cli("pretrain", path)
     assert result.exit_code == 2
     assert "encoder.kind" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_non_causal_encoder_is_refused(store, tmp_path):
+    spec = _spec(store)
+    spec["encoder"]["params"]["causal"] = False
+    with pytest.raises(ConfigError, match="must be causal"):
+        pretrain(PretrainConfig.model_validate(spec), models_dir=tmp_path)

@@ -150,3 +150,37 @@ def test_build_encoder_rejects_an_unknown_kind_by_name():
 def test_build_encoder_rejects_unknown_hyperparameters():
     with pytest.raises(ConfigError, match="ts2vec.*invalid hyperparameters"):
         build_encoder("ts2vec", 3, hidden=4)
+
+
+@pytest.mark.parametrize("length", [3, 8, 9, 40])
+def test_non_causal_mode_equals_the_reference_same_padding(length):
+    model = _model(causal=False)
+    assert not model.causal and model.config()["causal"] is False
+    x = torch.randn(2, 8, length)
+    for block in model.blocks:
+        conv = block.conv1
+        d = conv.dilation[0]
+        expected = torch.nn.functional.conv1d(x, conv.weight, conv.bias, padding=d, dilation=d)
+        torch.testing.assert_close(conv(x), expected)
+
+
+def test_non_causal_mode_sees_the_future_and_is_refused_for_series_encoding():
+    model = _model(causal=False)
+    x = _series(40)
+    changed = x.clone()
+    changed[0, 30:] += 1.0
+    assert not torch.equal(model(changed)[0, :30], model(x)[0, :30])
+    with pytest.raises(ValueError, match="non-causal ts2vec"):
+        encode_series(model, x[0].numpy())
+
+
+@pytest.mark.parametrize("length", [2, 9, 40])
+def test_causal_taps_left_out_on_short_inputs_change_no_value(length):
+    model = _model()
+    x = torch.randn(2, 8, length)
+    for block in model.blocks:
+        conv = block.conv1
+        d = conv.dilation[0]
+        padded = torch.nn.functional.pad(x, (2 * d, 0))
+        expected = torch.nn.functional.conv1d(padded, conv.weight, conv.bias, dilation=d)
+        torch.testing.assert_close(conv(x), expected)
