@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from engine.sim import Kind, Liquidity, MarketSpec, Mode, Reason, Side, SimConfig, simulate
+from engine.sim.enums import fill_dt, reject_dt
+from engine.sim.nb import step_nb
+from engine.sim.run import market_records, new_state
 
 HOUR_MS = 3_600_000
 NAN = np.nan
@@ -410,3 +413,36 @@ def test_no_equity_rejects_new_exposure_but_allows_closing() -> None:
     # short 100 at 100, price triples: equity -10,000 -> liquidated, equity stays negative
     assert result.equity[2] == pytest.approx(-10_000.0)
     assert result.rejects["reason"].tolist() == [Reason.NO_EQUITY]
+
+
+def test_step_refuses_buffers_without_room_for_a_bar() -> None:
+    account, assets = new_state(1, 1_000.0)
+    one = np.ones((1, 1))
+    with pytest.raises(ValueError, match="no room for this bar's records"):
+        step_nb(
+            account,
+            assets,
+            SimConfig().to_record(),
+            market_records(None, 1),
+            one,
+            one,
+            one,
+            one,
+            one * 0.0,
+            one,
+            np.zeros((1, 1), np.int8),
+            one,
+            one * 0.0,
+            one * NAN,
+            one * NAN,
+            0,
+            np.empty(1),
+            np.empty(1),
+            np.empty(1),
+            np.empty((1, 1)),
+            np.empty(0, fill_dt),
+            0,
+            np.empty(0, reject_dt),
+            0,
+        )
+    assert account["bar"][0] == 0
