@@ -105,7 +105,7 @@ class PretrainedModel:
             features = (features - mean) / std
         return features.astype(np.float32)
 
-    def embed(self, features: np.ndarray, chunk_length: int = 65_536) -> np.ndarray:
+    def embed(self, features: np.ndarray, chunk_length: int = 8192) -> np.ndarray:
         """Return the causal representation (T x D) of raw features (T x F).
 
         The features are normalised with the pretraining statistics, then
