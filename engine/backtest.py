@@ -24,7 +24,7 @@ import yaml
 
 from engine.atomic import write_text
 from engine.config import StrategyConfig
-from engine.data.store import CandleStore, SeriesKey
+from engine.data.store import CandleStore, FundingKey, SeriesKey
 from engine.errors import ConfigError, DataError, EngineError
 from engine.report.metrics import daily_returns, direction_accuracy, summarise
 from engine.sim.enums import Kind, Liquidity, Reason, Side
@@ -105,7 +105,9 @@ def load_candles(
 
 
 def _fetch_missing(config: StrategyConfig, store: CandleStore, key: SeriesKey) -> None:
-    from engine.data.feed import make_exchange, update_candles
+    # Fetch the series (and its funding rates when they are charged) from the
+    # exchange: enough bars before the out-of-sample start for fitting.
+    from engine.data.feed import make_exchange, update_candles, update_funding
 
     if os.environ.get(OFFLINE_ENV) == "1":
         raise DataError(
@@ -114,8 +116,14 @@ def _fetch_missing(config: StrategyConfig, store: CandleStore, key: SeriesKey) -
         )
     warmup = config.walk_forward.fit_bars + config.walk_forward.embargo_bars
     since = _day_ms(config.out_of_sample.start) - 2 * warmup * key.interval_ms
+    end = config.out_of_sample.end
+    until = None if end is None else _day_ms(end) + DAY_MS
     try:
-        update_candles(store, make_exchange(key.exchange), key, since_ms=since)
+        client = make_exchange(key.exchange)
+        update_candles(store, client, key, since, until)
+        if config.costs.funding and key.market == "linear":
+            funding = FundingKey(key.exchange, key.market, key.symbol)
+            update_funding(store, client, funding, since, until)
     except EngineError as exc:
         raise DataError(
             f"the store {store.root} has no {key.filename} and fetching it failed: {exc}. "
@@ -317,9 +325,10 @@ def run_backtest(
     close = np.column_stack([h.close[rows] for h in fitted.histories])
     first_open = np.array([h.open[start] for h in fitted.histories])
     horizon = build_pipeline(config).signal.horizon or DEFAULT_ACCURACY_HORIZON
+    # Only forward returns that end inside the out-of-sample range count.
     accuracy = direction_accuracy(
         np.concatenate([d.outputs["score"] for d in fitted.decisions]),
-        np.concatenate([forward_return(h.close, horizon)[rows] for h in fitted.histories]),
+        np.concatenate([forward_return(h.close[:stop], horizon)[rows] for h in fitted.histories]),
     )
     capital = config.initial_capital
     daily = daily_returns(timestamps[rows], sim.equity, capital)
@@ -357,13 +366,8 @@ def run_backtest(
     )
 
 
-def _simulate(config: StrategyConfig, fitted: Fitted, funding: np.ndarray) -> SimResult:
-    decisions = fitted.decisions
-    rows = slice(decisions[0].start, decisions[0].stop)
-
-    def stacked(values) -> np.ndarray:
-        return np.column_stack(list(values))
-
+def sim_settings(config: StrategyConfig) -> tuple[SimConfig, list[MarketSpec]]:
+    """Return the event loop's costs and rules, and one market spec per symbol."""
     timing = build_pipeline(config).timing
     sim_config = SimConfig(
         maker_fee=config.costs.maker_fee,
@@ -380,6 +384,17 @@ def _simulate(config: StrategyConfig, fitted: Fitted, funding: np.ndarray) -> Si
         MarketSpec(**config.rules[s].model_dump()) if s in config.rules else MarketSpec()
         for s in config.market.symbols
     ]
+    return sim_config, markets
+
+
+def _simulate(config: StrategyConfig, fitted: Fitted, funding: np.ndarray) -> SimResult:
+    decisions = fitted.decisions
+    rows = slice(decisions[0].start, decisions[0].stop)
+
+    def stacked(values) -> np.ndarray:
+        return np.column_stack(list(values))
+
+    sim_config, markets = sim_settings(config)
     return simulate(
         fitted.histories[0].timestamp[rows],
         *(stacked(getattr(h, c)[rows] for h in fitted.histories) for c in OHLC),

@@ -168,3 +168,31 @@ def test_portfolio_of_four_assets_runs_and_passes_the_audit(env, run_cli):
     result = run_cli("audit", strategy, "--samples", "2")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "changed values at or before t: 0" in result.stdout
+
+
+def test_run_fetches_missing_candles_and_funding_through_ccxt(
+    shared_data, tmp_path, monkeypatch, run_cli
+):
+    from functools import partial
+
+    from engine.data import feed
+    from engine.data.fake_bybit import FakeBybit
+
+    candles = pd.read_parquet(shared_data / "bybit_linear_BTCUSDT_1h.parquet")
+    rates = pd.read_parquet(shared_data / "bybit_linear_BTCUSDT_funding_8h.parquet")
+    empty_store = tmp_path / "store"
+    monkeypatch.setenv("ENGINE_DATA_DIR", str(empty_store))
+    monkeypatch.setenv("ENGINE_CACHE_DIR", str(tmp_path / "cache"))
+    strategy = _strategy(tmp_path, "sma_cross", out_of_sample=SHORT_RANGE)
+    with FakeBybit(now_ms=int(candles["timestamp"].iloc[-1]) + 1_800_000) as fake:
+        fake.add_candles("linear", "BTCUSDT", "1h", candles)
+        fake.add_funding("BTCUSDT", rates)
+        monkeypatch.setattr(feed, "make_exchange", partial(feed.make_exchange, api_urls=fake.url))
+        folder = _run(run_cli, strategy, tmp_path / "reports")
+    stored = pd.read_parquet(empty_store / "bybit_linear_BTCUSDT_1h.parquet")
+    assert stored["timestamp"].iloc[0] < pd.Timestamp("2025-03-01", tz="UTC").value // 10**6
+    assert (empty_store / "bybit_linear_BTCUSDT_funding_8h.parquet").is_file()
+    offline = json.loads((folder / "metrics.json").read_text())
+    monkeypatch.setenv("ENGINE_DATA_DIR", str(shared_data))
+    reference = _run(run_cli, strategy, tmp_path / "reference")
+    assert offline == json.loads((reference / "metrics.json").read_text())
