@@ -242,8 +242,9 @@ def simulate(
     target : array or float
         Signed target exposure as a fraction of equity, decided at each close;
         NaN for no decision.
-    mode : array or int
-        ``Mode.MARKET``, ``Mode.LIMIT`` or ``Mode.WAIT`` per bar and asset.
+    mode : array, int or str
+        ``Mode.MARKET``, ``Mode.LIMIT`` or ``Mode.WAIT`` per bar and asset, as
+        integers or as the names "market", "limit" and "wait".
     risk : array or float
         Scale in [0, 1] applied to the target.
     limit_offset : array or float
@@ -284,7 +285,7 @@ def simulate(
     del lowest, highest
     target = _as_2d("target", target, n_bars, n_assets)
     _check_where("target", target, np.isinf(target), "finite or NaN")
-    mode = _as_2d("mode", mode, n_bars, n_assets, np.int8)
+    mode = _as_2d("mode", _mode_codes(mode), n_bars, n_assets, np.int8)
     modes = ", ".join(f"{int(m)} ({m.name})" for m in Mode)
     _check_where("mode", mode, ~np.isin(mode, [int(m) for m in Mode]), f"one of {modes}")
     risk = _as_2d("risk", risk, n_bars, n_assets)
@@ -399,6 +400,18 @@ def _as_2d(
         columns = "1 column" if n_assets == 1 else f"1 or {n_assets} columns"
         raise ValueError(f"{name} must have {columns} (one per asset); got shape {array.shape}")
     return np.ascontiguousarray(array)
+
+
+def _mode_codes(mode) -> np.ndarray:
+    # execution modes as integers; names such as "limit" map to their Mode value
+    array = np.asarray(mode)
+    if array.dtype.kind not in "UO":
+        return array
+    names = {m.name.lower(): int(m) for m in Mode}
+    unknown = [str(name) for name in np.unique(array) if name not in names]
+    if unknown:
+        raise ValueError(f"mode names must be one of {', '.join(names)}; got {unknown[0]!r}")
+    return np.vectorize(names.__getitem__, otypes=[np.int8])(array)
 
 
 def _check_shape(name: str, array: np.ndarray, shape: tuple[int, int]) -> None:

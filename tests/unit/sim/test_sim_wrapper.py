@@ -11,6 +11,7 @@ from engine.sim import MarketSpec, SimConfig, align_funding, simulate
 from engine.sim.enums import ledger_dt
 
 HOUR_MS = 3_600_000
+NAN = np.nan
 
 
 def candles(n_bars: int = 4, n_assets: int = 1) -> dict[str, np.ndarray]:
@@ -119,6 +120,16 @@ def test_bad_input_is_named_with_the_value_received(overrides, error, message) -
 def test_infinite_target_is_rejected() -> None:
     with pytest.raises(ValueError, match="target must be finite or NaN; got np.float64"):
         call(target=np.inf)
+
+
+def test_mode_names_map_to_their_codes() -> None:
+    by_name = call(target=np.array([1.0, NAN, NAN, NAN]), mode=["limit", "wait", "wait", "market"])
+    by_code = call(target=np.array([1.0, NAN, NAN, NAN]), mode=np.array([1, 2, 2, 0]))
+    np.testing.assert_array_equal(by_name.equity, by_code.equity)
+    with pytest.raises(
+        ValueError, match="mode names must be one of market, limit, wait; got 'fast'"
+    ):
+        call(mode="fast")
 
 
 def test_spot_refuses_funding() -> None:
