@@ -214,7 +214,7 @@ def align_funding(
 
 def simulate(
     timestamps: np.ndarray,
-    open: np.ndarray,  # noqa: A002 - the column's name
+    open: np.ndarray,
     high: np.ndarray,
     low: np.ndarray,
     close: np.ndarray,
