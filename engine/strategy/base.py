@@ -121,14 +121,18 @@ class Signal(Component):
         out = np.empty(len(score), dtype=np.int64)
         state = 0
         for i, s in enumerate(score):
-            if s > self.entry:
-                state = 1
-            elif s < -self.entry:
-                state = -1 if self.allow_short else 0
-            elif abs(s) < self.exit:
-                state = 0
-            out[i] = state
+            state = out[i] = self.next_direction(state, s)
         return out
+
+    def next_direction(self, previous: int, score: float) -> int:
+        """Return the direction of a bar with ``score``, given the previous bar's direction."""
+        if score > self.entry:
+            return 1
+        if score < -self.entry:
+            return -1 if self.allow_short else 0
+        if abs(score) < self.exit:
+            return 0
+        return previous
 
 
 class Portfolio(ABC):

@@ -17,12 +17,19 @@ Decisions turn the components' outputs into the event loop's inputs:
   LIMIT (``offset`` from the close) or WAIT, and after ``max_wait`` bars of
   waiting the order goes to market. Without a timing component every change is
   a market order.
+
+This policy is sequential (the hysteresis, the size fixed at entry and the
+timing's wait carry over from bar to bar), so it is written once, as a stepper:
+``decide_bar`` takes one bar's outputs and a ``DecisionState`` and returns the
+bar's decision and the next state. ``walk_forward`` loops it over the
+out-of-sample bars; a paper session calls it once per closed bar, which is what
+makes the two agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -138,13 +145,7 @@ def walk_forward(
     outputs: dict[str, np.ndarray] = {}
     refits = []
     for block, train in _blocks(start, stop, fit_bars, refit_every, embargo):
-        past = history.upto(block.start)
-        signal = pipeline.signal
-        signal.fit(FitContext(past, train))
-        in_sample = signal.direction(signal.transform(past, train)["score"])
-        for role, component in components.items():
-            if role != "signal":
-                component.fit(FitContext(past, train, in_sample))
+        refit(pipeline, history.upto(block.start), train)
         visible = history.upto(block.stop)
         for component in components.values():
             for name, values in component.transform(visible, block).items():
@@ -152,6 +153,99 @@ def walk_forward(
                 out[block.start - start : block.stop - start] = values
         refits.append((block.start, train.start, train.stop))
     return _decide(pipeline, outputs, start, stop, refits, scale)
+
+
+def refit(pipeline: Pipeline, past: History, train: slice) -> None:
+    """Fit every component of ``pipeline`` on rows ``train`` of ``past``, the signal first.
+
+    The other components get the fitted signal's in-sample direction on the
+    training rows.
+    """
+    signal = pipeline.signal
+    signal.fit(FitContext(past, train))
+    in_sample = signal.direction(signal.transform(past, train)["score"])
+    for role, component in pipeline.components().items():
+        if role != "signal":
+            component.fit(FitContext(past, train, in_sample))
+
+
+@dataclass(frozen=True)
+class DecisionState:
+    """What the decision policy carries from one bar to the next; the default is flat.
+
+    Attributes
+    ----------
+    direction : int
+        The signal's direction at the last bar (-1, 0, +1).
+    entry_size : float
+        The size fixed when the current direction was entered.
+    exposure : float
+        The last target exposure (target times risk scale).
+    waited : int
+        Bars since the exposure last changed.
+    open_change : bool
+        The last change of exposure has not been sent to market yet.
+    limit_placed : bool
+        A limit order was placed for the open change.
+    """
+
+    direction: int = 0
+    entry_size: float = 0.0
+    exposure: float = 0.0
+    waited: int = 0
+    open_change: bool = False
+    limit_placed: bool = False
+
+
+def decide_bar(
+    pipeline: Pipeline,
+    state: DecisionState,
+    score: float,
+    size: float = 1.0,
+    risk_scale: float = 1.0,
+    similarity: float = float("nan"),
+    scale: float | None = None,
+) -> tuple[float, int, float, DecisionState]:
+    """Return one bar's target, mode and limit offset, and the state for the next bar.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        The fitted components; the signal's hysteresis and the timing's
+        thresholds are read from them.
+    state : DecisionState
+        The state after the previous bar (``DecisionState()`` before the first).
+    score, size, risk_scale, similarity : float
+        The bar's component outputs (size 1 without sizing, risk scale 1
+        without risk, similarity unused without timing).
+    scale : float, optional
+        A multiplier of the target, such as a portfolio weight.
+    """
+    direction = pipeline.signal.next_direction(state.direction, score)
+    entry_size = size if direction != 0 and direction != state.direction else state.entry_size
+    target = direction * entry_size
+    if scale is not None:
+        target = target * scale
+    mode, offset, state = time_bar(pipeline.timing, state, target * risk_scale, similarity)
+    return target, mode, offset, replace(state, direction=direction, entry_size=entry_size)
+
+
+def time_bar(
+    timing: Component | None, state: DecisionState, exposure: float, similarity: float
+) -> tuple[int, float, DecisionState]:
+    """Return the execution mode and limit offset of one bar's exposure, and the next state."""
+    if exposure != state.exposure:
+        state = replace(state, exposure=exposure, waited=0, open_change=True, limit_placed=False)
+    elif state.open_change:
+        state = replace(state, waited=state.waited + 1)
+    if not state.open_change:
+        return int(Mode.WAIT), 0.0, state
+    if timing is None or similarity > timing.market_above or state.waited >= timing.max_wait:
+        return int(Mode.MARKET), 0.0, replace(state, open_change=False)
+    if similarity > timing.limit_above and not state.limit_placed:
+        # The limit order rests until it fills or the market fallback replaces it.
+        return int(Mode.LIMIT), timing.offset, replace(state, limit_placed=True)
+    return int(Mode.WAIT), 0.0, state
 
 
 def _decide(
@@ -163,18 +257,23 @@ def _decide(
     scale: np.ndarray | None,
 ) -> Decisions:
     n = stop - start
-    direction = pipeline.signal.direction(outputs["score"])
     size = outputs.get("size", np.ones(n))
     risk_scale = outputs.get("risk_scale", np.ones(n))
+    similarity = outputs.get("similarity", np.full(n, np.nan))
     target = np.zeros(n)
-    entry_size = 0.0
-    for i in range(n):
-        if direction[i] != 0 and (i == 0 or direction[i] != direction[i - 1]):
-            entry_size = size[i]
-        target[i] = direction[i] * entry_size
-    if scale is not None:
-        target = target * scale
-    mode, offset = _timing(pipeline.timing, target * risk_scale, outputs.get("similarity"))
+    mode = np.full(n, int(Mode.WAIT), dtype=np.int64)
+    offset = np.zeros(n)
+    state = DecisionState()
+    for i, score in enumerate(outputs["score"]):
+        target[i], mode[i], offset[i], state = decide_bar(
+            pipeline,
+            state,
+            score,
+            size[i],
+            risk_scale[i],
+            similarity[i],
+            None if scale is None else scale[i],
+        )
     stops = {name: outputs.get(name, np.full(n, np.nan)) for name in ("stop_loss", "take_profit")}
     return Decisions(
         start=start,
@@ -188,27 +287,3 @@ def _decide(
         outputs=outputs,
         refits=refits,
     )
-
-
-def _timing(
-    timing: Component | None, exposure: np.ndarray, similarity: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    n = len(exposure)
-    mode = np.full(n, int(Mode.WAIT), dtype=np.int64)
-    offset = np.zeros(n)
-    current, since = 0.0, 0
-    open_change = limit_placed = False
-    for i in range(n):
-        if exposure[i] != current:
-            current, since, open_change, limit_placed = exposure[i], i, True, False
-        if not open_change:
-            continue
-        if timing is None or similarity[i] > timing.market_above or i - since >= timing.max_wait:
-            mode[i] = Mode.MARKET
-            open_change = False
-        elif similarity[i] > timing.limit_above and not limit_placed:
-            # The limit order rests until it fills or the market fallback replaces it.
-            mode[i] = Mode.LIMIT
-            offset[i] = timing.offset
-            limit_placed = True
-    return mode, offset

@@ -14,7 +14,7 @@ from engine.strategy.components import (
     PrototypeSizing,
     SimilarityTiming,
 )
-from engine.strategy.walkforward import Pipeline, _timing, walk_forward
+from engine.strategy.walkforward import DecisionState, Pipeline, time_bar, walk_forward
 
 from .conftest import with_future_changed
 
@@ -110,6 +110,17 @@ class _Timing(Component):
     def transform(self, history: History, rows: slice) -> dict[str, np.ndarray]:
         """Not used by these tests."""
         return {}
+
+
+def _timing(timing, exposure, similarity):
+    # The per-bar timing stepped over a whole array, as walk_forward steps it.
+    similarity = np.full(len(exposure), np.nan) if similarity is None else similarity
+    state, modes, offsets = DecisionState(), [], []
+    for value, similar in zip(exposure, similarity, strict=True):
+        mode, offset, state = time_bar(timing, state, value, similar)
+        modes.append(mode)
+        offsets.append(offset)
+    return np.array(modes), np.array(offsets)
 
 
 def test_timing_goes_to_market_when_similar_and_waits_otherwise():
