@@ -17,10 +17,9 @@ The last line is ``speedup_vs_vectorbt: X.XX`` (vectorbt median / kernel median)
 
 from __future__ import annotations
 
-import os
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -66,10 +65,36 @@ def median_seconds(call) -> tuple[float, object]:
     return float(np.median(times)), result
 
 
-def rss_bytes() -> int:
-    """Return the resident set size of this process."""
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def peak_memory_bytes(arrays: dict[str, np.ndarray], config: SimConfig, markets: MarketSpec) -> int:
+    """Return how far one ``simulate`` call lifts peak memory above its loaded inputs.
+
+    The inputs go to a fresh process through .npy files; the peak resident set
+    is reset just before the call (Linux ``clear_refs``) and read just after.
+    The figure includes the outputs the call returns.
+    """
+    code = (
+        "import sys, numpy as np\n"
+        "from engine.sim import MarketSpec, SimConfig, simulate\n"
+        "def kib(key):\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith(key):\n"
+        "            return int(line.split()[1])\n"
+        "names = ('timestamps', 'open', 'high', 'low', 'close', 'target')\n"
+        "a = [np.load(f'{sys.argv[1]}/{name}.npy') for name in names]\n"
+        f"config, markets = {config!r}, {markets!r}\n"
+        "simulate(*(x[:10] for x in a), config=config, markets=markets)\n"
+        "open('/proc/self/clear_refs', 'w').write('5')  # peak RSS := current RSS\n"
+        "before = kib('VmRSS:')\n"
+        "result = simulate(*a, config=config, markets=markets)\n"
+        "print((kib('VmHWM:') - before) * 1024)\n"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        for name, array in arrays.items():
+            np.save(f"{folder}/{name}.npy", array)
+        output = subprocess.run(
+            [sys.executable, "-c", code, folder], capture_output=True, text=True, check=True
+        )
+    return int(output.stdout.strip())
 
 
 def first_call_seconds() -> float:
@@ -96,9 +121,8 @@ def workload_a() -> float:
     target = sparse_target(n_bars, seed=2)
     config = SimConfig(sizing="cash", maintenance_margin=0.0)
     inputs = [candles[name] for name in ("open", "high", "low", "close")]
-    input_bytes = sum(array.nbytes for array in inputs) + target.nbytes
     flat = np.zeros((1, 1))
-    scalars = {
+    per_bar = {
         "funding": flat,
         "target": target.reshape(-1, 1),
         "mode": np.zeros((1, 1), np.int8),
@@ -119,14 +143,12 @@ def workload_a() -> float:
             records,
             market_records(markets, 1),
             *(array.reshape(-1, 1) for array in inputs),
-            *scalars.values(),
+            *per_bar.values(),
             *outputs,
         )
         return outputs, fills
 
-    baseline = rss_bytes()
-    kernel_s, out = median_seconds(kernel)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+    kernel_s, _ = median_seconds(kernel)
     wrapper_s, result = median_seconds(
         lambda: simulate(candles["timestamps"], *inputs, target, config=config, markets=markets)
     )
@@ -156,11 +178,16 @@ def workload_a() -> float:
     print(f"  kernel (run_nb):     {kernel_s:.4f} s median, {n_bars / kernel_s:,.0f} bars/s")
     print(f"  wrapper (simulate):  {wrapper_s:.4f} s median, {n_bars / wrapper_s:,.0f} bars/s")
     print(f"  vectorbt from_orders:{vbt_s:.4f} s median, {n_bars / vbt_s:,.0f} bars/s")
-    print(
-        f"  input arrays: {input_bytes / 1e6:.1f} MB; kernel peak memory above inputs: "
-        f"{max(peak, 0) / 1e6:.1f} MB ({max(peak, 0) / input_bytes:.2f}x inputs)"
+    arrays = dict(
+        zip(("timestamps", "open", "high", "low", "close"), candles.values(), strict=True)
     )
-    del out
+    arrays["target"] = target
+    input_bytes = sum(array.nbytes for array in arrays.values())
+    peak = peak_memory_bytes(arrays, config, markets)
+    print(
+        f"  memory: inputs {input_bytes / 1e6:.1f} MB; one simulate call lifts peak RSS by "
+        f"{peak / 1e6:.1f} MB ({peak / input_bytes:.2f}x inputs)"
+    )
     return vbt_s / kernel_s
 
 
