@@ -60,9 +60,7 @@ class _DilatedConv(nn.Conv1d):
         if not self.causal:
             if x.size(-1) <= dilation:
                 return F.conv1d(x, self.weight[..., 1:2].contiguous(), self.bias)
-            return F.conv1d(
-                F.pad(x, (dilation, dilation)), self.weight, self.bias, dilation=dilation
-            )
+            return F.conv1d(x, self.weight, self.bias, padding=dilation, dilation=dilation)
         reach = min(2, (x.size(-1) - 1) // dilation)
         if reach == 2:
             return F.conv1d(F.pad(x, (2 * dilation, 0)), self.weight, self.bias, dilation=dilation)
