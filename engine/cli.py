@@ -27,6 +27,11 @@ data_app = typer.Typer(
     help="The candle store: fetch, import, list and check.", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
+paper_app = typer.Typer(
+    help="Paper trading on live bars: run (or resume) a session, show its status.",
+    no_args_is_help=True,
+)
+app.add_typer(paper_app, name="paper")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -405,6 +410,111 @@ def pretrain(
         f"final loss {training['final_loss']:.4f}; trained on {card['data']['first_bar_utc']} "
         f"to {card['data']['last_bar_utc']}, unseen from {card['data']['unseen_from_utc']}"
     )
+
+
+# --- engine paper: run, status ----------------------------------------------
+
+
+_JOURNALS_HELP = "Folder of session journals (<session>.sqlite)."
+
+
+@paper_app.command("run")
+def paper_run(
+    strategy: Path = typer.Argument(..., help="A strategy file, e.g. strategies/ssl_cost.yaml."),
+    session: str | None = typer.Option(None, help="Session name; default the strategy's name."),
+    from_run: Path | None = typer.Option(
+        None, help="A run folder of `engine run`: refit on its schedule (its config.yaml)."
+    ),
+    replay: Path | None = typer.Option(
+        None, help="Recorded candles (parquet) to replay through a local fake Bybit."
+    ),
+    speed: float = typer.Option(0.0, min=0.0, help="Replay: simulated s per real s; 0 instant."),
+    until: str | None = typer.Option(None, help="Stop before the bar opening at this UTC time."),
+    force: bool = typer.Option(False, "--force", help="Resume even if the config changed."),
+    journal_dir: Path = typer.Option(Path("reports/paper"), help=_JOURNALS_HELP),
+    models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
+) -> None:
+    """Run a paper session (resuming it if its journal exists) until SIGINT or SIGTERM.
+
+    Fills are simulated by the backtest's event loop; no order or account
+    endpoint is ever called and no API key is needed.
+    """
+    import logging
+    import signal
+    import threading
+
+    import yaml
+
+    from engine.data.feed import make_exchange
+    from engine.data.store import CandleStore
+    from engine.data.times import parse_utc_ms
+    from engine.paper.replay import replay_exchange
+    from engine.paper.session import PaperSession, SessionOptions, WallClock
+
+    cfg = _strategy(strategy)
+    anchor_ms = None
+    if from_run is not None:
+        resolved = yaml.safe_load((from_run / "config.yaml").read_text(encoding="utf-8"))
+        cfg = config.StrategyConfig.model_validate(resolved)
+        anchor_ms = _utc_day_ms(cfg.out_of_sample.start)
+    options = SessionOptions(
+        session=session or cfg.name,
+        journal_dir=journal_dir,
+        models_dir=models_dir,
+        force=force,
+        anchor_ms=anchor_ms,
+        until_ms=None if until is None else parse_utc_ms(until),
+    )
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(journal_dir / f"{options.session}.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("engine.paper")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    store = CandleStore(cfg.store.path)
+    if replay is None:
+        session_run = PaperSession(
+            cfg, options, make_exchange(cfg.market.exchange), WallClock(), store
+        )
+        processed = session_run.run(stop)
+    else:
+        with replay_exchange(cfg, replay, store, speed) as (_, client, clock):
+            session_run = PaperSession(cfg, options, client, clock, store)
+            clock.jump(session_run.last_ts + session_run.interval)
+            processed = session_run.run(stop)
+    session_run.close()
+    logger.removeHandler(handler)
+    handler.close()
+    console.print(f"{options.session}: processed {processed} bars; journal {journal_dir}")
+
+
+@paper_app.command("status")
+def paper_status(
+    session: str | None = typer.Argument(None, help="A session; all sessions when not given."),
+    journal_dir: Path = typer.Option(Path("reports/paper"), help=_JOURNALS_HELP),
+) -> None:
+    """Show each session's last bar, equity, position and open orders."""
+    from engine.paper.status import session_status
+
+    names = [session] if session else sorted(p.stem for p in journal_dir.glob("*.sqlite"))
+    table = Table(title=f"paper sessions in {journal_dir}")
+    for column in ("session", "last bar", "bars", "equity", "position", "open order", "fills"):
+        table.add_column(column, justify="left" if column == "session" else "right", no_wrap=True)
+    for name in names:
+        s = session_status(journal_dir, name)
+        table.add_row(
+            name,
+            _bar_time(s.last_ts),
+            f"{s.bars:,}",
+            "-" if s.equity is None else f"{s.equity:,.2f}",
+            s.position,
+            s.open_order,
+            f"{s.fills:,}",
+        )
+    console.print(table, width=max(console.width, 130))
 
 
 def main() -> None:

@@ -1,0 +1,47 @@
+"""Replays: a session driven by recorded candles through the fake Bybit server.
+
+The fake server (``engine.data.fake_bybit.FakeBybit``) serves the recorded
+candles (and the store's funding rates of the symbol, if any) over HTTP on
+127.0.0.1, and the session's ``ReplayClock`` sets the server's clock: a bar
+exists for the session only once the simulated time has passed its close, as
+on the exchange. ccxt talks to the server exactly as it talks to Bybit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import ccxt
+
+from engine.config import StrategyConfig
+from engine.data.fake_bybit import FakeBybit
+from engine.data.feed import make_exchange
+from engine.data.store import CandleStore, FundingKey
+from engine.errors import DataError
+from engine.paper.session import ReplayClock
+
+
+@contextmanager
+def replay_exchange(
+    config: StrategyConfig, candles: Path, store: CandleStore, speed: float = 0.0
+) -> Iterator[tuple[FakeBybit, ccxt.Exchange, ReplayClock]]:
+    """Serve recorded ``candles`` (a parquet file) and yield the server, a client and a clock.
+
+    ``speed`` is simulated seconds per real second (0: as fast as possible).
+    """
+    market = config.market
+    if not candles.is_file():
+        raise DataError(f"replay file {candles} does not exist; expected a parquet of candles")
+    with FakeBybit(now_ms=0) as fake:
+        symbol = market.symbols[0]
+        fake.add_candles(market.market, symbol, market.timeframe, candles)
+        if market.market == "linear":
+            funding = FundingKey(market.exchange, market.market, symbol)
+            if store.exists(funding):
+                fake.add_funding(symbol, store.path(funding))
+        exchange = make_exchange(market.exchange, api_urls=fake.url)
+        # The local server has no rate limit to respect; the limiter would only slow a replay.
+        exchange.enableRateLimit = False
+        yield fake, exchange, ReplayClock(fake, 0, speed)

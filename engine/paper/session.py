@@ -1,0 +1,489 @@
+"""A paper session: a strategy on live bars, with the backtest's components and kernel.
+
+The session warms up from the candle store, then for every newly closed bar:
+
+1. fetches it through ccxt (REST polling of the public kline endpoint, with the
+   feed's retries and backoff);
+2. stores it, in the journal's ``bars`` table;
+3. computes its representation and the components' outputs;
+4. advances the event loop (``engine.sim.run.simulate`` on that one bar, with
+   the book carried over) with the backtest's costs and fill rules;
+5. journals the decision, fills, balance, positions and book, in one
+   transaction (see ``engine.paper.journal``).
+
+Parity with ``engine run`` holds by construction where it can:
+
+- the per-bar decision comes from ``walkforward.decide_bar``, the stepper that
+  ``walk_forward`` loops over;
+- components are refitted with ``walkforward.refit`` at the same bars as the
+  backtest (every ``refit_every`` bars from the anchor, on the same windows and
+  embargo); fitting is deterministic, so the fitted components are identical.
+  The anchor is the out-of-sample start of the run a session is taken from
+  (``from_run``), else the session's first bar (fitted on the most recent
+  window at start);
+- the event loop is the same kernel with the same settings
+  (``backtest.sim_settings``) and funding aligned by ``align_funding``.
+
+What cannot be bit-identical is stated here, not hidden. Components transform
+one bar at a time in a session but a whole refit block at once in a backtest,
+and BLAS sums a matrix-vector product in an order that depends on the number
+of rows, so outputs such as the score can differ in the last bit (about 1e-16
+relative). An encoder's representation of a new bar is the last row of the
+encoding of its trailing ``receptive_field`` bars (the features before it are
+computed over ``FEATURE_CONTEXT`` more bars, enough for Wilder's RSI to
+converge); a one-pass encoding of the whole series differs from it by about
+1e-6, as the one-pass encoding itself does between two series lengths. The
+features representation is computed over the whole history each bar and is
+bit-identical. Fills, fees, funding and equity are identical whenever no
+threshold or quantity step lies within that tolerance of a value, which the
+parity test checks on real candles.
+
+A bar is closed when the clock (the earlier of the local and the exchange's
+time) has passed its open time plus the interval; only bars after the last
+journaled one are fetched, in order, and a hole in the exchange's answer stops
+processing at the hole until the bar arrives: a bar is never skipped, and the
+journal's keys make processing one twice impossible. An outage is logged and
+retried until the exchange answers; the missed bars are then caught up in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import ccxt
+import numpy as np
+import pandas as pd
+
+from engine.backtest import compute_representation, sim_settings
+from engine.config import StrategyConfig
+from engine.data.features import compute_features
+from engine.data.feed import RetryPolicy, fetch_funding, fetch_ohlcv
+from engine.data.store import CandleStore, FundingKey, SeriesKey
+from engine.data.times import iso_utc
+from engine.data.times import now_ms as wall_ms
+from engine.data.validate import CANDLE_COLUMNS, find_violations, raise_on_violations
+from engine.errors import ConfigError, DataError, EngineError
+from engine.paper.journal import BarRecord, Journal
+from engine.sim.run import SETTLEMENT_MS, align_funding, new_state, simulate
+from engine.ssl.checkpoint import load_model
+from engine.strategy.base import History
+from engine.strategy.representations import default_cache_dir, feature_representations
+from engine.strategy.walkforward import DecisionState, check_windows, decide_bar, refit
+
+DEFAULT_JOURNAL_DIR = Path("reports") / "paper"
+#: Bars of features computed before an encoder's window, so that every feature has converged.
+FEATURE_CONTEXT = 1000
+#: Wait after a bar's close before asking for it.
+POLL_MARGIN_MS = 2_000
+
+log = logging.getLogger("engine.paper")
+
+
+class Clock(Protocol):
+    """What the session loop needs of time."""
+
+    def now_ms(self) -> int:
+        """Return the time in milliseconds since the epoch."""
+
+    def wait_until(self, ms: int, stop: threading.Event) -> None:
+        """Return at ``ms``, or earlier once ``stop`` is set."""
+
+
+class WallClock:
+    """The real time."""
+
+    def now_ms(self) -> int:
+        """Return the current time."""
+        return wall_ms()
+
+    def wait_until(self, ms: int, stop: threading.Event) -> None:
+        """Sleep until ``ms`` or until ``stop`` is set."""
+        stop.wait(max(0.0, (ms - wall_ms()) / 1000))
+
+
+class ReplayClock:
+    """A simulated clock that also sets a fake exchange's clock.
+
+    ``speed`` is simulated seconds per real second; 0 jumps at once.
+    """
+
+    def __init__(self, exchange_clock: object, now_ms: int, speed: float = 0.0) -> None:
+        self._fake, self._now, self.speed = exchange_clock, now_ms, speed
+        self._fake.now_ms = now_ms
+
+    def now_ms(self) -> int:
+        """Return the simulated time."""
+        return self._now
+
+    def jump(self, ms: int) -> None:
+        """Set the simulated time to ``ms`` at once."""
+        self._now = ms
+        self._fake.now_ms = ms
+
+    def wait_until(self, ms: int, stop: threading.Event) -> None:
+        """Advance the simulated time to ``ms``, waiting ``(ms - now) / speed`` real time."""
+        if self.speed > 0 and ms > self._now:
+            stop.wait((ms - self._now) / 1000 / self.speed)
+        self._now = max(self._now, ms)
+        self._fake.now_ms = self._now
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How a session runs.
+
+    Attributes
+    ----------
+    session : str
+        The session's name; its journal is ``journal_dir/<session>.sqlite``.
+    journal_dir, models_dir : Path
+        Where journals are and where encoders are.
+    force : bool
+        Resume even if the configuration changed.
+    anchor_ms : int, optional
+        The first bar of the refit schedule (a run's out-of-sample start);
+        the session's first bar when not given.
+    until_ms : int, optional
+        Stop before the bar opening at this time.
+    retry : RetryPolicy
+        Retries of each request.
+    outage_pause_ms : int
+        Wait after the exchange kept failing before asking again.
+    poll_margin_ms : int
+        Wait after a bar's close before asking for it.
+    """
+
+    session: str
+    journal_dir: Path = DEFAULT_JOURNAL_DIR
+    models_dir: Path = Path("models")
+    force: bool = False
+    anchor_ms: int | None = None
+    until_ms: int | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    outage_pause_ms: int = 60_000
+    poll_margin_ms: int = POLL_MARGIN_MS
+
+
+def config_hash(config: StrategyConfig) -> str:
+    """Return the SHA-256 of a resolved configuration."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+
+
+def journal_path(journal_dir: Path, session: str) -> Path:
+    """Return the journal file of a session."""
+    return journal_dir / f"{session}.sqlite"
+
+
+class _Series:
+    # Growing candle and representation arrays of one asset, viewed as a History.
+    def __init__(self, candles: pd.DataFrame, z: np.ndarray) -> None:
+        n = len(candles)
+        capacity = max(1024, 2 * n)
+        self.columns = {c: np.empty(capacity, candles[c].dtype) for c in CANDLE_COLUMNS}
+        for c in CANDLE_COLUMNS:
+            self.columns[c][:n] = candles[c].to_numpy()
+        self.z = np.empty((capacity, z.shape[1]), z.dtype)
+        self.z[:n] = z
+        self.n = n
+
+    def append(self, bar: dict[str, float], z: np.ndarray) -> None:
+        if self.n == len(self.z):
+            self.columns = {c: np.resize(v, 2 * len(v)) for c, v in self.columns.items()}
+            self.z = np.resize(self.z, (2 * len(self.z), self.z.shape[1]))
+        for c in CANDLE_COLUMNS:
+            self.columns[c][self.n] = bar[c]
+        self.z[self.n] = z
+        self.n += 1
+
+    def history(self) -> History:
+        n = self.n
+        return History(*(self.columns[c][:n] for c in CANDLE_COLUMNS), z=self.z[:n])
+
+    def frame(self, start: int, stop: int) -> pd.DataFrame:
+        return pd.DataFrame({c: self.columns[c][start:stop] for c in CANDLE_COLUMNS})
+
+
+class PaperSession:
+    """One paper session of a single-symbol strategy, new or resumed from its journal.
+
+    Parameters
+    ----------
+    config : StrategyConfig
+        The strategy.
+    options : SessionOptions
+        Name, folders and timing of the session.
+    exchange : ccxt.Exchange
+        A client from ``engine.data.feed.make_exchange`` (public endpoints only).
+    clock : Clock
+        The time: ``WallClock`` live, ``ReplayClock`` in a replay.
+    store : CandleStore
+        The candles the session warms up from.
+    """
+
+    def __init__(
+        self,
+        config: StrategyConfig,
+        options: SessionOptions,
+        exchange: ccxt.Exchange,
+        clock: Clock,
+        store: CandleStore,
+    ) -> None:
+        from engine.backtest import build_pipeline
+
+        market = config.market
+        if len(market.symbols) != 1:
+            raise ConfigError(
+                f"market.symbols: a paper session trades one symbol; got {market.symbols}"
+            )
+        if config.encoder is None and config.representation.kind != "features":
+            raise ConfigError(
+                f"representation.kind {config.representation.kind!r}: a paper session needs an "
+                "encoder or the 'features' representation"
+            )
+        self.config, self.options, self.exchange, self.clock = config, options, exchange, clock
+        self.key = SeriesKey(market.exchange, market.market, market.symbols[0], market.timeframe)
+        self.interval = self.key.interval_ms
+        self.pipeline = build_pipeline(config)
+        self.sim_config, self.markets = sim_settings(config)
+        self.journal = Journal(journal_path(options.journal_dir, options.session), options.session)
+        candles = store.load(self.key, config.store.gap_policy, config.store.max_gap_bars)
+        meta = self.journal.meta()
+        warmup_until = int(meta["warmup_until"]) if meta else int(candles["timestamp"].iloc[-1])
+        candles = candles[candles["timestamp"] <= warmup_until].reset_index(drop=True)
+        first_ms = warmup_until + self.interval
+        anchor_ms = int(meta["anchor_ms"]) if meta else (options.anchor_ms or first_ms)
+        self.journal.start(
+            {
+                "config_sha256": config_hash(config),
+                "strategy": config.name,
+                "symbols": f'["{market.symbols[0]}"]',
+                "timeframe": market.timeframe,
+                "warmup_until": str(warmup_until),
+                "anchor_ms": str(anchor_ms),
+                "initial_capital": repr(config.initial_capital),
+                "config": config.model_dump_json(),
+            },
+            options.force,
+        )
+        self._encoder = None
+        if config.encoder is not None:
+            self._encoder = load_model(options.models_dir / config.encoder)
+        z, _ = compute_representation(
+            config, candles, anchor_ms, options.models_dir, default_cache_dir()
+        )
+        self.series = _Series(candles, z)
+        journaled = self.journal.table("bars")
+        for row in journaled.itertuples(index=False):
+            bar = {c: getattr(row, c) for c in CANDLE_COLUMNS[1:]} | {"timestamp": row.ts}
+            self.series.append(bar, np.frombuffer(row.z, dtype=z.dtype))
+        self.warmup_rows = len(candles)
+        timestamps = self.series.columns["timestamp"][: self.series.n]
+        self.anchor = min(int(np.searchsorted(timestamps, anchor_ms)), self.warmup_rows)
+        wf = config.walk_forward
+        check_windows(self.pipeline, self.anchor, wf.fit_bars, wf.refit_every, wf.embargo_bars)
+        resumed = self.journal.resume()
+        if resumed is None:
+            self.last_ts = warmup_until
+            self.account, self.assets = new_state(1, config.initial_capital)
+            self.state = DecisionState()
+        else:
+            self.last_ts = resumed.last_ts
+            self.account, self.assets, self.state = resumed.account, resumed.assets, resumed.state
+        self._fitted_block: int | None = None
+
+    def close(self) -> None:
+        """Close the journal."""
+        self.journal.close()
+
+    def _event(self, level: int, message: str) -> None:
+        log.log(level, message)
+        self.journal.log(self.clock.now_ms(), logging.getLevelName(level), message)
+
+    def run(self, stop: threading.Event | None = None) -> int:
+        """Process closed bars until ``stop`` is set or ``until_ms`` is reached.
+
+        Returns
+        -------
+        int
+            The number of bars processed.
+        """
+        stop = stop or threading.Event()
+        options, processed = self.options, 0
+        while not stop.is_set():
+            since = self.last_ts + self.interval
+            if options.until_ms is not None and since >= options.until_ms:
+                break
+            due = since + self.interval + options.poll_margin_ms
+            if self.clock.now_ms() < due:
+                self.clock.wait_until(due, stop)
+                continue
+            try:
+                bars, rates, received = self._fetch(since)
+            except (EngineError, ccxt.BaseError) as exc:
+                self._event(
+                    logging.WARNING,
+                    f"no bar from {iso_utc(since)}: {exc}; asking again in "
+                    f"{options.outage_pause_ms / 1000:g} s",
+                )
+                self.clock.wait_until(self.clock.now_ms() + options.outage_pause_ms, stop)
+                continue
+            if len(bars) > 1:
+                self._event(
+                    logging.INFO,
+                    f"catching up {len(bars)} bars from {iso_utc(since)} to "
+                    f"{iso_utc(int(bars['timestamp'].iloc[-1]))}",
+                )
+            for row, rate in zip(bars.to_dict("records"), rates, strict=True):
+                if options.until_ms is not None and row["timestamp"] >= options.until_ms:
+                    break
+                self.process(row, float(rate), received)
+                processed += 1
+                if stop.is_set():
+                    break
+        return processed
+
+    def _fetch(self, since: int) -> tuple[pd.DataFrame, np.ndarray, float]:
+        # The closed bars from `since` on, contiguous, with their funding rates.
+        now = min(self.clock.now_ms(), int(self.exchange.fetch_time()))
+        frame = fetch_ohlcv(self.exchange, self.key, since, retry=self.options.retry, now_ms=now)
+        received = time.perf_counter()
+        stamps = frame["timestamp"].to_numpy()
+        expected = since + self.interval * np.arange(len(stamps))
+        contiguous = int(np.argmin(stamps == expected)) if (stamps != expected).any() else None
+        if contiguous is not None:
+            self._event(
+                logging.WARNING,
+                f"the exchange left out the bar at {iso_utc(int(expected[contiguous]))}; "
+                "waiting for it before any later bar",
+            )
+            frame = frame.iloc[:contiguous]
+        if frame.empty:
+            raise DataError(f"the exchange has no closed bar from {iso_utc(since)} yet")
+        raise_on_violations(
+            find_violations(frame, CANDLE_COLUMNS, self.interval), "bars from the exchange"
+        )
+        return frame, self._funding(frame["timestamp"].to_numpy(), now), received
+
+    def _funding(self, stamps: np.ndarray, now: int) -> np.ndarray:
+        # Funding rate settling in each bar, as the backtest aligns it (0 without funding).
+        config = self.config
+        settles = (-stamps) % SETTLEMENT_MS < self.interval
+        if not config.costs.funding or self.key.market != "linear" or not settles.any():
+            return np.zeros(len(stamps))
+        key = FundingKey(self.key.exchange, self.key.market, self.key.symbol)
+        rates = fetch_funding(
+            self.exchange,
+            key,
+            int(stamps[0]),
+            int(stamps[-1]) + self.interval,
+            retry=self.options.retry,
+            now_ms=now,
+        )
+        return align_funding(stamps, rates["timestamp"].to_numpy(), rates["rate"].to_numpy())
+
+    def _represent(self) -> np.ndarray:
+        # The representation of the newest bar, from closed bars only.
+        series, n = self.series, self.series.n
+        if self._encoder is None:
+            extras = self.config.representation.extras
+            return feature_representations(series.frame(0, n), extras)[-1]
+        window = self._encoder.encoder.receptive_field() or n
+        tail = series.frame(max(0, n - window - FEATURE_CONTEXT), n)
+        features, _ = compute_features(tail, self._encoder.card["features"].get("extras", []))
+        return self._encoder.embed(features[-window:])[-1]
+
+    def process(self, bar: dict[str, float], funding_rate: float, received: float) -> None:
+        """Decide on one closed bar, advance the book and journal both in one transaction."""
+        wf = self.config.walk_forward
+        series = self.series
+        series.append(bar, np.zeros(series.z.shape[1], series.z.dtype))
+        t = series.n - 1
+        series.z[t] = self._represent()
+        history = series.history()
+        block = self.anchor + (t - self.anchor) // wf.refit_every * wf.refit_every
+        refitted = block != self._fitted_block
+        if refitted:
+            train = slice(block - wf.embargo_bars - wf.fit_bars, block - wf.embargo_bars)
+            refit(self.pipeline, history.upto(block), train)
+            self._fitted_block = block
+        outputs: dict[str, float] = {}
+        for component in self.pipeline.components().values():
+            for name, values in component.transform(history, slice(t, t + 1)).items():
+                outputs[name] = float(values[0])
+        target, mode, offset, state = decide_bar(
+            self.pipeline,
+            self.state,
+            outputs["score"],
+            outputs.get("size", 1.0),
+            outputs.get("risk_scale", 1.0),
+            outputs.get("similarity", float("nan")),
+        )
+        decision = {
+            "target": target,
+            "risk_scale": outputs.get("risk_scale", 1.0),
+            "mode": mode,
+            "limit_offset": offset,
+            "stop_loss": outputs.get("stop_loss", float("nan")),
+            "take_profit": outputs.get("take_profit", float("nan")),
+        }
+        rows = slice(t, t + 1)
+        result = simulate(
+            history.timestamp[rows],
+            history.open[rows],
+            history.high[rows],
+            history.low[rows],
+            history.close[rows],
+            np.array([target]),
+            mode=np.array([mode]),
+            risk=np.array([decision["risk_scale"]]),
+            limit_offset=np.array([offset]),
+            stop_loss=np.array([decision["stop_loss"]]),
+            take_profit=np.array([decision["take_profit"]]),
+            funding=np.array([funding_rate]),
+            markets=self.markets,
+            config=self.sim_config,
+            state=(self.account, self.assets),
+        )
+        account = result.account[0]
+        balance = {"equity": float(result.equity[0]), "cash": float(result.cash[0])}
+        for name in ("funding", "maker_fee", "taker_fee", "slippage", "liquidation_fee"):
+            balance[name] = float(account[name])
+        ts = int(bar["timestamp"])
+        record = BarRecord(
+            bar={"ts": ts, **{c: float(bar[c]) for c in CANDLE_COLUMNS[1:]}},
+            z=series.z[t],
+            funding_rate=funding_rate,
+            received_ms=self.clock.now_ms(),
+            latency_ms=(time.perf_counter() - received) * 1000,
+            outputs=outputs,
+            decision=decision,
+            refit=refitted,
+            state=state,
+            fills=result.fills,
+            rejects=result.rejects,
+            balance=balance,
+            account=result.account,
+            assets=result.assets,
+        )
+        self.journal.record(record)
+        self.account, self.assets, self.state, self.last_ts = (
+            result.account,
+            result.assets,
+            state,
+            ts,
+        )
+        log.info(
+            "%s close %.2f: target %+.4f mode %d, %d fills, equity %.2f",
+            iso_utc(ts),
+            bar["close"],
+            target,
+            mode,
+            len(result.fills),
+            balance["equity"],
+        )

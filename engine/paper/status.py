@@ -1,0 +1,52 @@
+"""The state of a paper session, read from its journal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.paper.journal import Journal
+from engine.paper.session import journal_path
+from engine.sim.enums import Pending
+
+
+@dataclass(frozen=True)
+class Status:
+    """A session's last bar, equity, position and open order, as text where it is shown."""
+
+    last_ts: int | None
+    bars: int
+    equity: float | None
+    position: str
+    open_order: str
+    fills: int
+
+
+def session_status(journal_dir: Path, session: str) -> Status:
+    """Return the status of ``session`` from its journal."""
+    journal = Journal.open_existing(journal_path(journal_dir, session), session)
+    try:
+        balances = journal.table("balances")
+        if balances.empty:
+            return Status(None, 0, None, "-", "-", 0)
+        last = balances.iloc[-1]
+        positions = journal.table("positions")
+        now = positions[positions["ts"] == last["ts"]]
+        held = ", ".join(f"{r.symbol} {r.position:+g}" for r in now.itertuples())
+        orders = []
+        for r in now.itertuples():
+            if r.pending == Pending.MARKET:
+                orders.append(f"{r.symbol} market to {r.order_target:+.4f} of equity")
+            elif r.pending == Pending.LIMIT:
+                orders.append(f"{r.symbol} limit {r.order_qty:+g} at {r.order_price:g}")
+        fills = len(journal.table("fills"))
+        return Status(
+            int(last["ts"]),
+            len(balances),
+            float(last["equity"]),
+            held,
+            "; ".join(orders) or "-",
+            fills,
+        )
+    finally:
+        journal.close()
