@@ -1,8 +1,9 @@
 """The numpy-facing wrapper of the event loop: validate inputs, make one kernel call.
 
-``simulate`` checks every input, resolves defaults and broadcasts scalars to
-one value per bar and asset, then calls ``engine.sim.nb.run_nb`` once. The
-rules of the simulation are written in the docstring of ``engine.sim.nb``.
+``simulate`` checks every input, resolves defaults, shapes scalars and (T,)
+arrays so that the kernels broadcast them without copies, allocates the
+per-bar outputs, then calls ``engine.sim.nb.run_nb`` once. The rules of the
+simulation are written in the docstring of ``engine.sim.nb``.
 """
 
 from __future__ import annotations
