@@ -322,21 +322,7 @@ def run_backtest(
     timings["event_loop_s"] = time.perf_counter() - clock
 
     rows = slice(start, stop)
-    close = np.column_stack([h.close[rows] for h in fitted.histories])
-    first_open = np.array([h.open[start] for h in fitted.histories])
-    horizon = build_pipeline(config).signal.horizon or DEFAULT_ACCURACY_HORIZON
-    # Only forward returns that end inside the out-of-sample range count.
-    accuracy = direction_accuracy(
-        np.concatenate([d.outputs["score"] for d in fitted.decisions]),
-        np.concatenate([forward_return(h.close[:stop], horizon)[rows] for h in fitted.histories]),
-    )
-    capital = config.initial_capital
-    daily = daily_returns(timestamps[rows], sim.equity, capital)
-    hold = capital * (close / first_open).mean(axis=1)
-    benchmark = daily_returns(timestamps[rows], hold, capital).rename("benchmark")
-    metrics = summarise(daily, sim.equity, capital, sim.fills, sim.ledger, accuracy)
-    metrics["benchmark_return"] = float(hold[-1] / capital - 1.0)
-    metrics["bars"] = stop - start
+    close, metrics, daily, benchmark = performance(config, fitted, sim, start, stop)
     inputs = {
         "first_bar": _iso(timestamps[start]),
         "last_bar": _iso(timestamps[stop - 1]),
@@ -364,6 +350,32 @@ def run_backtest(
         inputs=inputs,
         timings=timings,
     )
+
+
+def performance(
+    config: StrategyConfig, fitted: Fitted, sim: SimResult, start: int, stop: int
+) -> tuple[np.ndarray, dict, pd.Series, pd.Series]:
+    """Return the closes, metrics, daily returns and buy-and-hold benchmark of rows ``start:stop``.
+
+    The direction accuracy counts only forward returns that end before ``stop``.
+    """
+    rows = slice(start, stop)
+    timestamps = fitted.histories[0].timestamp
+    close = np.column_stack([h.close[rows] for h in fitted.histories])
+    first_open = np.array([h.open[start] for h in fitted.histories])
+    horizon = build_pipeline(config).signal.horizon or DEFAULT_ACCURACY_HORIZON
+    accuracy = direction_accuracy(
+        np.concatenate([d.outputs["score"] for d in fitted.decisions]),
+        np.concatenate([forward_return(h.close[:stop], horizon)[rows] for h in fitted.histories]),
+    )
+    capital = config.initial_capital
+    daily = daily_returns(timestamps[rows], sim.equity, capital)
+    hold = capital * (close / first_open).mean(axis=1)
+    benchmark = daily_returns(timestamps[rows], hold, capital).rename("benchmark")
+    metrics = summarise(daily, sim.equity, capital, sim.fills, sim.ledger, accuracy)
+    metrics["benchmark_return"] = float(hold[-1] / capital - 1.0)
+    metrics["bars"] = stop - start
+    return close, metrics, daily, benchmark
 
 
 def sim_settings(config: StrategyConfig) -> tuple[SimConfig, list[MarketSpec]]:
