@@ -28,7 +28,7 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 paper_app = typer.Typer(
-    help="Paper trading on live bars: run (or resume) a session, show its status.",
+    help="Paper trading on live bars: run (or resume) a session, its status, its report.",
     no_args_is_help=True,
 )
 app.add_typer(paper_app, name="paper")
@@ -412,7 +412,7 @@ def pretrain(
     )
 
 
-# --- engine paper: run, status ----------------------------------------------
+# --- engine paper: run, status, report --------------------------------------
 
 
 _JOURNALS_HELP = "Folder of session journals (<session>.sqlite)."
@@ -515,6 +515,18 @@ def paper_status(
             f"{s.fills:,}",
         )
     console.print(table, width=max(console.width, 130))
+
+
+@paper_app.command("report")
+def paper_report(
+    session: str = typer.Argument(..., help="The session."),
+    journal_dir: Path = typer.Option(Path("reports/paper"), help=_JOURNALS_HELP),
+    reports_dir: Path = typer.Option(Path("reports"), help="Where the run folder is written."),
+) -> None:
+    """Write a session's run folder from its journal, as `engine run` writes a backtest's."""
+    from engine.paper.report import write_session_report
+
+    console.print(f"wrote {write_session_report(journal_dir, session, reports_dir)}")
 
 
 def main() -> None:

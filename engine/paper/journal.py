@@ -98,7 +98,7 @@ class BarRecord:
     latency_ms: float
     outputs: dict[str, float]
     decision: dict[str, float]
-    refit: bool
+    refit: bool  # the bar starts a refit block
     state: DecisionState
     fills: np.ndarray
     rejects: np.ndarray

@@ -407,8 +407,8 @@ class PaperSession:
         series.z[t] = self._represent()
         history = series.history()
         block = self.anchor + (t - self.anchor) // wf.refit_every * wf.refit_every
-        refitted = block != self._fitted_block
-        if refitted:
+        if block != self._fitted_block:
+            # At a block's first bar, or on the first bar after a (re)start within a block.
             train = slice(block - wf.embargo_bars - wf.fit_bars, block - wf.embargo_bars)
             refit(self.pipeline, history.upto(block), train)
             self._fitted_block = block
@@ -463,7 +463,7 @@ class PaperSession:
             latency_ms=(time.perf_counter() - received) * 1000,
             outputs=outputs,
             decision=decision,
-            refit=refitted,
+            refit=t == block,
             state=state,
             fills=result.fills,
             rejects=result.rejects,

@@ -2,80 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from paper_replays import CANDLES, PUBLIC, _config, _ms, _replay, store
 
-from engine.backtest import run_backtest
-from engine.config import StrategyConfig
-from engine.data.feed import RetryPolicy
-from engine.data.store import CandleStore, SeriesKey
-from engine.paper.replay import replay_exchange
-from engine.paper.session import PaperSession, SessionOptions
+from engine.backtest import run_backtest, write_run
+from engine.data.store import CandleStore
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HOUR = 3_600_000
-CANDLES = "bybit_linear_BTCUSDT_1h.parquet"
-FUNDING = "bybit_linear_BTCUSDT_funding_8h.parquet"
-PUBLIC = {
-    "/v5/market/kline",
-    "/v5/market/time",
-    "/v5/market/instruments-info",
-    "/v5/market/funding/history",
-}
-
-
-def _ms(day: str) -> int:
-    return int(pd.Timestamp(day, tz="UTC").value // 1_000_000)
-
-
-def _config(start: str, end: str) -> StrategyConfig:
-    spec = yaml.safe_load((REPO_ROOT / "strategies" / "ssl_cost.yaml").read_text())
-    spec["encoder"] = None
-    spec["representation"] = {"kind": "features", "extras": ["volatility_24", "rsi_14"]}
-    spec["walk_forward"] = {"fit_bars": 2000, "refit_every": 240, "embargo_bars": 5}
-    spec["out_of_sample"] = {"start": start, "end": end}
-    return StrategyConfig(**spec)
-
-
-@pytest.fixture
-def store(shared_data, tmp_path) -> CandleStore:
-    # A store holding the real candles before 2025-06-01 and the real funding rates.
-    candles = pd.read_parquet(shared_data / CANDLES)
-    store = CandleStore(tmp_path / "store")
-    store.write(
-        SeriesKey("bybit", "linear", "BTCUSDT", "1h"),
-        candles[candles.timestamp < _ms("2025-06-01")],
-    )
-    shutil.copy(shared_data / FUNDING, store.root / FUNDING)
-    return store
-
-
-def _replay(config, store, shared_data, journal_dir, until_ms, session="s", outage=None):
-    options = SessionOptions(
-        session,
-        journal_dir=journal_dir,
-        until_ms=until_ms,
-        retry=RetryPolicy(retries=1, base_delay_s=0.0, max_delay_s=0.0),
-        outage_pause_ms=HOUR,
-    )
-    with replay_exchange(config, shared_data / CANDLES, store) as (fake, exchange, clock):
-        paper = PaperSession(config, options, exchange, clock, store)
-        clock.jump(paper.last_ts + paper.interval)
-        if outage is not None:
-            outage(paper, fake)
-        paper.run()
-        tables = {
-            name: paper.journal.table(name) for name in ("balances", "fills", "bars", "events")
-        }
-        paper.close()
-        return tables, fake.paths
+__all__ = ["store"]  # the fixture
 
 
 def _same_book(a: dict, b: dict) -> None:
@@ -185,3 +124,28 @@ def test_cli_runs_a_replay_and_shows_its_status(store, shared_data, tmp_path, ru
     assert status.exit_code == 0, status.stderr
     assert "2025-06-01 23:00" in status.stdout and "cli" in status.stdout
     assert "close" in (journals / "cli.log").read_text()
+
+
+def test_report_writes_the_backtests_run_folder_from_the_journal(
+    store, shared_data, tmp_path, run_cli
+):
+    config = _config("2025-06-01", "2025-06-14")
+    _replay(config, store, shared_data, tmp_path / "j", _ms("2025-06-15"), session="r")
+    result = run_cli(
+        "paper", "report", "r", "--journal-dir", tmp_path / "j", "--reports-dir", tmp_path / "p"
+    )
+    assert result.exit_code == 0, result.stderr
+    paper = next((tmp_path / "p").iterdir())
+    backtest = write_run(
+        run_backtest(config, store=CandleStore(shared_data), cache_dir=None), tmp_path / "b"
+    )
+    names = {p.name for p in paper.iterdir()}
+    assert names == {p.name for p in backtest.iterdir()} >= {"tearsheet.html", "trades.csv"}
+    pd.testing.assert_frame_equal(
+        pd.read_csv(paper / "trades.csv"), pd.read_csv(backtest / "trades.csv"), check_exact=True
+    )
+    ours, theirs = pd.read_csv(paper / "equity.csv"), pd.read_csv(backtest / "equity.csv")
+    assert list(ours.columns) == list(theirs.columns)
+    exact = ["time", "equity", "cash", "funding", "position_BTCUSDT", "mode_BTCUSDT"]
+    pd.testing.assert_frame_equal(ours[exact], theirs[exact], check_exact=True)
+    pd.testing.assert_frame_equal(ours, theirs, rtol=1e-12)

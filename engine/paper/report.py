@@ -1,0 +1,94 @@
+"""A paper session's run folder, written from its journal as ``engine run`` writes a backtest's.
+
+The journal is turned back into the backtest's result types (the per-bar
+decisions, the event loop's fills, rejects and equity) and handed to
+``engine.backtest.write_run``, so both folders have the same files and columns
+and can be diffed: tearsheet.html, metrics.json, trades.csv, equity.csv,
+config.yaml, inputs.json and timings.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.backtest import Backtest, Fitted, _iso, performance, write_run
+from engine.config import StrategyConfig
+from engine.errors import DataError
+from engine.paper.journal import Journal
+from engine.paper.session import journal_path
+from engine.sim.enums import account_dt, asset_dt, fill_dt, reject_dt
+from engine.sim.run import SimResult
+from engine.strategy.base import History
+from engine.strategy.representations import hash_candles
+from engine.strategy.walkforward import Decisions
+
+_DECIDED = ("target", "risk_scale", "mode", "limit_offset", "stop_loss", "take_profit")
+
+
+def _records(frame: pd.DataFrame, dtype: np.dtype, bar: np.ndarray) -> np.ndarray:
+    # Journal rows as event-loop records, with `bar` the row of each record's bar.
+    records = np.zeros(len(frame), dtype)
+    records["bar"] = bar
+    for name in dtype.names[1:]:
+        records[name] = frame[name].to_numpy()
+    return records
+
+
+def session_backtest(journal_dir: Path, session: str) -> Backtest:
+    """Return a session's journal as the result of a backtest over its bars."""
+    journal = Journal.open_existing(journal_path(journal_dir, session), session)
+    try:
+        meta = journal.meta()
+        tables = {name: journal.table(name) for name in ("bars", "decisions", "outputs")}
+        tables |= {name: journal.table(name) for name in ("balances", "fills", "rejects")}
+        positions = journal.table("positions")
+        last = journal.resume()
+    finally:
+        journal.close()
+    bars = tables["bars"]
+    if len(bars) < 2:
+        raise DataError(f"paper session {session!r} has {len(bars)} bars; a report needs 2")
+    config = StrategyConfig.model_validate_json(meta["config"])
+    stamps = bars["ts"].to_numpy()
+    candles = bars.rename(columns={"ts": "timestamp"})
+    history = History.from_candles(candles, np.zeros((len(bars), 0)))
+    outputs = tables["outputs"].pivot(index="ts", columns="name", values="value")
+    decided = tables["decisions"]
+    decisions = Decisions(
+        start=0,
+        stop=len(bars),
+        **{name: decided[name].to_numpy() for name in _DECIDED},
+        outputs={name: outputs[name].to_numpy() for name in outputs.columns},
+    )
+    fitted = Fitted([history], [decisions], np.ones((len(bars), 1)), [{"session": session}])
+    balances = tables["balances"]
+    row = {ts: i for i, ts in enumerate(stamps)}
+    sim = SimResult(
+        equity=balances["equity"].to_numpy(),
+        cash=balances["cash"].to_numpy(),
+        funding=balances["funding"].to_numpy(),
+        position=positions["position"].to_numpy().reshape(len(bars), -1),
+        fills=_records(tables["fills"], fill_dt, tables["fills"]["ts"].map(row).to_numpy()),
+        rejects=_records(tables["rejects"], reject_dt, tables["rejects"]["ts"].map(row).to_numpy()),
+        account=last.account if last else np.zeros(1, account_dt),
+        assets=last.assets if last else np.zeros(1, asset_dt),
+        close=history.close.reshape(-1, 1),
+        initial_equity=config.initial_capital,
+    )
+    close, metrics, daily, benchmark = performance(config, fitted, sim, 0, len(bars))
+    inputs = {
+        "first_bar": _iso(stamps[0]),
+        "last_bar": _iso(stamps[-1]),
+        "paper_session": session,
+        "config_sha256": meta["config_sha256"],
+        "assets": [{"candles": f"journal of {session}", "candles_sha256": hash_candles(candles)}],
+    }
+    return Backtest(config, stamps, close, fitted, sim, metrics, daily, benchmark, inputs)
+
+
+def write_session_report(journal_dir: Path, session: str, reports_dir: Path) -> Path:
+    """Write a session's run folder under ``reports_dir`` and return its path."""
+    return write_run(session_backtest(journal_dir, session), reports_dir)

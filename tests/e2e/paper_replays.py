@@ -1,0 +1,74 @@
+"""Replays of paper sessions through the fake Bybit server, shared by the paper tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from engine.config import StrategyConfig
+from engine.data.feed import RetryPolicy
+from engine.data.store import CandleStore, SeriesKey
+from engine.paper.journal import TABLES
+from engine.paper.replay import replay_exchange
+from engine.paper.session import PaperSession, SessionOptions
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOUR = 3_600_000
+CANDLES = "bybit_linear_BTCUSDT_1h.parquet"
+FUNDING = "bybit_linear_BTCUSDT_funding_8h.parquet"
+PUBLIC = {
+    "/v5/market/kline",
+    "/v5/market/time",
+    "/v5/market/instruments-info",
+    "/v5/market/funding/history",
+}
+
+
+def _ms(day: str) -> int:
+    return int(pd.Timestamp(day, tz="UTC").value // 1_000_000)
+
+
+def _config(start: str, end: str) -> StrategyConfig:
+    spec = yaml.safe_load((REPO_ROOT / "strategies" / "ssl_cost.yaml").read_text())
+    spec["encoder"] = None
+    spec["representation"] = {"kind": "features", "extras": ["volatility_24", "rsi_14"]}
+    spec["walk_forward"] = {"fit_bars": 2000, "refit_every": 240, "embargo_bars": 5}
+    spec["out_of_sample"] = {"start": start, "end": end}
+    return StrategyConfig(**spec)
+
+
+@pytest.fixture
+def store(shared_data, tmp_path) -> CandleStore:
+    # A store holding the real candles before 2025-06-01 and the real funding rates.
+    candles = pd.read_parquet(shared_data / CANDLES)
+    store = CandleStore(tmp_path / "store")
+    store.write(
+        SeriesKey("bybit", "linear", "BTCUSDT", "1h"),
+        candles[candles.timestamp < _ms("2025-06-01")],
+    )
+    shutil.copy(shared_data / FUNDING, store.root / FUNDING)
+    return store
+
+
+def _replay(config, store, shared_data, journal_dir, until_ms, session="s", outage=None):
+    # Replay a session up to `until_ms`; return its journal's tables and the paths requested.
+    options = SessionOptions(
+        session,
+        journal_dir=journal_dir,
+        until_ms=until_ms,
+        retry=RetryPolicy(retries=1, base_delay_s=0.0, max_delay_s=0.0),
+        outage_pause_ms=HOUR,
+    )
+    with replay_exchange(config, shared_data / CANDLES, store) as (fake, exchange, clock):
+        paper = PaperSession(config, options, exchange, clock, store)
+        clock.jump(paper.last_ts + paper.interval)
+        if outage is not None:
+            outage(paper, fake)
+        paper.run()
+        tables = {name: paper.journal.table(name) for name in TABLES}
+        paper.close()
+        return tables, fake.paths
