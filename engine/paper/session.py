@@ -181,7 +181,8 @@ def journal_path(journal_dir: Path, session: str) -> Path:
 
 
 class _Series:
-    # Growing candle and representation arrays of one asset, viewed as a History.
+    # One asset's candles, all of them (48 bytes a bar), and its representations from row
+    # `z_from` on only (the rows a refit or a transform can still read), as a History.
     def __init__(self, candles: pd.DataFrame, z: np.ndarray) -> None:
         n = len(candles)
         capacity = max(1024, 2 * n)
@@ -190,20 +191,35 @@ class _Series:
             self.columns[c][:n] = candles[c].to_numpy()
         self.z = np.empty((capacity, z.shape[1]), z.dtype)
         self.z[:n] = z
-        self.n = n
+        self.z_from, self.n = 0, n
 
-    def append(self, bar: dict[str, float], z: np.ndarray) -> None:
-        if self.n == len(self.z):
+    def append(self, bar: dict[str, float]) -> None:
+        if self.n == len(self.columns["timestamp"]):
             self.columns = {c: np.resize(v, 2 * len(v)) for c, v in self.columns.items()}
+        if self.n - self.z_from == len(self.z):
             self.z = np.resize(self.z, (2 * len(self.z), self.z.shape[1]))
         for c in CANDLE_COLUMNS:
             self.columns[c][self.n] = bar[c]
-        self.z[self.n] = z
+        self.z[self.n - self.z_from] = np.nan
         self.n += 1
 
-    def history(self) -> History:
-        n = self.n
-        return History(*(self.columns[c][:n] for c in CANDLE_COLUMNS), z=self.z[:n])
+    def set_last_z(self, z: np.ndarray) -> None:
+        self.z[self.n - 1 - self.z_from] = z
+
+    def last_z(self) -> np.ndarray:
+        return self.z[self.n - 1 - self.z_from]
+
+    def forget(self, before: int) -> None:
+        # Drop the representations of rows before `before`, once half the buffer is stale.
+        if before - self.z_from > len(self.z) // 2:
+            kept = self.n - before
+            self.z[:kept] = self.z[before - self.z_from : self.n - self.z_from].copy()
+            self.z_from = before
+
+    def history(self, start: int) -> History:
+        # Rows start .. n - 1 (start >= z_from); row r of the series is row r - start.
+        candles = (self.columns[c][start : self.n] for c in CANDLE_COLUMNS)
+        return History(*candles, z=self.z[start - self.z_from : self.n - self.z_from])
 
     def frame(self, start: int, stop: int) -> pd.DataFrame:
         return pd.DataFrame({c: self.columns[c][start:stop] for c in CANDLE_COLUMNS})
@@ -281,7 +297,8 @@ class PaperSession:
         journaled = self.journal.table("bars")
         for row in journaled.itertuples(index=False):
             bar = {c: getattr(row, c) for c in CANDLE_COLUMNS[1:]} | {"timestamp": row.ts}
-            self.series.append(bar, np.frombuffer(row.z, dtype=z.dtype))
+            self.series.append(bar)
+            self.series.set_last_z(np.frombuffer(row.z, dtype=z.dtype))
         self.warmup_rows = len(candles)
         timestamps = self.series.columns["timestamp"][: self.series.n]
         self.anchor = min(int(np.searchsorted(timestamps, anchor_ms)), self.warmup_rows)
@@ -399,19 +416,28 @@ class PaperSession:
         return self._encoder.embed(features[-window:])[-1]
 
     def process(self, bar: dict[str, float], funding_rate: float, received: float) -> None:
-        """Decide on one closed bar, advance the book and journal both in one transaction."""
+        """Decide on one closed bar, advance the book and journal both in one transaction.
+
+        Components see the bars from the start of the current fitting window
+        (or ``FEATURE_CONTEXT`` bars back, if earlier) to this bar, so memory
+        stays flat however long the session runs.
+        """
         wf = self.config.walk_forward
         series = self.series
-        series.append(bar, np.zeros(series.z.shape[1], series.z.dtype))
+        series.append(bar)
+        series.set_last_z(self._represent())
         t = series.n - 1
-        series.z[t] = self._represent()
-        history = series.history()
         block = self.anchor + (t - self.anchor) // wf.refit_every * wf.refit_every
+        first = block - wf.embargo_bars - wf.fit_bars
+        start = max(0, min(first, t - FEATURE_CONTEXT))
+        series.forget(start)
+        history = series.history(start)
         if block != self._fitted_block:
             # At a block's first bar, or on the first bar after a (re)start within a block.
-            train = slice(block - wf.embargo_bars - wf.fit_bars, block - wf.embargo_bars)
-            refit(self.pipeline, history.upto(block), train)
+            train = slice(first - start, block - wf.embargo_bars - start)
+            refit(self.pipeline, history.upto(block - start), train)
             self._fitted_block = block
+        t -= start
         outputs: dict[str, float] = {}
         for component in self.pipeline.components().values():
             for name, values in component.transform(history, slice(t, t + 1)).items():
@@ -457,7 +483,7 @@ class PaperSession:
         ts = int(bar["timestamp"])
         record = BarRecord(
             bar={"ts": ts, **{c: float(bar[c]) for c in CANDLE_COLUMNS[1:]}},
-            z=series.z[t],
+            z=series.last_z(),
             funding_rate=funding_rate,
             received_ms=self.clock.now_ms(),
             latency_ms=(time.perf_counter() - received) * 1000,

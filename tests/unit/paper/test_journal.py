@@ -1,0 +1,100 @@
+"""The paper journal: one transaction per bar, unique bars, exact resume, config check."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from engine.errors import ConfigError
+from engine.paper.journal import BarRecord, Journal
+from engine.sim.enums import fill_dt, reject_dt
+from engine.sim.run import new_state
+from engine.strategy.walkforward import DecisionState
+
+META = {"config_sha256": "a" * 64, "symbols": '["BTCUSDT"]', "strategy": "s"}
+
+
+def _record(ts: int, equity: float = 100.0) -> BarRecord:
+    account, assets = new_state(1, equity)
+    assets["position"] = 0.25
+    assets["pending"] = 2
+    fills = np.zeros(2, fill_dt)
+    fills["price"] = [101.5, 99.25]
+    return BarRecord(
+        bar={"ts": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0},
+        z=np.arange(4, dtype=np.float32),
+        funding_rate=0.0001,
+        received_ms=ts,
+        latency_ms=1.0,
+        outputs={"score": 0.3, "size": np.float64(0.7)},
+        decision={
+            "target": 0.7,
+            "risk_scale": 1.0,
+            "mode": 1,
+            "limit_offset": 0.001,
+            "stop_loss": np.nan,
+            "take_profit": np.nan,
+        },
+        refit=False,
+        state=DecisionState(direction=1, entry_size=0.7, exposure=0.7, waited=2, open_change=True),
+        fills=fills,
+        rejects=np.zeros(0, reject_dt),
+        balance={
+            "equity": equity,
+            "cash": equity,
+            "funding": 0.0,
+            "maker_fee": 0.0,
+            "taker_fee": 0.1,
+            "slippage": 0.0,
+            "liquidation_fee": 0.0,
+        },
+        account=account,
+        assets=assets,
+    )
+
+
+@pytest.fixture
+def journal(tmp_path):
+    journal = Journal(tmp_path / "s.sqlite", "s")
+    journal.start(META, force=False)
+    yield journal
+    journal.close()
+
+
+def test_resume_restores_the_book_and_the_decision_state_exactly(journal):
+    record = _record(3_600_000)
+    journal.record(record)
+    resumed = journal.resume()
+    assert resumed.last_ts == 3_600_000
+    assert resumed.account.tobytes() == record.account.tobytes()
+    assert resumed.assets.tobytes() == record.assets.tobytes()
+    assert resumed.state == record.state
+    assert journal.table("fills")["price"].tolist() == [101.5, 99.25]
+
+
+def test_a_bar_recorded_twice_is_refused_and_leaves_nothing_behind(journal):
+    journal.record(_record(3_600_000, equity=100.0))
+    with pytest.raises(sqlite3.IntegrityError):
+        journal.record(_record(3_600_000, equity=200.0))
+    assert journal.table("balances")["equity"].tolist() == [100.0]
+    assert len(journal.table("fills")) == 2 and len(journal.table("outputs")) == 2
+
+
+def test_the_journal_is_in_wal_mode(journal, tmp_path):
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_new_config_hash_is_refused_unless_forced(journal):
+    changed = {**META, "config_sha256": "b" * 64}
+    with pytest.raises(ConfigError, match="--force"):
+        journal.start(changed, force=False)
+    journal.start(changed, force=True)
+    assert journal.meta()["config_sha256"] == "b" * 64
+
+
+def test_an_unknown_table_is_an_error(journal):
+    with pytest.raises(ValueError, match="unknown journal table"):
+        journal.table("sqlite_master")
