@@ -167,9 +167,9 @@ class Journal:
                 f"(config hash {known['config_sha256'][:12]}, now {meta['config_sha256'][:12]}); "
                 "resume it with the same strategy, or pass --force to continue with this one"
             )
-        rows = meta.items() if not known else [("config_sha256", meta["config_sha256"])]
-        if not known:
-            rows = [*rows, ("session", self.session)]
+        rows = [*meta.items(), ("session", self.session)]
+        if known:
+            rows = [(name, meta[name]) for name in ("config_sha256", "config") if name in meta]
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(rows))

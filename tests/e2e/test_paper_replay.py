@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from paper_replays import CANDLES, PUBLIC, _config, _ms, _replay, store
+from paper_replays import CANDLES, HOUR, PUBLIC, _config, _ms, _replay, store
 
 from engine.backtest import run_backtest, write_run
 from engine.data.store import CandleStore
+from engine.data.times import iso_utc
 
 __all__ = ["store"]  # the fixture
 
@@ -149,3 +150,22 @@ def test_report_writes_the_backtests_run_folder_from_the_journal(
     exact = ["time", "equity", "cash", "funding", "position_BTCUSDT", "mode_BTCUSDT"]
     pd.testing.assert_frame_equal(ours[exact], theirs[exact], check_exact=True)
     pd.testing.assert_frame_equal(ours, theirs, rtol=1e-12)
+
+
+def test_a_bar_the_exchange_leaves_out_is_waited_for_never_skipped(store, shared_data, tmp_path):
+    config = _config("2025-06-01", "2025-06-30")
+    until = _ms("2025-06-04")
+    clean, _ = _replay(config, store, shared_data, tmp_path / "a", until)
+    hole = _ms("2025-06-02") + 5 * HOUR
+
+    def gap(paper, fake):
+        paper.options = replace(paper.options, until_ms=hole - 2 * HOUR)
+        paper.run()
+        # The exchange leaves the bar out of every answer to one poll (both attempts).
+        fake.inject("gap", times=2, start_ms=hole, end_ms=hole)
+        paper.options = replace(paper.options, until_ms=until)
+
+    gapped, _ = _replay(config, store, shared_data, tmp_path / "b", until, outage=gap)
+    _same_book(clean, gapped)
+    events = gapped["events"]["message"]
+    assert events.str.contains(f"no bar from {iso_utc(hole)}").any()

@@ -1,0 +1,107 @@
+"""kill -9 a replayed paper session at 20 random points; every resume ends in the same journal."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from paper_replays import CANDLES, _config, _ms, _replay, store
+
+pytestmark = pytest.mark.slow
+__all__ = ["store"]  # the fixture
+
+KILLS = 20
+UNTIL = "2025-06-21"  # 480 bars from 2025-06-01
+
+
+def _count(journal: Path) -> int:
+    # Bars committed so far, read while the session writes (WAL allows it).
+    if not journal.is_file():
+        return 0
+    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM bars").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def test_kill_9_at_20_random_points_then_resume_equals_an_uninterrupted_run(
+    store, shared_data, tmp_path
+):
+    config = _config("2025-06-01", "2025-06-30")
+    clean, _ = _replay(config, store, shared_data, tmp_path / "clean", _ms(UNTIL))
+    total = len(clean["bars"])
+    spec = config.model_dump(mode="json", by_alias=True)
+    spec["store"]["path"] = str(store.root)
+    strategy = tmp_path / "paper.yaml"
+    strategy.write_text(yaml.safe_dump(spec))
+    journals = tmp_path / "crashed"
+    journal = journals / "s.sqlite"
+    command = [
+        sys.executable, "-c", "from engine.cli import main; main()",
+        "paper", "run", str(strategy), "--session", "s", "--replay", str(shared_data / CANDLES),
+        "--until", UNTIL, "--journal-dir", str(journals),
+    ]  # fmt: skip
+    targets = sorted(random.Random(7).sample(range(1, total), KILLS))
+    env = {**os.environ, "ENGINE_CACHE_DIR": str(tmp_path / "cache")}
+    killed_at = []
+    for target in targets:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while _count(journal) < target and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_at.append(_count(journal))
+    assert killed_at[-1] < total, "every kill must interrupt the replay"
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    with sqlite3.connect(journal) as db:
+        for name in ("bars", "balances", "fills", "rejects", "decisions", "outputs", "positions"):
+            mine = pd.read_sql_query(f"SELECT * FROM {name} ORDER BY ts", db)  # noqa: S608
+            if name == "bars":
+                assert mine["ts"].is_unique and len(mine) == total
+                assert (mine["ts"].diff().dropna() == 3_600_000).all()
+                timing = ["received_ms", "latency_ms"]
+                pd.testing.assert_frame_equal(
+                    mine.drop(columns=timing), clean[name].drop(columns=timing), check_exact=True
+                )
+            else:
+                pd.testing.assert_frame_equal(mine, clean[name], check_exact=True)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
+def test_a_signal_ends_the_session_cleanly_after_the_current_bar(
+    store, shared_data, tmp_path, stop_signal
+):
+    spec = _config("2025-06-01", "2025-06-30").model_dump(mode="json", by_alias=True)
+    spec["store"]["path"] = str(store.root)
+    strategy = tmp_path / "paper.yaml"
+    strategy.write_text(yaml.safe_dump(spec))
+    journal = tmp_path / "j" / "s.sqlite"
+    command = [
+        sys.executable, "-c", "from engine.cli import main; main()",
+        "paper", "run", str(strategy), "--session", "s", "--replay", str(shared_data / CANDLES),
+        "--speed", "7200", "--journal-dir", str(tmp_path / "j"),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _count(journal) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(stop_signal)
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    processed = int(out.split("processed ")[1].split()[0])
+    with sqlite3.connect(journal) as db:
+        bars = db.execute("SELECT COUNT(*) FROM bars").fetchone()[0]
+        balances = db.execute("SELECT COUNT(*) FROM balances").fetchone()[0]
+    assert 3 <= processed == bars == balances < 24
