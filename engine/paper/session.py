@@ -405,6 +405,9 @@ class PaperSession:
             retry=self.options.retry,
             now_ms=now,
         )
+        if rates.empty:
+            # Nothing settled yet or published for these bars: no funding, as in a backtest.
+            return np.zeros(len(stamps))
         return align_funding(stamps, rates["timestamp"].to_numpy(), rates["rate"].to_numpy())
 
     def _represent(self) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from dataclasses import replace
 
@@ -9,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from paper_replays import CANDLES, HOUR, PUBLIC, _config, _ms, _replay, store
+from paper_replays import CANDLES, FUNDING, HOUR, PUBLIC, _config, _ms, _replay, store
 
 from engine.backtest import run_backtest, write_run
-from engine.data.store import CandleStore
+from engine.data.store import CandleStore, SeriesKey
 from engine.data.times import iso_utc
 
 __all__ = ["store"]  # the fixture
@@ -169,3 +170,17 @@ def test_a_bar_the_exchange_leaves_out_is_waited_for_never_skipped(store, shared
     _same_book(clean, gapped)
     events = gapped["events"]["message"]
     assert events.str.contains(f"no bar from {iso_utc(hole)}").any()
+
+
+def test_bars_after_the_last_published_funding_pay_none(shared_data, tmp_path):
+    candles = pd.read_parquet(shared_data / CANDLES)
+    late = CandleStore(tmp_path / "late")
+    late.write(
+        SeriesKey("bybit", "linear", "BTCUSDT", "1h"),
+        candles[candles.timestamp < _ms("2026-03-01")],
+    )
+    shutil.copy(shared_data / FUNDING, late.root / FUNDING)
+    config = _config("2026-03-01", "2026-03-02")
+    tables, _ = _replay(config, late, shared_data, tmp_path / "j", _ms("2026-03-02"))
+    assert len(tables["bars"]) == 24
+    assert (tables["bars"]["funding"] == 0).all() and (tables["balances"]["funding"] == 0).all()
