@@ -495,7 +495,7 @@ class PaperSession:
             latency_ms=(time.perf_counter() - received) * 1000,
             outputs=outputs,
             decision=decision,
-            refit=t == block,
+            refit=t == block - start,
             state=state,
             fills=result.fills,
             rejects=result.rejects,

@@ -184,3 +184,35 @@ def test_bars_after_the_last_published_funding_pay_none(shared_data, tmp_path):
     tables, _ = _replay(config, late, shared_data, tmp_path / "j", _ms("2026-03-02"))
     assert len(tables["bars"]) == 24
     assert (tables["bars"]["funding"] == 0).all() and (tables["balances"]["funding"] == 0).all()
+
+
+def test_from_run_refits_on_the_runs_schedule_and_matches_its_outputs(
+    store, shared_data, tmp_path, run_cli
+):
+    # The run starts 12 days before the session's first bar (2025-06-01), so the
+    # session joins the run's third refit block and refits again where the run does.
+    config = _config("2025-05-20", "2025-06-12")
+    run_folder = write_run(
+        run_backtest(config, store=CandleStore(shared_data), cache_dir=None), tmp_path / "runs"
+    )
+    spec = config.model_dump(mode="json", by_alias=True)
+    spec["store"]["path"] = str(store.root)
+    strategy = tmp_path / "paper.yaml"
+    strategy.write_text(yaml.safe_dump(spec))
+    resolved = yaml.safe_load((run_folder / "config.yaml").read_text())
+    resolved["store"]["path"] = str(store.root)
+    (run_folder / "config.yaml").write_text(yaml.safe_dump(resolved))
+    result = run_cli(
+        "paper", "run", strategy, "--session", "f", "--from-run", run_folder,
+        "--replay", shared_data / CANDLES, "--until", "2025-06-13",
+        "--journal-dir", tmp_path / "j",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    with sqlite3.connect(tmp_path / "j" / "f.sqlite") as db:
+        refits = [ts for (ts,) in db.execute("SELECT ts FROM decisions WHERE refit = 1")]
+        scores = db.execute("SELECT ts, value FROM outputs WHERE name = 'score' ORDER BY ts")
+        scores = pd.DataFrame(scores.fetchall(), columns=["ts", "score"])
+    assert refits == [_ms("2025-05-20") + 480 * HOUR]
+    equity = pd.read_csv(run_folder / "equity.csv")
+    ours = equity[equity["time"] >= "2025-06-01"]["score_BTCUSDT"].to_numpy()
+    np.testing.assert_allclose(scores["score"], ours, rtol=0, atol=1e-12)
