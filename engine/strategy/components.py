@@ -75,7 +75,8 @@ class ProbeSignal(Signal):
     allow_short : bool
         If false, negative scores flatten instead of going short.
     regularisation : float
-        Inverse L2 strength of the linear probe (scikit-learn's ``C``).
+        Inverse L2 strength of the linear probe (scikit-learn's ``C``); strong by
+        default, as suits hundreds of correlated representation dimensions.
     seed : int
         Seed of the MLP's initialisation.
     """
@@ -88,7 +89,7 @@ class ProbeSignal(Signal):
         entry: float = 0.2,
         exit: float = 0.05,
         allow_short: bool = True,
-        regularisation: float = 0.1,
+        regularisation: float = 0.01,
         seed: int = 0,
     ) -> None:
         _check(horizon >= 1, f"horizon must be >= 1, got {horizon}")
