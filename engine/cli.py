@@ -8,6 +8,7 @@ given, and the exit code is 2.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -33,8 +34,11 @@ paper_app = typer.Typer(
 )
 app.add_typer(paper_app, name="paper")
 
-console = Console()
-err_console = Console(stderr=True)
+# Output that is not a terminal (a log, a pipe) gets wide tables rather than
+# tables cut to 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 _options = {"debug": False}
 
 
@@ -141,7 +145,7 @@ def compare(
         table.add_column(result.config.name, justify="right")
     for name, (label, _) in _METRIC_LABELS.items():
         table.add_row(label, *(_metric(result.metrics, name) for result in results))
-    console.print(table, width=max(console.width, 26 + 16 * len(results)))
+    console.print(table)
     for path in write_comparison(results, reports_dir):
         console.print(f"wrote {path}")
 
