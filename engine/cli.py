@@ -437,6 +437,9 @@ def paper_run(
     force: bool = typer.Option(False, "--force", help="Resume even if the config changed."),
     journal_dir: Path = typer.Option(Path("reports/paper"), help=_JOURNALS_HELP),
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
+    threads: int = typer.Option(
+        1, min=1, help="Encoder threads; more than 1 stalls at OpenMP barriers on busy cores."
+    ),
 ) -> None:
     """Run a paper session (resuming it if its journal exists) until SIGINT or SIGTERM.
 
@@ -447,6 +450,7 @@ def paper_run(
     import signal
     import threading
 
+    import torch
     import yaml
 
     from engine.data.feed import make_exchange
@@ -455,6 +459,7 @@ def paper_run(
     from engine.paper.replay import replay_exchange
     from engine.paper.session import PaperSession, SessionOptions, WallClock
 
+    torch.set_num_threads(threads)
     cfg = _strategy(strategy)
     anchor_ms = None
     if from_run is not None:
