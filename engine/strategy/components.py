@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
@@ -205,27 +206,57 @@ class AnomalyRisk(Component):
     with the fitting window's mean and standard deviation. Above
     ``threshold`` the risk scale is ``scale`` (or 0 when ``action`` is
     "flatten"), else 1.
+
+    The optional drawdown brake watches the market: while the close is more
+    than ``drawdown_brake`` (a fraction) below its highest close of the last
+    ``brake_window`` bars, the risk scale is multiplied by ``brake_scale``.
     """
 
     role = "risk"
 
-    def __init__(self, threshold: float = 3.0, action: str = "scale", scale: float = 0.5) -> None:
+    def __init__(
+        self,
+        threshold: float = 3.0,
+        action: str = "scale",
+        scale: float = 0.5,
+        drawdown_brake: float | None = None,
+        brake_window: int = 720,
+        brake_scale: float = 0.0,
+    ) -> None:
         _check(threshold > 0, f"threshold must be > 0, got {threshold}")
         _check(
             action in ("scale", "flatten"), f"action must be 'scale' or 'flatten', got {action!r}"
         )
         _check(0 <= scale <= 1, f"scale must be in [0, 1], got {scale}")
+        _check(
+            drawdown_brake is None or 0 < drawdown_brake < 1,
+            f"drawdown_brake must be in (0, 1) or null, got {drawdown_brake}",
+        )
+        _check(brake_window >= 1, f"brake_window must be >= 1, got {brake_window}")
+        _check(0 <= brake_scale <= 1, f"brake_scale must be in [0, 1], got {brake_scale}")
         self.threshold, self.action, self.scale = threshold, action, scale
+        self.drawdown_brake, self.brake_window = drawdown_brake, brake_window
+        self.brake_scale = brake_scale
 
     def fit(self, context: FitContext) -> None:
         """Fit the mean and standard deviation of the training representations."""
         self._scale = Standardiser(context.past.z[context.train])
 
     def transform(self, history: History, rows: slice) -> dict[str, np.ndarray]:
-        """Return ``anomaly`` and ``risk_scale`` for each row."""
+        """Return ``anomaly``, ``risk_scale`` and, with the brake, ``drawdown`` for each row."""
         anomaly = np.abs(self._scale(history.z[rows])).max(axis=1)
         reduced = 0.0 if self.action == "flatten" else self.scale
-        return {"anomaly": anomaly, "risk_scale": np.where(anomaly > self.threshold, reduced, 1.0)}
+        out = {"anomaly": anomaly, "risk_scale": np.where(anomaly > self.threshold, reduced, 1.0)}
+        if self.drawdown_brake is not None:
+            close = history.close[: rows.stop]
+            peak = pd.Series(close).rolling(self.brake_window, min_periods=1).max().to_numpy()
+            drawdown = 1.0 - close[rows] / peak[rows]
+            braked = drawdown > self.drawdown_brake
+            out["drawdown"] = drawdown
+            out["risk_scale"] = np.where(
+                braked, out["risk_scale"] * self.brake_scale, out["risk_scale"]
+            )
+        return out
 
 
 class SimilarityTiming(Component):

@@ -122,6 +122,23 @@ def test_risk_scales_down_or_flattens_anomalous_bars(history):
     assert flatten.transform(shocked, slice(1200, 1201))["risk_scale"][0] == 0.0
 
 
+def test_drawdown_brake_scales_risk_while_the_market_is_far_below_its_peak(history):
+    rows = slice(1010, 1490)
+    risk = _fit(AnomalyRisk(threshold=50.0, drawdown_brake=0.03, brake_window=100), history)
+    out = risk.transform(history, rows)
+    close = history.close[: rows.stop]
+    peak = np.array([close[max(0, t - 99) : t + 1].max() for t in range(rows.start, rows.stop)])
+    expected = 1.0 - close[rows] / peak
+    np.testing.assert_allclose(out["drawdown"], expected, rtol=1e-12)
+    braked = expected > 0.03
+    assert braked.any() and (~braked).any()
+    assert (out["risk_scale"][braked] == 0.0).all() and (out["risk_scale"][~braked] == 1.0).all()
+    half = _fit(
+        AnomalyRisk(threshold=50.0, drawdown_brake=0.03, brake_window=100, brake_scale=0.5), history
+    )
+    assert set(half.transform(history, rows)["risk_scale"]) == {0.5, 1.0}
+
+
 def test_timing_similarity_is_a_cosine_in_range(history):
     timing = _fit(SimilarityTiming(), history)
     similarity = timing.transform(history, slice(1010, 1490))["similarity"]
@@ -133,6 +150,7 @@ COMPONENTS = {
     "signal_mlp": lambda: ProbeSignal(probe="mlp"),
     "sizing": lambda: PrototypeSizing(),
     "risk": lambda: AnomalyRisk(),
+    "risk_with_brake": lambda: AnomalyRisk(drawdown_brake=0.02, brake_window=48),
     "timing": lambda: SimilarityTiming(),
 }
 
