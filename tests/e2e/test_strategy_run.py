@@ -196,3 +196,24 @@ def test_run_fetches_missing_candles_and_funding_through_ccxt(
     monkeypatch.setenv("ENGINE_DATA_DIR", str(shared_data))
     reference = _run(run_cli, strategy, tmp_path / "reference")
     assert offline == json.loads((reference / "metrics.json").read_text())
+
+
+SHIPPED = sorted(p.stem for p in (REPO_ROOT / "strategies").glob("*.yaml"))
+
+
+def test_the_main_strategy_runs_with_the_shipped_encoder(env, run_cli):
+    folder = _run(run_cli, _strategy(env, "ssl_cost", out_of_sample=SHORT_RANGE), env / "r")
+    inputs = json.loads((folder / "inputs.json").read_text())
+    assert inputs["assets"][0]["model"] == "ts2vec_bybit_1h"
+    equity = pd.read_csv(folder / "equity.csv")
+    for output in ("score", "size", "risk_scale", "anomaly", "similarity"):
+        assert equity[f"{output}_BTCUSDT"].notna().all()
+    assert set(equity["mode_BTCUSDT"]) >= {0, 2}  # market orders and waiting
+    assert (equity["position_BTCUSDT"] != 0).any()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_strategy_passes_the_lookahead_audit(env, run_cli, name):
+    result = run_cli("audit", _strategy(env, name, out_of_sample=SHORT_RANGE), "--samples", "2")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "changed values at or before t: 0" in result.stdout
