@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,6 @@ from engine.data.features import compute_features
 from engine.errors import ConfigError
 from engine.ssl.checkpoint import load_model
 from engine.ssl.cost import CoST, TrailingFourierLayer
-from engine.ssl.infer import encode_series
-from engine.ssl.registry import build_encoder
 
 SERIES_LENGTH = 60
 SHIPPED = Path(__file__).resolve().parents[3] / "models" / "cost_bybit_1h"
@@ -32,36 +29,6 @@ def _model(**overrides) -> CoST:
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_changing_later_bars_leaves_earlier_representations_bit_identical(seed):
-    x = torch.randn(2, SERIES_LENGTH, 2, generator=_gen(seed))
-    assert_future_independent(
-        _model(), x, cuts=[0, 9, SERIES_LENGTH // 2, SERIES_LENGTH - 2, SERIES_LENGTH - 1]
-    )
-
-
-def test_one_pass_equals_encoding_each_trailing_window():
-    model = _model()
-    x = torch.randn(1, SERIES_LENGTH, 2, generator=_gen(7))
-    assert model.receptive_field() < SERIES_LENGTH // 2
-    assert_one_pass_equals_windowed(
-        model, x, positions=list(range(0, SERIES_LENGTH, 3)) + [SERIES_LENGTH - 1]
-    )
-
-
-def test_chunked_series_encoding_equals_one_pass():
-    model = _model().eval()
-    features = torch.randn(SERIES_LENGTH, 2, generator=_gen(8))
-    with torch.no_grad():
-        one_pass = model(features.unsqueeze(0))[0].numpy()
-    chunked = encode_series(model, features.numpy(), chunk_length=7)
-    np.testing.assert_allclose(chunked, one_pass, atol=1e-5, rtol=1e-4)
-
-
-def test_registry_builds_cost():
-    assert isinstance(build_encoder("cost", 2, output_dims=8), CoST)
 
 
 @pytest.mark.parametrize("window", [7, 8])
@@ -93,15 +60,6 @@ def test_receptive_field_adds_the_widest_of_experts_and_season_window():
     assert model.receptive_field() == model.backbone.receptive_field() + 6 - 1
 
 
-def test_config_rebuilds_an_equal_encoder():
-    model = _model(temperature=0.2).eval()
-    rebuilt = type(model)(**json.loads(json.dumps(model.config()))).eval()
-    rebuilt.load_state_dict(model.state_dict())
-    x = torch.randn(2, 30, 2)
-    assert torch.equal(rebuilt(x), model(x))
-    assert rebuilt.config() == model.config()
-
-
 def test_seasonal_weight_scales_only_the_seasonal_term():
     x = torch.randn(4, 32, 2)
     trend_only = _model(seasonal_weight=0.0).training_loss(x, _gen(1))
@@ -109,13 +67,6 @@ def test_seasonal_weight_scales_only_the_seasonal_term():
     heavy = _model(seasonal_weight=3.0).training_loss(x, _gen(1))
     assert (heavy - trend_only).item() == pytest.approx(3 * (light - trend_only).item(), rel=1e-4)
     assert (light - trend_only).item() > 0
-
-
-def test_loss_is_a_deterministic_function_of_the_generator_seed():
-    model = _model()
-    x = torch.randn(4, 32, 2)
-    assert torch.equal(model.training_loss(x, _gen(3)), model.training_loss(x, _gen(3)))
-    assert not torch.equal(model.training_loss(x, _gen(3)), model.training_loss(x, _gen(4)))
 
 
 @pytest.mark.slow
