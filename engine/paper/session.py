@@ -366,6 +366,7 @@ class PaperSession:
                 processed += 1
                 if stop.is_set():
                     break
+                self.prepare()
         return processed
 
     def _fetch(self, since: int) -> tuple[pd.DataFrame, np.ndarray, float]:
@@ -421,6 +422,34 @@ class PaperSession:
         features, _ = compute_features(tail, self._encoder.card["features"].get("extras", []))
         return self._encoder.embed(features[-window:])[-1]
 
+    def _window(self, t: int) -> tuple[int, int]:
+        # The first bar of t's refit block, and the first bar components see at t.
+        wf = self.config.walk_forward
+        block = self.anchor + (t - self.anchor) // wf.refit_every * wf.refit_every
+        first = block - wf.embargo_bars - wf.fit_bars
+        return block, max(0, min(first, t - FEATURE_CONTEXT))
+
+    def _refit(self, block: int) -> None:
+        # Refit the components for the block starting at bar `block`, on bars before it.
+        wf = self.config.walk_forward
+        _, start = self._window(block)
+        history = self.series.history(start)
+        train = slice(
+            block - wf.embargo_bars - wf.fit_bars - start, block - wf.embargo_bars - start
+        )
+        refit(self.pipeline, history.upto(block - start), train)
+        self._fitted_block = block
+
+    def prepare(self) -> None:
+        """Refit now if the next bar starts a refit block, so the refit waits for no bar.
+
+        The refit uses bars up to the last processed one only, as it would at
+        the next bar.
+        """
+        following = self.series.n
+        if self._window(following)[0] == following and self._fitted_block != following:
+            self._refit(following)
+
     def process(self, bar: dict[str, float], funding_rate: float, received: float) -> None:
         """Decide on one closed bar, advance the book and journal both in one transaction.
 
@@ -428,21 +457,16 @@ class PaperSession:
         (or ``FEATURE_CONTEXT`` bars back, if earlier) to this bar, so memory
         stays flat however long the session runs.
         """
-        wf = self.config.walk_forward
         series = self.series
         series.append(bar)
         series.set_last_z(self._represent())
         t = series.n - 1
-        block = self.anchor + (t - self.anchor) // wf.refit_every * wf.refit_every
-        first = block - wf.embargo_bars - wf.fit_bars
-        start = max(0, min(first, t - FEATURE_CONTEXT))
+        block, start = self._window(t)
         series.forget(start)
         history = series.history(start)
         if block != self._fitted_block:
-            # At a block's first bar, or on the first bar after a (re)start within a block.
-            train = slice(first - start, block - wf.embargo_bars - start)
-            refit(self.pipeline, history.upto(block - start), train)
-            self._fitted_block = block
+            # On the first bar after a (re)start; otherwise `prepare` has refitted.
+            self._refit(block)
         t -= start
         outputs: dict[str, float] = {}
         for component in self.pipeline.components().values():
