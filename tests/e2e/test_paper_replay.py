@@ -13,8 +13,12 @@ import yaml
 from paper_replays import CANDLES, FUNDING, HOUR, PUBLIC, _config, _ms, _replay, store
 
 from engine.backtest import run_backtest, write_run
+from engine.data.feed import RetryPolicy
 from engine.data.store import CandleStore, SeriesKey
 from engine.data.times import iso_utc
+from engine.errors import EngineError
+from engine.paper.replay import replay_exchange
+from engine.paper.session import PaperSession, SessionOptions
 
 __all__ = ["store"]  # the fixture
 
@@ -216,3 +220,22 @@ def test_from_run_refits_on_the_runs_schedule_and_matches_its_outputs(
     equity = pd.read_csv(run_folder / "equity.csv")
     ours = equity[equity["time"] >= "2025-06-01"]["score_BTCUSDT"].to_numpy()
     np.testing.assert_allclose(scores["score"], ours, rtol=0, atol=1e-12)
+
+
+def test_a_bar_still_open_on_the_exchanges_clock_is_never_used(store, shared_data, tmp_path):
+    config = _config("2025-06-01", "2025-06-30")
+    tables, _ = _replay(config, store, shared_data, tmp_path / "j", _ms("2025-06-02"))
+    bars = tables["bars"]
+    assert (bars["received_ms"] >= bars["ts"] + HOUR).all()
+    options = SessionOptions("lag", journal_dir=tmp_path / "j", retry=RetryPolicy(0, 0.0, 0.0))
+    with replay_exchange(config, shared_data / CANDLES, store) as (fake, exchange, clock):
+        paper = PaperSession(config, options, exchange, clock, store)
+        first = paper.last_ts + HOUR
+        clock.jump(first + HOUR + 5_000)
+        fake.now_ms = first + HOUR - 1  # the exchange's clock: the bar has not closed
+        with pytest.raises(EngineError):
+            paper._fetch(first)
+        fake.now_ms = first + HOUR
+        frame, _, _ = paper._fetch(first)
+        paper.close()
+    assert frame["timestamp"].tolist() == [first]
