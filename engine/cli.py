@@ -427,7 +427,7 @@ def paper_run(
     strategy: Path = typer.Argument(..., help="A strategy file, e.g. strategies/ssl_cost.yaml."),
     session: str | None = typer.Option(None, help="Session name; default the strategy's name."),
     from_run: Path | None = typer.Option(
-        None, help="A run folder of `engine run`: refit on its schedule (its config.yaml)."
+        None, help="A run folder of this strategy: use its config.yaml and refit schedule."
     ),
     replay: Path | None = typer.Option(
         None, help="Recorded candles (parquet) to replay through a local fake Bybit."
@@ -464,7 +464,12 @@ def paper_run(
     anchor_ms = None
     if from_run is not None:
         resolved = yaml.safe_load((from_run / "config.yaml").read_text(encoding="utf-8"))
-        cfg = config.StrategyConfig.model_validate(resolved)
+        run_cfg = config.StrategyConfig.model_validate(resolved)
+        if run_cfg.name != cfg.name:
+            raise EngineError(
+                f"--from-run {from_run} is a run of {run_cfg.name!r}, not of {cfg.name!r}"
+            )
+        cfg = run_cfg
         anchor_ms = _utc_day_ms(cfg.out_of_sample.start)
     options = SessionOptions(
         session=session or cfg.name,
