@@ -132,6 +132,7 @@ def test_cli_runs_a_replay_and_shows_its_status(store, shared_data, tmp_path, ru
     assert "close" in (journals / "cli.log").read_text()
 
 
+@pytest.mark.slow
 def test_report_writes_the_backtests_run_folder_from_the_journal(
     store, shared_data, tmp_path, run_cli
 ):
@@ -190,6 +191,7 @@ def test_bars_after_the_last_published_funding_pay_none(shared_data, tmp_path):
     assert (tables["bars"]["funding"] == 0).all() and (tables["balances"]["funding"] == 0).all()
 
 
+@pytest.mark.slow
 def test_from_run_refits_on_the_runs_schedule_and_matches_its_outputs(
     store, shared_data, tmp_path, run_cli
 ):
