@@ -335,6 +335,9 @@ class PaperSession:
         """
         stop = stop or threading.Event()
         options, processed = self.options, 0
+        if self._fitted_block is None:
+            # Fit before the first bar arrives rather than on its critical path.
+            self._refit(self._window(self.series.n)[0])
         while not stop.is_set():
             since = self.last_ts + self.interval
             if options.until_ms is not None and since >= options.until_ms:
