@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.atomic import atomic_path
 from engine.data.symbols import check_market, split_symbol, timeframe_ms, to_ccxt
 from engine.data.times import iso_utc
 from engine.data.validate import (
@@ -305,17 +305,6 @@ class CandleStore:
         table = pa.Table.from_pandas(
             frame[list(columns)].reset_index(drop=True), preserve_index=False
         )
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            prefix=f".{key.filename}.", suffix=".tmp", dir=self.root
-        )
-        os.close(handle)
-        try:
+        with atomic_path(path) as temporary:
             pq.write_table(table, temporary, compression="zstd")
-            with open(temporary, "rb") as written:
-                os.fsync(written.fileno())
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
         return path

@@ -20,7 +20,6 @@ so a kill never leaves a half-written checkpoint behind.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from engine.atomic import atomic_path, write_text
 from engine.errors import ConfigError, DataError
 from engine.ssl.base import Encoder
 from engine.ssl.infer import encode_series
@@ -41,11 +41,9 @@ CARD_FILE = "card.json"
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
     """Write ``tensors`` and the JSON ``state`` to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     contiguous = {key: value.detach().contiguous() for key, value in tensors.items()}
-    save_file(contiguous, str(tmp), metadata={"state": json.dumps(state)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(contiguous, str(tmp), metadata={"state": json.dumps(state)})
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -116,15 +114,11 @@ class PretrainedModel:
 
 def save_model(folder: Path, encoder: Encoder, card: dict[str, Any]) -> None:
     """Write ``encoder``'s weights and ``card`` to the model folder ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
     metadata = {"kind": encoder.kind, "config": json.dumps(encoder.config())}
-    tmp = folder / (WEIGHTS_FILE + ".tmp")
     state = {key: value.detach().contiguous() for key, value in encoder.state_dict().items()}
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, folder / WEIGHTS_FILE)
-    card_tmp = folder / (CARD_FILE + ".tmp")
-    card_tmp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    os.replace(card_tmp, folder / CARD_FILE)
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+    write_text(folder / CARD_FILE, json.dumps(card, indent=2) + "\n")
 
 
 def load_model(folder: str | Path) -> PretrainedModel:

@@ -1,0 +1,25 @@
+"""Atomic writes: all or nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.atomic import atomic_path, write_text
+
+
+def test_a_completed_write_replaces_the_file(tmp_path):
+    path = tmp_path / "sub" / "a.txt"
+    write_text(path, "old")
+    write_text(path, "new")
+    assert path.read_text() == "new"
+    assert [p.name for p in path.parent.iterdir()] == ["a.txt"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "a.txt"
+    write_text(path, "old")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
