@@ -25,6 +25,7 @@ import yaml
 from engine.atomic import write_text
 from engine.config import StrategyConfig
 from engine.data.store import CandleStore, FundingKey, SeriesKey
+from engine.data.times import day_range_ms
 from engine.errors import ConfigError, DataError, EngineError
 from engine.report.metrics import daily_returns, direction_accuracy, summarise
 from engine.sim.enums import Kind, Liquidity, Reason, Side
@@ -50,7 +51,6 @@ from engine.strategy.walkforward import (
     walk_forward,
 )
 
-DAY_MS = 86_400_000
 OHLC = ("open", "high", "low", "close")
 #: Set to 1 to never fetch missing candles from the exchange.
 OFFLINE_ENV = "ENGINE_OFFLINE"
@@ -74,10 +74,6 @@ class Backtest:
     benchmark: pd.Series
     inputs: dict
     timings: dict = field(default_factory=dict)
-
-
-def _day_ms(day: dt.date) -> int:
-    return int(pd.Timestamp(day, tz="UTC").value // 1_000_000)
 
 
 def load_candles(
@@ -115,9 +111,8 @@ def _fetch_missing(config: StrategyConfig, store: CandleStore, key: SeriesKey) -
             "it; point ENGINE_DATA_DIR at a store that has it"
         )
     warmup = config.walk_forward.fit_bars + config.walk_forward.embargo_bars
-    since = _day_ms(config.out_of_sample.start) - 2 * warmup * key.interval_ms
-    end = config.out_of_sample.end
-    until = None if end is None else _day_ms(end) + DAY_MS
+    start, until = day_range_ms(config.out_of_sample.start, config.out_of_sample.end)
+    since = start - 2 * warmup * key.interval_ms
     try:
         client = make_exchange(key.exchange)
         update_candles(store, client, key, since, until)
@@ -184,7 +179,7 @@ def compute_representation(
     spec = config.representation
     if spec.kind == "features":
         return feature_representations(candles, spec.extras), {"representation": "features"}
-    cut = _day_ms(spec.fit_end) + DAY_MS
+    cut = day_range_ms(spec.fit_end, spec.fit_end)[1]
     if cut > start_ms:
         raise ConfigError(
             f"representation.fit_end {spec.fit_end} must be before out_of_sample.start"
@@ -273,11 +268,10 @@ def decide(
 
 
 def out_of_sample_rows(config: StrategyConfig, timestamps: np.ndarray) -> tuple[int, int]:
-    start_ms = _day_ms(config.out_of_sample.start)
+    """Return the rows ``[start, stop)`` of the bars in the out-of-sample range."""
+    start_ms, stop_ms = day_range_ms(config.out_of_sample.start, config.out_of_sample.end)
     start = int(np.searchsorted(timestamps, start_ms))
-    stop = len(timestamps)
-    if config.out_of_sample.end is not None:
-        stop = int(np.searchsorted(timestamps, _day_ms(config.out_of_sample.end) + DAY_MS))
+    stop = len(timestamps) if stop_ms is None else int(np.searchsorted(timestamps, stop_ms))
     if stop - start < 2:
         first = pd.Timestamp(int(timestamps[0]), unit="ms").date()
         last = pd.Timestamp(int(timestamps[-1]), unit="ms").date()

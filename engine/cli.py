@@ -272,9 +272,10 @@ def data_sync(
     from engine.data.store import SeriesKey
 
     spec = config.load_config(file, config.DataConfig)
-    series, day = spec.series, 86_400_000
-    since_ms = _utc_day_ms(spec.range.start)
-    until_ms = None if spec.range.end is None else _utc_day_ms(spec.range.end) + day
+    from engine.data.times import day_range_ms
+
+    series = spec.series
+    since_ms, until_ms = day_range_ms(spec.range.start, spec.range.end)
     candle_store = _store(spec.store.path)
     client = make_exchange(series.exchange)
     for symbol in series.symbols:
@@ -283,12 +284,6 @@ def data_sync(
         _fetch_series(
             candle_store, client, key, since_ms, until_ms, spec.store.max_gap_bars, funding
         )
-
-
-def _utc_day_ms(day) -> int:
-    from engine.data.times import parse_utc_ms
-
-    return parse_utc_ms(day.isoformat())
 
 
 @data_app.command("import")
@@ -455,7 +450,7 @@ def paper_run(
 
     from engine.data.feed import make_exchange
     from engine.data.store import CandleStore
-    from engine.data.times import parse_utc_ms
+    from engine.data.times import day_start_ms, parse_utc_ms
     from engine.paper.replay import replay_exchange
     from engine.paper.session import PaperSession, SessionOptions, WallClock
 
@@ -470,7 +465,7 @@ def paper_run(
                 f"--from-run {from_run} is a run of {run_cfg.name!r}, not of {cfg.name!r}"
             )
         cfg = run_cfg
-        anchor_ms = _utc_day_ms(cfg.out_of_sample.start)
+        anchor_ms = day_start_ms(cfg.out_of_sample.start)
     options = SessionOptions(
         session=session or cfg.name,
         journal_dir=journal_dir,

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from engine.errors import DataError
+
+
+DAY_MS = 86_400_000
+
+
+def day_start_ms(day: date) -> int:
+    """Return the first millisecond (00:00 UTC) of ``day``."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1000
+
+
+def day_range_ms(start: date, end: date | None) -> tuple[int, int | None]:
+    """Return ``[start_ms, stop_ms)`` of the UTC days ``start`` to ``end`` inclusive.
+
+    ``stop_ms`` is None when ``end`` is None (an open range).
+    """
+    return day_start_ms(start), None if end is None else day_start_ms(end) + DAY_MS
 
 
 def now_ms() -> int:

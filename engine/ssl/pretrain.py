@@ -25,7 +25,6 @@ versions, the training time, the seed and the config itself.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import platform
 import sys
@@ -40,14 +39,13 @@ import torch
 from engine.config import PretrainConfig
 from engine.data.features import compute_features
 from engine.data.store import CandleStore, SeriesKey
-from engine.data.times import iso_utc
+from engine.data.times import day_range_ms, iso_utc
 from engine.errors import ConfigError, DataError
 from engine.ssl.checkpoint import save_model
 from engine.ssl.registry import build_encoder
 from engine.ssl.train import Progress, paper_iterations, train
 
 CHECKPOINT_FOLDER = "checkpoints"
-_DAY_MS = 86_400_000
 _LIBRARIES = ("ssl-engine", "torch", "numpy", "pandas", "pyarrow", "safetensors", "pydantic")
 
 
@@ -195,20 +193,12 @@ def pretrain(
     return PretrainResult(folder=folder, card=card)
 
 
-def _range_ms(config: PretrainConfig) -> tuple[int, int | None]:
-    def midnight(day: dt.date) -> int:
-        return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
-
-    end = config.data.end
-    return midnight(config.data.start), None if end is None else midnight(end) + _DAY_MS
-
-
 def _load(config: PretrainConfig, symbol: str) -> _Series:
     data = config.data
     store = CandleStore(data.store.path)
     key = SeriesKey(data.exchange, data.market, symbol, data.timeframe)
     candles = store.load(key, data.store.gap_policy, data.store.max_gap_bars)
-    start, stop = _range_ms(config)
+    start, stop = day_range_ms(config.data.start, config.data.end)
     keep = candles["timestamp"].to_numpy() >= start
     if stop is not None:
         keep &= candles["timestamp"].to_numpy() < stop
@@ -231,7 +221,7 @@ def _sha256(path: Path) -> str:
 
 
 def _unseen_from(config: PretrainConfig, series: list[_Series]) -> str:
-    stop = _range_ms(config)[1]
+    stop = day_range_ms(config.data.start, config.data.end)[1]
     if stop is None:
         stop = max(int(s.timestamps[-1]) for s in series) + 1
     return iso_utc(stop)
