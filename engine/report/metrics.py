@@ -14,7 +14,6 @@ import pandas as pd
 import quantstats as qs
 
 PERIODS_PER_YEAR = 365
-COST_COLUMNS = ("maker_fee", "taker_fee", "slippage", "funding", "liquidation_fee")
 
 
 def daily_returns(timestamps: np.ndarray, equity: np.ndarray, initial: float) -> pd.Series:
@@ -68,7 +67,7 @@ def summarise(
         "trades": int(fills.size),
         "final_equity": float(equity[-1]),
     }
-    for column in COST_COLUMNS:
+    for column in ledger.dtype.names:
         metrics[column] = float(np.sum(ledger[column]))
     metrics["fees"] = metrics["maker_fee"] + metrics["taker_fee"]
     return metrics
