@@ -9,6 +9,7 @@ given, and the exit code is 2.
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -417,6 +418,13 @@ def pretrain(
 _JOURNALS_HELP = "Folder of session journals (<session>.sqlite)."
 
 
+class Feed(StrEnum):
+    """How a paper session learns that a bar has closed."""
+
+    rest = "rest"
+    ws = "ws"
+
+
 @paper_app.command("run")
 def paper_run(
     strategy: Path = typer.Argument(..., help="A strategy file, e.g. strategies/ssl_cost.yaml."),
@@ -428,6 +436,18 @@ def paper_run(
         None, help="Recorded candles (parquet) to replay through a local fake Bybit."
     ),
     speed: float = typer.Option(0.0, min=0.0, help="Replay: simulated s per real s; 0 instant."),
+    feed: Feed = typer.Option(
+        Feed.rest,
+        help="rest: poll the public kline endpoint 2 s after each bar's close. ws: watch "
+        "ccxt.pro's public kline stream (watch_ohlcv) and fetch a bar through the same REST "
+        "path as soon as the stream shows it closed (a later bar streaming); the stream's own "
+        "values are never used, and while it is down the session polls.",
+    ),
+    bar_store: Path | None = typer.Option(
+        None,
+        help="Store folder the processed bars are appended to (as `engine data fetch` writes "
+        "them). Default: the strategy's store when live, none in a replay.",
+    ),
     until: str | None = typer.Option(None, help="Stop before the bar opening at this UTC time."),
     force: bool = typer.Option(False, "--force", help="Resume even if the config changed."),
     journal_dir: Path = typer.Option(Path("reports/paper"), help=_JOURNALS_HELP),
@@ -451,7 +471,7 @@ def paper_run(
     from engine.data.feed import make_exchange
     from engine.data.store import CandleStore
     from engine.data.times import day_start_ms, parse_utc_ms
-    from engine.paper.replay import replay_exchange
+    from engine.paper.replay import replay_client, replay_exchange
     from engine.paper.session import PaperSession, SessionOptions, WallClock
 
     torch.set_num_threads(threads)
@@ -466,6 +486,7 @@ def paper_run(
             )
         cfg = run_cfg
         anchor_ms = day_start_ms(cfg.out_of_sample.start)
+    store = CandleStore(cfg.store.path)
     options = SessionOptions(
         session=session or cfg.name,
         journal_dir=journal_dir,
@@ -473,6 +494,8 @@ def paper_run(
         force=force,
         anchor_ms=anchor_ms,
         until_ms=None if until is None else parse_utc_ms(until),
+        # A replay writes into no store unless one is named: its bars are not the user's data.
+        bar_store=bar_store or (None if replay is not None else store.root),
     )
     journal_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(journal_dir / f"{options.session}.log", encoding="utf-8")
@@ -483,18 +506,26 @@ def paper_run(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    store = CandleStore(cfg.store.path)
+    streaming = feed is Feed.ws
     if replay is None:
+        exchange_id = cfg.market.exchange
+        stream = make_exchange(exchange_id, streaming=True) if streaming else None
         session_run = PaperSession(
-            cfg, options, make_exchange(cfg.market.exchange), WallClock(), store
+            cfg, options, make_exchange(exchange_id), WallClock(), store, stream
         )
-        processed = session_run.run(stop)
-    else:
-        with replay_exchange(cfg, replay, store, speed) as (_, client, clock):
-            session_run = PaperSession(cfg, options, client, clock, store)
-            clock.jump(session_run.last_ts + session_run.interval)
+        try:
             processed = session_run.run(stop)
-    session_run.close()
+        finally:
+            session_run.close()
+    else:
+        with replay_exchange(cfg, replay, store, speed) as (fake, client, clock):
+            stream = replay_client(fake, cfg.market.exchange, streaming=True) if streaming else None
+            session_run = PaperSession(cfg, options, client, clock, store, stream)
+            clock.jump(session_run.last_ts + session_run.interval)
+            try:
+                processed = session_run.run(stop)
+            finally:
+                session_run.close()
     logger.removeHandler(handler)
     handler.close()
     console.print(f"{options.session}: processed {processed} bars; journal {journal_dir}")

@@ -1,4 +1,4 @@
-"""A fake Bybit v5 REST server on 127.0.0.1 for tests and replays.
+"""A fake Bybit v5 server (REST and public websocket stream) on 127.0.0.1 for tests and replays.
 
 It serves the public market-data endpoints that ccxt's ``bybit`` client calls
 to load markets, fetch candles and fetch funding-rate history, from candles and
@@ -15,6 +15,18 @@ closed by then, plus the bar still open at ``now_ms`` (as Bybit serves it)
 unless ``serve_open_bar`` is False. Faults can be injected for the next N
 requests or for requests whose time window overlaps a range.
 
+On another port (``stream_url``) it speaks enough of Bybit's v5 public stream
+for ccxt.pro's ``watch_ohlcv``: ``/v5/public/linear`` and ``/v5/public/spot``
+take ``{"op": "subscribe", "args": ["kline.<interval>.<SYMBOL>"]}`` and
+``{"op": "ping"}``; any other op (``auth``, for one) is recorded and refused.
+The clock drives the stream: whenever it moves, every subscriber gets the bar
+that just closed, if one did (``confirm: true``, its final values), then the
+bar open at the new time (``confirm: false``, values so far: the open moved
+towards the final close in proportion to the time elapsed, and that share of
+the volume), which is also sent on subscribing. ``drop_stream`` closes every
+connection and refuses new ones while the clock is inside a range. Stream
+messages are recorded in ``requests`` with method ``WS``.
+
 Examples
 --------
 >>> with FakeBybit(now_ms=1_700_000_000_000) as fake:  # doctest: +SKIP
@@ -25,6 +37,8 @@ Examples
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import threading
 from dataclasses import dataclass
@@ -35,6 +49,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 import pandas as pd
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from engine.data.symbols import TIMEFRAME_MS, split_symbol
 from engine.data.times import now_ms as clock_ms
@@ -53,6 +68,8 @@ BYBIT_INTERVALS = {
     for timeframe, ms in TIMEFRAME_MS.items()
 }
 _WINDOW_PARAMS = {KLINE_PATH: ("start", "end"), FUNDING_PATH: ("startTime", "endTime")}
+#: The public stream paths and the market each serves.
+STREAM_PATHS = {"/v5/public/linear": "linear", "/v5/public/spot": "spot"}
 
 
 @dataclass
@@ -121,6 +138,7 @@ class FakeBybit:
     """
 
     def __init__(self, now_ms: int | None = None, serve_open_bar: bool = True) -> None:
+        self._stream: _StreamServer | None = None
         self.now_ms = clock_ms() if now_ms is None else now_ms
         self.serve_open_bar = serve_open_bar
         self.requests: list[FakeRequest] = []
@@ -128,10 +146,22 @@ class FakeBybit:
         self._funding: dict[str, _Table] = {}
         self._instruments: dict[tuple[str, str], dict[str, Any]] = {}
         self._faults: list[Fault] = []
+        self._drops: list[tuple[int, int]] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def now_ms(self) -> int:
+        """Return the server's clock in milliseconds; setting it drives the stream."""
+        return self._now
+
+    @now_ms.setter
+    def now_ms(self, ms: int) -> None:
+        previous, self._now = getattr(self, "_now", None), ms
+        if self._stream is not None and previous is not None and ms != previous:
+            self._stream.clock_moved(previous, ms)
 
     @property
     def url(self) -> str:
@@ -139,6 +169,13 @@ class FakeBybit:
         if self._server is None:
             raise RuntimeError("the fake Bybit server is not running; call start() first")
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def stream_url(self) -> str:
+        """Return the base URL of the public stream, ``ws://127.0.0.1:<port>``."""
+        if self._stream is None:
+            raise RuntimeError("the fake Bybit server is not running; call start() first")
+        return f"ws://127.0.0.1:{self._stream.port}"
 
     @property
     def paths(self) -> list[str]:
@@ -155,15 +192,19 @@ class FakeBybit:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self._thread.start()
+        self._stream = _StreamServer(self)
         return self
 
     def close(self) -> None:
-        """Stop serving and release the port; stalled responses are abandoned."""
+        """Stop serving and release the ports; stalled responses are abandoned."""
         if self._server is not None:
             self._closing.set()
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     def __enter__(self) -> FakeBybit:
         return self.start()
@@ -253,6 +294,25 @@ class FakeBybit:
         """Remove every injected fault."""
         with self._lock:
             self._faults.clear()
+
+    def drop_stream(self, start_ms: int, end_ms: int) -> None:
+        """Drop the stream while the clock is in ``[start_ms, end_ms)``.
+
+        Open connections are closed (code 1001, going away) when the clock
+        enters the range, and new ones are refused with HTTP 503 until it
+        leaves it.
+        """
+        if end_ms <= start_ms:
+            raise ValueError(f"drop_stream needs start_ms < end_ms; got {start_ms} and {end_ms}")
+        with self._lock:
+            self._drops.append((start_ms, end_ms))
+        if self._stream is not None:
+            self._stream.clock_moved(self._now, self._now)
+
+    def stream_dropped(self) -> bool:
+        """Return True while the clock is inside a range given to ``drop_stream``."""
+        with self._lock:
+            return any(start <= self._now < end for start, end in self._drops)
 
     def _add_instrument(
         self, market: str, symbol: str, first_ms: int, overrides: dict[str, Any] | None
@@ -444,6 +504,143 @@ class FakeBybit:
         return self._json(
             0, "OK", {"timeSecond": str(seconds), "timeNano": str(self.now_ms * 1_000_000)}
         )
+
+    def _kline_updates(
+        self, category: str, topic: str, previous: int | None, now: int
+    ) -> list[dict[str, Any]]:
+        # The stream messages of `topic` when the clock moves from `previous` to `now` (from
+        # nothing, on subscribing): the bar that closed meanwhile, if any, then the open bar.
+        parts = topic.split(".")
+        timeframe = BYBIT_INTERVALS.get(parts[1]) if len(parts) == 3 else None
+        table = self._candles.get((category, parts[-1], timeframe or ""))
+        if parts[0] != "kline" or table is None:
+            return []
+        interval = TIMEFRAME_MS[timeframe]
+        opening = now // interval * interval
+        bars = [(opening, False)]
+        if previous is not None and previous // interval * interval < opening:
+            bars.insert(0, (opening - interval, True))
+        messages = []
+        for start, confirm in bars:
+            row = int(np.searchsorted(table.timestamps, start))
+            if row == len(table.timestamps) or table.timestamps[row] != start:
+                continue
+            open_, high, low, close, volume, turnover = map(float, table.rows[row][1:])
+            if not confirm:
+                # The bar so far: the open moved towards the close, that share of the volume.
+                share = (now - start) / interval
+                close = open_ + share * (close - open_)
+                high, low = max(open_, close), min(open_, close)
+                volume, turnover = share * volume, share * turnover
+            values = dict(open=open_, close=close, high=high, low=low)
+            bar = {"start": start, "end": start + interval - 1, "interval": parts[1]}
+            bar |= {name: repr(value) for name, value in values.items()}
+            bar |= {"volume": repr(volume), "turnover": repr(turnover)}
+            bar |= {"confirm": confirm, "timestamp": now}
+            messages.append({"topic": topic, "data": [bar], "ts": now, "type": "snapshot"})
+        return messages
+
+
+class _StreamServer:
+    # The fake's public websocket stream: an aiohttp server on its own event loop and thread.
+    def __init__(self, fake: FakeBybit) -> None:
+        self.fake = fake
+        self.loop = asyncio.new_event_loop()
+        # Open connections, each with its market and the topics it subscribed to.
+        self.sockets: dict[web.WebSocketResponse, tuple[str, set[str]]] = {}
+        app = web.Application()
+        for path in STREAM_PATHS:
+            app.router.add_get(path, self._serve)
+        self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        self.port = int(self.runner.addresses[0][1])
+        # One sender at a time, in the order the clock moved, so messages stay in order.
+        self.sending = asyncio.Lock()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def clock_moved(self, previous: int, now: int) -> None:
+        # Called from any thread: push the updates of the move, or drop every connection.
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._publish(previous, now)))
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+    async def _shutdown(self) -> None:
+        for socket in list(self.sockets):
+            await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server closing")
+        await self.runner.cleanup()
+
+    async def _publish(self, previous: int, now: int) -> None:
+        async with self.sending:
+            for socket, (category, topics) in list(self.sockets.items()):
+                if self.fake.stream_dropped():
+                    await socket.close(code=WSCloseCode.GOING_AWAY, message=b"stream dropped")
+                    continue
+                for topic in sorted(topics):
+                    for message in self.fake._kline_updates(category, topic, previous, now):
+                        await _send(socket, message)
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        fake = self.fake
+        fake._record("GET", request.path, {})
+        if fake.stream_dropped():
+            return web.Response(status=503, text="the stream is dropped for now")
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        category, topics = STREAM_PATHS[request.path], set()
+        self.sockets[socket] = (category, topics)
+        try:
+            async for frame in socket:
+                if frame.type == WSMsgType.TEXT:
+                    await self._answer(socket, request.path, category, topics, frame.data)
+        finally:
+            self.sockets.pop(socket, None)
+        return socket
+
+    async def _answer(
+        self, socket: web.WebSocketResponse, path: str, category: str, topics: set[str], text: str
+    ) -> None:
+        # Answer one request of a client: subscribe, ping, or a refusal.
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            payload = {}
+        op, args = str(payload.get("op")), [str(arg) for arg in payload.get("args") or []]
+        self.fake._record("WS", path, {"op": op, "args": ",".join(args)})
+        reply = {"success": True, "ret_msg": "", "conn_id": "fake", "op": op}
+        reply["req_id"] = payload.get("req_id", "")
+        updates: list[dict[str, Any]] = []
+        if op == "ping":
+            reply["ret_msg"] = "pong"
+        elif op == "subscribe":
+            now = self.fake.now_ms
+            updates = [
+                m for topic in args for m in self.fake._kline_updates(category, topic, None, now)
+            ]
+            served = {m["topic"] for m in updates}
+            unknown = [topic for topic in args if topic not in served]
+            if unknown:
+                reply.update(success=False, ret_msg=f"error:handler not found,topic:{unknown[0]}")
+                updates = []
+            topics.update(served)
+        else:
+            reply.update(success=False, ret_msg=f"error:op {op!r} is not served here")
+        async with self.sending:
+            for message in [reply, *updates]:
+                await _send(socket, message)
+
+
+async def _send(socket: web.WebSocketResponse, message: dict[str, Any]) -> None:
+    # Send unless the connection is closing (a client that left, or a drop).
+    if not socket.closed:
+        with contextlib.suppress(ConnectionResetError):
+            await socket.send_str(json.dumps(message))
 
 
 def _window(path: str, query: dict[str, str]) -> tuple[int, int] | None:

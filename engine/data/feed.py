@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import ccxt
 import numpy as np
@@ -104,6 +105,8 @@ def make_exchange(
     exchange_id: str = "bybit",
     api_urls: str | Mapping[str, str] | None = None,
     timeout_ms: int = 10_000,
+    streaming: bool = False,
+    stream_url: str | None = None,
 ) -> ccxt.Exchange:
     """Return a ccxt client with rate limiting on; no request is made.
 
@@ -112,34 +115,53 @@ def make_exchange(
     exchange_id : str
         The ccxt id of the exchange.
     api_urls : str or mapping, optional
-        Another host: a base URL replaces every entry of ``urls['api']``, a
-        mapping replaces the entries it names (for example a fake server).
+        Another host: a base URL replaces every REST entry of ``urls['api']``,
+        a mapping replaces the entries it names (for example a fake server).
     timeout_ms : int
         Timeout of one HTTP request.
+    streaming : bool
+        Return ccxt.pro's client (asynchronous, with ``watch_ohlcv`` and the
+        other websocket methods) instead of the REST client.
+    stream_url : str, optional
+        Another host for the websocket streams of a ``streaming`` client: a
+        base URL such as ``ws://127.0.0.1:8765`` replaces the scheme and host
+        of every entry of ``urls['api']['ws']`` and keeps its path.
 
     Returns
     -------
     ccxt.Exchange
         The client; malformed JSON in a response raises ``ccxt.BadResponse``.
     """
-    exchange_class = getattr(ccxt, exchange_id, None)
-    if exchange_id not in ccxt.exchanges or exchange_class is None:
+    module = ccxt
+    if streaming:
+        from ccxt import pro as module  # only a streaming client imports the async clients
+    exchange_class = getattr(module, exchange_id, None)
+    if exchange_id not in module.exchanges or exchange_class is None:
+        kind = "ccxt.pro (streaming)" if streaming else "ccxt"
         raise DataError(
-            f"exchange {exchange_id!r} is not a ccxt exchange id; expected e.g. 'bybit'"
+            f"exchange {exchange_id!r} is not a {kind} exchange id; expected e.g. 'bybit'"
         )
+    if stream_url is not None and not streaming:
+        raise ValueError(f"stream_url {stream_url!r} is given for a client that does not stream")
     config: dict[str, Any] = {"enableRateLimit": True, "timeout": timeout_ms}
     if exchange_id == "bybit":
         config["options"] = {"fetchMarkets": {"types": BYBIT_MARKET_TYPES}}
     exchange = exchange_class(config)
     exchange.on_json_response = _strict_json
+    rest = {name for name, url in exchange.urls["api"].items() if isinstance(url, str)}
     if api_urls is not None:
-        urls = (
-            api_urls
-            if isinstance(api_urls, Mapping)
-            else dict.fromkeys(exchange.urls["api"], api_urls)
-        )
+        urls = api_urls if isinstance(api_urls, Mapping) else dict.fromkeys(rest, api_urls)
         exchange.urls["api"] = {**exchange.urls["api"], **urls}
+    if stream_url is not None:
+        exchange.urls["api"]["ws"] = _rebased(exchange.urls["api"]["ws"], stream_url)
     return exchange
+
+
+def _rebased(urls: str | dict[str, Any], base: str) -> str | dict[str, Any]:
+    # The URL (or nested mapping of URLs) with scheme and host replaced by `base`'s.
+    if isinstance(urls, str):
+        return base.rstrip("/") + urlsplit(urls).path
+    return {name: _rebased(url, base) for name, url in urls.items()}
 
 
 def _retry_hint_s(exchange: ccxt.Exchange, error: Exception) -> float:

@@ -241,6 +241,27 @@ class CandleStore:
             )
         return self._write(key, candles, CANDLE_COLUMNS)
 
+    def append(
+        self,
+        key: SeriesKey,
+        candles: pd.DataFrame,
+        gap_policy: GapPolicy = "error",
+        max_gap_bars: int = DEFAULT_MAX_GAP_BARS,
+    ) -> Path:
+        """Merge ``candles`` into the file of ``key`` (created if missing) in one atomic write.
+
+        Bars the file already holds must carry the same values (see
+        ``merge_series``); the merged series is checked against ``gap_policy``
+        and ``max_gap_bars`` before anything is written. On any error the file
+        is left as it was.
+        """
+        path = self.path(key)
+        merged = merge_series(self._read(key), candles, str(path)) if self.exists(key) else candles
+        source = f"{path} (not written)"
+        return self.write(
+            key, apply_gap_policy(merged, key.interval_ms, source, gap_policy, max_gap_bars)
+        )
+
     def write_funding(self, exchange: str, market: str, symbol: str, rates: pd.DataFrame) -> Path:
         """Validate ``rates`` (``timestamp``, ``rate``) and replace the funding file atomically."""
         return self._write(FundingKey(exchange, market, symbol), rates, FUNDING_COLUMNS)

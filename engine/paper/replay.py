@@ -1,10 +1,11 @@
 """Replays: a session driven by recorded candles through the fake Bybit server.
 
 The fake server (``engine.data.fake_bybit.FakeBybit``) serves the recorded
-candles (and the store's funding rates of the symbol, if any) over HTTP on
-127.0.0.1, and the session's ``ReplayClock`` sets the server's clock: a bar
-exists for the session only once the simulated time has passed its close, as
-on the exchange. ccxt talks to the server exactly as it talks to Bybit.
+candles (and the store's funding rates of the symbol, if any) over HTTP and
+its public websocket stream on 127.0.0.1, and the session's ``ReplayClock``
+sets the server's clock: a bar exists for the session only once the simulated
+time has passed its close, as on the exchange, and the stream moves with the
+clock. ccxt talks to the server exactly as it talks to Bybit.
 """
 
 from __future__ import annotations
@@ -41,7 +42,19 @@ def replay_exchange(
             funding = FundingKey(market.exchange, market.market, symbol)
             if store.exists(funding):
                 fake.add_funding(symbol, store.path(funding))
-        exchange = make_exchange(market.exchange, api_urls=fake.url)
-        # The local server has no rate limit to respect; the limiter would only slow a replay.
-        exchange.enableRateLimit = False
-        yield fake, exchange, ReplayClock(fake, 0, speed)
+        yield fake, replay_client(fake, market.exchange), ReplayClock(fake, 0, speed)
+
+
+def replay_client(fake: FakeBybit, exchange_id: str, streaming: bool = False) -> ccxt.Exchange:
+    """Return a ccxt client of the fake server: REST, or ccxt.pro with ``streaming``.
+
+    A streaming client's websocket URLs point at the server's stream and its
+    REST URLs at the server, as the REST client's do.
+    """
+    stream_url = fake.stream_url if streaming else None
+    exchange = make_exchange(
+        exchange_id, api_urls=fake.url, streaming=streaming, stream_url=stream_url
+    )
+    # The local server has no rate limit to respect; the limiter would only slow a replay.
+    exchange.enableRateLimit = False
+    return exchange

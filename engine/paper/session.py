@@ -2,14 +2,15 @@
 
 The session warms up from the candle store, then for every newly closed bar:
 
-1. fetches it through ccxt (REST polling of the public kline endpoint, with the
-   feed's retries and backoff);
-2. stores it, in the journal's ``bars`` table;
-3. computes its representation and the components' outputs;
-4. advances the event loop (``engine.sim.run.simulate`` on that one bar, with
+1. fetches it through ccxt (the public kline endpoint over REST, with the
+   feed's retries and backoff), either polling once the bar is due or, with a
+   bar stream, as soon as ccxt.pro's ``watch_ohlcv`` shows it closed;
+2. computes its representation and the components' outputs;
+3. advances the event loop (``engine.sim.run.simulate`` on that one bar, with
    the book carried over) with the backtest's costs and fill rules;
-5. journals the decision, fills, balance, positions and book, in one
-   transaction (see ``engine.paper.journal``).
+4. journals the bar, the decision, fills, balance, positions and book, in one
+   transaction (see ``engine.paper.journal``);
+5. stores the bar in the parquet candle store (``SessionOptions.bar_store``).
 
 Parity with ``engine run`` holds by construction where it can:
 
@@ -49,6 +50,21 @@ journaled one are fetched, in order, and a hole in the exchange's answer stops
 processing at the hole until the bar arrives: a bar is never skipped, and the
 journal's keys make processing one twice impossible. An outage is logged and
 retried until the exchange answers; the missed bars are then caught up in order.
+
+With a bar stream (``engine paper run --feed ws``, see ``engine.paper.stream``)
+the stream only says when to fetch: once the clock has passed a bar's close,
+the session waits up to ``stream_wait_s`` for the stream to show a later bar,
+then fetches through the same REST path as polling, so the stream's own values
+(which ccxt gives without Bybit's ``confirm`` flag) are never used. A silent or
+lost stream changes nothing but the timing: the bar is polled when due, and
+after a reconnect the bars missed meanwhile are caught up by that same path.
+
+Storing follows the journal, off the decision's critical path: after every
+fetched batch (one bar when live, many when catching up) the bars journaled
+since the last write are merged into the store file in one atomic write
+(``CandleStore.append``). The journal is the source of truth: bars journaled
+but not stored when a session was killed are stored when it runs again, and a
+failed write is logged and tried again after the next batch.
 """
 
 from __future__ import annotations
@@ -75,6 +91,7 @@ from engine.data.times import now_ms as wall_ms
 from engine.data.validate import CANDLE_COLUMNS, find_violations, raise_on_violations
 from engine.errors import ConfigError, DataError, EngineError
 from engine.paper.journal import BarRecord, Journal
+from engine.paper.stream import BarStream
 from engine.sim.run import SETTLEMENT_MS, align_funding, new_state, simulate
 from engine.ssl.checkpoint import load_model
 from engine.strategy.base import History
@@ -162,6 +179,12 @@ class SessionOptions:
         Wait after the exchange kept failing before asking again.
     poll_margin_ms : int
         Wait after a bar's close before asking for it.
+    stream_wait_s : float
+        With a bar stream: real seconds to wait, once the clock has passed a
+        bar's close, for the stream to show it closed; then it is polled.
+    bar_store : Path, optional
+        The store folder each processed bar is appended to (the layout of
+        ``engine data fetch``); None keeps the bars in the journal only.
     """
 
     session: str
@@ -173,6 +196,8 @@ class SessionOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     outage_pause_ms: int = 60_000
     poll_margin_ms: int = POLL_MARGIN_MS
+    stream_wait_s: float = POLL_MARGIN_MS / 1000
+    bar_store: Path | None = None
 
 
 def config_hash(config: StrategyConfig) -> str:
@@ -245,6 +270,10 @@ class PaperSession:
         The time: ``WallClock`` live, ``ReplayClock`` in a replay.
     store : CandleStore
         The candles the session warms up from.
+    stream : ccxt.Exchange, optional
+        A ccxt.pro client from ``make_exchange(..., streaming=True)``: its
+        public kline stream tells when a bar has closed. The session owns it
+        and closes it. Without it the session polls.
     """
 
     def __init__(
@@ -254,6 +283,7 @@ class PaperSession:
         exchange: ccxt.Exchange,
         clock: Clock,
         store: CandleStore,
+        stream: ccxt.Exchange | None = None,
     ) -> None:
         market = config.market
         if len(market.symbols) != 1:
@@ -316,9 +346,16 @@ class PaperSession:
             self.last_ts = resumed.last_ts
             self.account, self.assets, self.state = resumed.account, resumed.assets, resumed.state
         self._fitted_block: int | None = None
+        self.bar_store = None if options.bar_store is None else CandleStore(options.bar_store)
+        # The last bar known to be in the bar store; None until the first write.
+        self._stored_until: int | None = None
+        self.stream = None if stream is None else BarStream(stream, self.key, options.retry)
 
     def close(self) -> None:
-        """Close the journal."""
+        """Close the bar stream, if any, and the journal."""
+        if self.stream is not None:
+            self.stream.close()
+            self._stream_events()
         self.journal.close()
 
     def _event(self, level: int, message: str) -> None:
@@ -335,6 +372,8 @@ class PaperSession:
         """
         stop = stop or threading.Event()
         options, processed = self.options, 0
+        # Bars journaled but not stored when the last run ended (a crash) are stored first.
+        self._store_bars()
         if self._fitted_block is None:
             # Fit before the first bar arrives rather than on its critical path.
             self._refit(self._window(self.series.n)[0])
@@ -343,7 +382,7 @@ class PaperSession:
             if options.until_ms is not None and since >= options.until_ms:
                 break
             due = since + self.interval + options.poll_margin_ms
-            if self.clock.now_ms() < due:
+            if self.clock.now_ms() < due and not self._streamed(since, stop):
                 self.clock.wait_until(due, stop)
                 continue
             try:
@@ -370,7 +409,50 @@ class PaperSession:
                 if stop.is_set():
                     break
                 self.prepare()
+            self._store_bars()
         return processed
+
+    def _streamed(self, since: int, stop: threading.Event) -> bool:
+        # Whether the bar stream shows bar `since` closed (a later bar streaming), waited for
+        # up to `stream_wait_s` once the clock has passed the close. False without a stream.
+        if self.stream is None:
+            return False
+        self._stream_events()
+        close = since + self.interval
+        if self.clock.now_ms() < close:
+            self.clock.wait_until(close, stop)
+        return self.stream.wait_past(since, self.options.stream_wait_s, stop)
+
+    def _stream_events(self) -> None:
+        # Journal what the stream's thread reported (lost, back, connected).
+        for level, message in self.stream.events():
+            self._event(level, message)
+
+    def _store_bars(self) -> None:
+        # Append the journaled bars the bar store lacks, in one atomic write.
+        if self.bar_store is None:
+            return
+        series = self.series
+        stamps = series.columns["timestamp"][: series.n]
+        first = self.warmup_rows
+        if self._stored_until is not None:
+            first = max(first, int(np.searchsorted(stamps, self._stored_until, side="right")))
+        if first == series.n:
+            return
+        store = self.config.store
+        # Flat bars are never stored; a store that tolerates gaps keeps them as they are.
+        policy = "error" if store.gap_policy == "error" else "drop"
+        frame = series.frame(first, series.n)
+        try:
+            self.bar_store.append(self.key, frame, policy, store.max_gap_bars)
+        except (DataError, OSError) as exc:
+            self._event(
+                logging.WARNING,
+                f"bars from {iso_utc(int(stamps[first]))} not stored in {self.bar_store.root} "
+                f"({exc}); they are in the journal, and storing them is tried after the next bar",
+            )
+            return
+        self._stored_until = int(stamps[-1])
 
     def _fetch(self, since: int) -> tuple[pd.DataFrame, np.ndarray, float]:
         # The closed bars from `since` on, contiguous, with their funding rates.
