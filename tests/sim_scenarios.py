@@ -78,11 +78,24 @@ def candles(rng: np.random.Generator, n_bars: int, n_assets: int, volatility: fl
     return open_, high, low, close
 
 
+def sparsify(rng: np.random.Generator, inputs: dict, share: float = 0.15) -> None:
+    """Keep the decisions, stop distances and funding of about ``share`` of bars, NaN elsewhere.
+
+    Most bars are then quiet (nothing decided, no stop, no funding), as in a
+    real strategy, so the kernel's quiet-bar path meets every rule around it.
+    """
+    for name in ("target", "stop_loss", "take_profit", "funding"):
+        values = inputs[name]
+        if np.ndim(values) == 2:
+            inputs[name] = np.where(rng.random(values.shape) < share, values, np.nan)
+
+
 @st.composite
 def scenarios(draw, *, costs: bool = True, max_assets: int = 3, max_bars: int = 30) -> Scenario:
     """Draw a book: long and short, several assets, limits, stops, funding, rounding, rejects."""
     n_assets = draw(st.integers(1, max_assets))
     n_bars = draw(st.integers(2, max_bars))
+    sparse = draw(st.booleans())
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     volatility = draw(st.sampled_from([0.002, 0.02, 0.1, 0.3]))
@@ -106,6 +119,8 @@ def scenarios(draw, *, costs: bool = True, max_assets: int = 3, max_bars: int = 
         inputs["funding"] = np.where(
             settles, rng.choice([-0.01, -0.0001, 0.0001, 0.003], shape), np.nan
         )
+    if sparse:
+        sparsify(rng, inputs)
     if costs:
         config = SimConfig(
             maker_fee=draw(st.sampled_from([0.0, 0.0002, 0.0003])),
@@ -143,8 +158,13 @@ def scenarios(draw, *, costs: bool = True, max_assets: int = 3, max_bars: int = 
     )
 
 
-def example_scenario(seed: int = 0, n_bars: int = 60, n_assets: int = 3) -> Scenario:
-    """Return a fixed book that exercises every rule, without hypothesis."""
+def example_scenario(
+    seed: int = 0, n_bars: int = 60, n_assets: int = 3, sparse: bool = False
+) -> Scenario:
+    """Return a fixed book that exercises every rule, without hypothesis.
+
+    ``sparse`` keeps decisions, stops and funding on a few bars only (``sparsify``).
+    """
     rng = np.random.default_rng(seed)
     open_, high, low, close = candles(rng, n_bars, n_assets, 0.03)
     shape = (n_bars, n_assets)
@@ -158,6 +178,8 @@ def example_scenario(seed: int = 0, n_bars: int = 60, n_assets: int = 3) -> Scen
         "take_profit": rng.choice([np.nan, 0.02, 0.1], shape),
         "funding": np.where(rng.random(shape) < 0.3, rng.normal(0.0, 0.001, shape), np.nan),
     }
+    if sparse:
+        sparsify(rng, inputs)
     config = SimConfig(slippage_bps=5.0, maintenance_margin=0.2, max_leverage=3.0, limit_ttl=2)
     markets = [MarketSpec(qty_step=0.001, min_qty=0.001, min_notional=10.0)] * n_assets
     return Scenario(

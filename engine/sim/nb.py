@@ -103,7 +103,10 @@ bar with the state carried over.
 """
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from engine.sim.enums import (
     Kind,
@@ -119,6 +122,49 @@ from engine.sim.enums import (
 
 TOL = 1e-9  # relative size below which an order is taken as nothing
 MAX_EVENTS_PER_ASSET = 3  # records one asset can add in one bar
+PREFETCH_BARS = 16  # how far ahead quiet bars bring the prices of fills into cache
+CACHE_LINE_VALUES = 8  # float64 values in a 64-byte cache line
+
+
+def prefetch_nb(values, row, col):
+    """Ask the CPU to bring ``values[row, col]`` into cache, without waiting for it.
+
+    Quiet bars read only the closes, so a fill after a long quiet stretch would
+    wait on main memory for the open, high and low it needs; prefetching them
+    a few bars ahead hides that wait. It changes no value, and in pure Python
+    (``NUMBA_DISABLE_JIT=1``) it does nothing.
+
+    Assumptions
+    -----------
+    ``values`` is a 2-D array and ``row``, ``col`` an index inside it.
+    """
+
+
+@intrinsic
+def llvm_prefetch(typingctx, values, row, col):
+    """Compile ``prefetch_nb`` to LLVM's prefetch instruction for a read kept in every cache."""
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array, args[1:])
+        byte_pointer = ir.IntType(8).as_pointer()
+        int32 = ir.IntType(32)
+        prefetch_type = ir.FunctionType(ir.VoidType(), [byte_pointer, int32, int32, int32])
+        function = builder.module.declare_intrinsic("llvm.prefetch", [byte_pointer], prefetch_type)
+        # read access (0), keep in all cache levels (3), data cache (1)
+        builder.call(
+            function, [builder.bitcast(pointer, byte_pointer), int32(0), int32(3), int32(1)]
+        )
+        return context.get_dummy_value()
+
+    return types.void(values, row, col), codegen
+
+
+@overload(prefetch_nb)
+def prefetch_nb_compiled(values, row, col):
+    """Route ``prefetch_nb`` in compiled code to ``llvm_prefetch``."""
+    return lambda values, row, col: llvm_prefetch(values, row, col)
 
 
 @njit(cache=True)
@@ -639,6 +685,157 @@ def place_limit_order_nb(
     return n_rejects
 
 
+@njit(cache=True, inline="always")
+def settles_nb(position, rate):
+    """Return whether funding at ``rate`` settles on ``position``: both nonzero, rate not NaN."""
+    return position != 0.0 and rate == rate and rate != 0.0
+
+
+@njit(cache=True, inline="always")
+def mark_nb(account, assets, close, t):
+    """Return the book's equity and gross notional at the close of bar ``t``.
+
+    Assumptions
+    -----------
+    ``close`` has one column per asset.
+    """
+    value = account[0]["cash"]
+    gross = 0.0
+    for i in range(assets.shape[0]):
+        pos = assets[i]["position"]
+        value += pos * close[t, i]
+        gross += abs(pos) * close[t, i]
+    return value, gross
+
+
+@njit(cache=True, inline="always")
+def clear_ledger_nb(account):
+    """Zero the account's ledger fields, the costs of the bar about to run."""
+    acc = account[0]
+    acc["maker_fee"] = 0.0
+    acc["taker_fee"] = 0.0
+    acc["slippage"] = 0.0
+    acc["funding"] = 0.0
+    acc["liquidation_fee"] = 0.0
+
+
+@njit(cache=True, inline="always")
+def close_bar_nb(account, assets, t, equity, cash, funding_paid, position):
+    """Write the outputs of bar ``t`` from the state and move the account to the next bar.
+
+    Assumptions
+    -----------
+    The account is marked at the close of bar ``t``.
+    """
+    acc = account[0]
+    acc["bar"] += 1
+    equity[t] = acc["equity"]
+    cash[t] = acc["cash"]
+    funding_paid[t] = acc["funding"]
+    for i in range(assets.shape[0]):
+        position[t, i] = assets[i]["position"]
+
+
+@njit(cache=True, inline="always")
+def quiet_bars_nb(
+    account,
+    assets,
+    config,
+    open_,
+    high,
+    low,
+    close,
+    funding,
+    target,
+    stop_loss,
+    take_profit,
+    t,
+    stop,
+    set_stops,
+    stops_vary,
+    funding_due,
+    equity,
+    cash,
+    funding_paid,
+    position,
+):
+    """Run the bars from ``t`` on in which nothing can happen but the mark; return the next bar.
+
+    A bar is quiet when no funding settles on a position, no target is given
+    and no stop distance is set at its close, and the book is not liquidated
+    at its close. Such a bar only marks the book, so it runs here without the
+    phases of ``advance_nb``, with the same arithmetic. The first bar that is
+    not quiet is left for ``advance_nb``; the outputs are written as there.
+
+    Assumptions
+    -----------
+    No asset has a pending order or a stop distance. ``set_stops`` tells
+    whether bar ``t`` sets stop distances and ``stops_vary`` whether later
+    bars do (the stop inputs have a row per bar); ``funding_due`` whether
+    funding may settle at all. Other arguments are those of ``advance_nb``.
+    """
+    acc = account[0]
+    cfg = config[0]
+    n_assets = assets.shape[0]
+    funding_row, funding_col = flex_steps_nb(funding)
+    target_row, target_col = flex_steps_nb(target)
+    sl_row, sl_col = flex_steps_nb(stop_loss)
+    tp_row, tp_col = flex_steps_nb(take_profit)
+    while t < stop:
+        if set_stops:
+            for i in range(n_assets):
+                sl = stop_loss[t * sl_row, i * sl_col]
+                tp = take_profit[t * tp_row, i * tp_col]
+                if sl == sl or tp == tp:
+                    return t
+        decided = False
+        for i in range(n_assets):
+            frac = target[t * target_row, i * target_col]
+            decided |= frac == frac
+        if decided:
+            return t
+        if funding_due:
+            for i in range(n_assets):
+                if settles_nb(assets[i]["position"], funding[t * funding_row, i * funding_col]):
+                    return t
+        value, gross = mark_nb(account, assets, close, t)
+        if cfg["spot"] == 0 and gross > 0.0 and value < cfg["maintenance_margin"] * gross:
+            return t
+        clear_ledger_nb(account)
+        acc["equity"] = value
+        close_bar_nb(account, assets, t, equity, cash, funding_paid, position)
+        ahead = min(t + PREFETCH_BARS, stop - 1)
+        for i in range(0, n_assets, CACHE_LINE_VALUES):
+            prefetch_nb(open_, ahead, i)
+            prefetch_nb(high, ahead, i)
+            prefetch_nb(low, ahead, i)
+        set_stops = stops_vary
+        t += 1
+    return t
+
+
+@njit(cache=True, inline="always")
+def due_phases_nb(assets):
+    """Return whether any asset has a market order, a limit order or a stop distance.
+
+    ``advance_nb`` skips a phase of the next bar when no asset has work in it.
+
+    Assumptions
+    -----------
+    ``assets`` holds the state after a bar's decisions.
+    """
+    market = False
+    limit = False
+    stops = False
+    for i in range(assets.shape[0]):
+        asset = assets[i]
+        market |= asset["pending"] == Pending.MARKET
+        limit |= asset["pending"] == Pending.LIMIT
+        stops |= asset["stop_loss"] == asset["stop_loss"]
+        stops |= asset["take_profit"] == asset["take_profit"]
+    return market, limit, stops
+
+
 @njit(cache=True)
 def advance_nb(
     account,
@@ -672,8 +869,9 @@ def advance_nb(
     Each bar runs funding, market fills, stops, limit fills, the mark at the
     close, the liquidation check and the new decisions, in that order (see the
     module docstring), moves ``account[0]["bar"]`` on by one and leaves the
-    bar's costs in the account's ledger fields. Work that calls out of the loop
-    runs only for assets with something to do. This loop is the one place the
+    bar's costs in the account's ledger fields. A phase runs only when some
+    asset has work in it, and stretches of bars in which nothing but the mark
+    can happen run through ``quiet_bars_nb``. This loop is the one place the
     rules of a bar live: ``step_nb`` runs it for one bar, ``run_nb`` for all.
 
     Parameters
@@ -719,22 +917,50 @@ def advance_nb(
     risk_row, risk_col = flex_steps_nb(risk)
     sl_row, sl_col = flex_steps_nb(stop_loss)
     tp_row, tp_col = flex_steps_nb(take_profit)
+    stops_vary = sl_row != 0 or tp_row != 0
+    # a single funding value of 0 or NaN never settles anything
+    rate = funding[0, 0]
+    funding_due = not spot and (
+        funding_row != 0 or funding_col != 0 or (rate == rate and rate != 0.0)
+    )
+    market_due, limit_due, stops_due = due_phases_nb(assets)
     t = start
     while t < stop and n_fills + extra <= fills.shape[0] and n_rejects + extra <= rejects.shape[0]:
-        acc["maker_fee"] = 0.0
-        acc["taker_fee"] = 0.0
-        acc["slippage"] = 0.0
-        acc["funding"] = 0.0
-        acc["liquidation_fee"] = 0.0
-        if not spot:
+        if not (market_due or limit_due or stops_due):
+            t = quiet_bars_nb(
+                account,
+                assets,
+                config,
+                open_,
+                high,
+                low,
+                close,
+                funding,
+                target,
+                stop_loss,
+                take_profit,
+                t,
+                stop,
+                stops_vary or t == start,
+                stops_vary,
+                funding_due,
+                equity,
+                cash,
+                funding_paid,
+                position,
+            )
+            if t == stop:
+                break
+        clear_ledger_nb(account)
+        if funding_due:
             for i in range(n_assets):
                 pos = assets[i]["position"]
                 rate = funding[t * funding_row, i * funding_col]
-                if pos != 0.0 and rate == rate and rate != 0.0:
+                if settles_nb(pos, rate):
                     payment = rate * pos * open_[t, i]
                     acc["cash"] -= payment
                     acc["funding"] += payment
-        for i in range(n_assets):
+        for i in range(n_assets if market_due else 0):
             if assets[i]["pending"] == Pending.MARKET:
                 n_fills, n_rejects = fill_market_order_nb(
                     account,
@@ -751,7 +977,7 @@ def advance_nb(
                     rejects,
                     n_rejects,
                 )
-        for i in range(n_assets):
+        for i in range(n_assets if stops_due else 0):
             if assets[i]["position"] != 0.0:
                 hit, kind, level, reason = stop_trigger_nb(
                     assets[i], open_[t, i], high[t, i], low[t, i]
@@ -773,7 +999,7 @@ def advance_nb(
                         rejects,
                         n_rejects,
                     )
-        for i in range(n_assets):
+        for i in range(n_assets if limit_due else 0):
             if assets[i]["pending"] == Pending.LIMIT:
                 n_fills, n_rejects = fill_limit_order_nb(
                     account,
@@ -790,22 +1016,23 @@ def advance_nb(
                     rejects,
                     n_rejects,
                 )
-        value = acc["cash"]
-        gross = 0.0
-        for i in range(n_assets):
-            pos = assets[i]["position"]
-            value += pos * close[t, i]
-            gross += abs(pos) * close[t, i]
+        value, gross = mark_nb(account, assets, close, t)
         acc["equity"] = value
         if not spot and gross > 0.0 and value < cfg["maintenance_margin"] * gross:
             n_fills, n_rejects = liquidate_nb(
                 account, assets, config, close, t, fills, n_fills, rejects, n_rejects
             )
+        # stop distances given once for every bar need setting on the first bar only
+        set_stops = stops_vary or t == start
         for i in range(n_assets):
             asset = assets[i]
-            asset["stop_loss"] = stop_loss[t * sl_row, i * sl_col]
-            asset["take_profit"] = take_profit[t * tp_row, i * tp_col]
-            frac = target[t * target_row, i * target_col] * risk[t * risk_row, i * risk_col]
+            if set_stops:
+                asset["stop_loss"] = stop_loss[t * sl_row, i * sl_col]
+                asset["take_profit"] = take_profit[t * tp_row, i * tp_col]
+            frac = target[t * target_row, i * target_col]
+            if frac != frac:
+                continue
+            frac *= risk[t * risk_row, i * risk_col]
             decided = mode[t * mode_row, i * mode_col]
             if decided == Mode.WAIT or frac != frac:
                 continue
@@ -817,12 +1044,8 @@ def advance_nb(
                 n_rejects = place_limit_order_nb(
                     account, assets, config, markets, close, offset, t, i, frac, rejects, n_rejects
                 )
-        acc["bar"] += 1
-        equity[t] = acc["equity"]
-        cash[t] = acc["cash"]
-        funding_paid[t] = acc["funding"]
-        for i in range(n_assets):
-            position[t, i] = assets[i]["position"]
+        market_due, limit_due, stops_due = due_phases_nb(assets)
+        close_bar_nb(account, assets, t, equity, cash, funding_paid, position)
         t += 1
     return t, n_fills, n_rejects
 
@@ -894,6 +1117,55 @@ def step_nb(
     if reached == t:
         raise ValueError("fills or rejects has no room for this bar's records")
     return n_fills, n_rejects
+
+
+@njit(cache=True)
+def price_violation_nb(open_, high, low, close):
+    """Return the first price that breaks the rules of a bar.
+
+    Returns ``(rule, column, bar, asset)``: ``rule`` is 0 when every price is
+    valid, 1 for a price that is not finite and > 0 (``column`` 0 to 3 for
+    open, high, low and close, checked in that order), 2 for a low above its
+    bar's open or close and 3 for a high below them.
+
+    Assumptions
+    -----------
+    The four arrays have the same 2-D shape.
+    """
+    n_bars, n_assets = open_.shape
+    # one vectorisable pass: 0 < low <= open, close <= high < inf holds for valid
+    # prices, and fails for any NaN; the passes below run only to find the culprit
+    valid = True
+    for t in range(n_bars):
+        for i in range(n_assets):
+            lowest = low[t, i]
+            highest = high[t, i]
+            valid &= (
+                (lowest > 0.0)
+                & (lowest <= open_[t, i])
+                & (lowest <= close[t, i])
+                & (open_[t, i] <= highest)
+                & (close[t, i] <= highest)
+                & (highest < np.inf)
+            )
+    if valid:
+        return 0, 0, 0, 0
+    columns = (open_, high, low, close)
+    for k in range(4):
+        values = columns[k]
+        for t in range(n_bars):
+            for i in range(n_assets):
+                if not (np.isfinite(values[t, i]) and values[t, i] > 0.0):
+                    return 1, k, t, i
+    for t in range(n_bars):
+        for i in range(n_assets):
+            if low[t, i] > min(open_[t, i], close[t, i]):
+                return 2, 2, t, i
+    for t in range(n_bars):
+        for i in range(n_assets):
+            if high[t, i] < max(open_[t, i], close[t, i]):
+                return 3, 1, t, i
+    return 0, 0, 0, 0
 
 
 @njit(cache=True)

@@ -25,7 +25,7 @@ from engine.sim.enums import (
     ledger_dt,
     market_dt,
 )
-from engine.sim.nb import run_nb
+from engine.sim.nb import price_violation_nb, run_nb
 
 SETTLEMENT_MS = 8 * 3_600_000  # funding settles at 00:00, 08:00 and 16:00 UTC
 
@@ -278,12 +278,14 @@ def simulate(
     n_assets = prices["open"].shape[1]
     for name, values in prices.items():
         _check_shape(name, values, (n_bars, n_assets))
-        _check_where(name, values, ~(np.isfinite(values) & (values > 0)), "finite and > 0")
-    lowest = np.minimum(prices["open"], prices["close"])
-    _check_where("low", prices["low"], prices["low"] > lowest, "<= open and close")
-    highest = np.maximum(prices["open"], prices["close"])
-    _check_where("high", prices["high"], prices["high"] < highest, ">= open and close")
-    del lowest, highest
+    rule, column, bar, asset = price_violation_nb(*prices.values())
+    if rule:
+        name = tuple(prices)[column]
+        expected = {1: "finite and > 0", 2: "<= open and close", 3: ">= open and close"}[rule]
+        raise DataError(
+            f"{name} must be {expected}; got {prices[name][bar, asset]!r} at bar {bar}, "
+            f"asset {asset}"
+        )
     target = _as_2d("target", target, n_bars, n_assets)
     _check_where("target", target, np.isinf(target), "finite or NaN")
     mode = _as_2d("mode", _mode_codes(mode), n_bars, n_assets, np.int8)

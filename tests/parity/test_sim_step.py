@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from sim_scenarios import Scenario, example_scenario, scenarios
 
@@ -120,12 +121,13 @@ def test_run_continues_from_a_saved_state() -> None:
     np.testing.assert_array_equal(second.account, whole.account)
 
 
-def test_pure_python_run_equals_the_compiled_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sparse", [False, True])
+def test_pure_python_run_equals_the_compiled_run(tmp_path: Path, sparse: bool) -> None:
     script = (
         "import sys, numpy as np\n"
         f"sys.path.insert(0, {str(TESTS)!r})\n"
         "from sim_scenarios import example_scenario\n"
-        "r = example_scenario(seed=5).run()\n"
+        f"r = example_scenario(seed=5, sparse={sparse}).run()\n"
         f"np.savez({str(tmp_path / 'out.npz')!r}, equity=r.equity, cash=r.cash,\n"
         "         funding=r.funding, position=r.position, fills=r.fills, rejects=r.rejects,\n"
         "         account=r.account, assets=r.assets)\n"
@@ -133,4 +135,4 @@ def test_pure_python_run_equals_the_compiled_run(tmp_path: Path) -> None:
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     subprocess.run([sys.executable, "-c", script], env=env, check=True)
     with np.load(tmp_path / "out.npz") as saved:
-        assert_same_outputs(example_scenario(seed=5).run(), dict(saved))
+        assert_same_outputs(example_scenario(seed=5, sparse=sparse).run(), dict(saved))
