@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,7 @@ from engine.config import StrategyConfig
 from engine.data.feed import RetryPolicy
 from engine.data.store import CandleStore, SeriesKey
 from engine.paper.journal import TABLES
-from engine.paper.replay import replay_exchange
+from engine.paper.replay import replay_client, replay_exchange
 from engine.paper.session import PaperSession, SessionOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +26,7 @@ PUBLIC = {
     "/v5/market/time",
     "/v5/market/instruments-info",
     "/v5/market/funding/history",
+    "/v5/public/linear",  # the public kline stream of a session with a bar stream
 }
 
 
@@ -54,8 +56,11 @@ def store(shared_data, tmp_path) -> CandleStore:
     return store
 
 
-def _replay(config, store, shared_data, journal_dir, until_ms, session="s", outage=None):
+def _replay(
+    config, store, shared_data, journal_dir, until_ms, session="s", outage=None, feed="rest", **kw
+):
     # Replay a session up to `until_ms`; return its journal's tables and the paths requested.
+    # With feed "ws" the session watches the fake's stream; `kw` overrides SessionOptions.
     options = SessionOptions(
         session,
         journal_dir=journal_dir,
@@ -63,8 +68,11 @@ def _replay(config, store, shared_data, journal_dir, until_ms, session="s", outa
         retry=RetryPolicy(retries=1, base_delay_s=0.0, max_delay_s=0.0),
         outage_pause_ms=HOUR,
     )
+    options = replace(options, **kw)
     with replay_exchange(config, shared_data / CANDLES, store) as (fake, exchange, clock):
-        paper = PaperSession(config, options, exchange, clock, store)
+        streaming = feed == "ws"
+        stream = replay_client(fake, config.market.exchange, True) if streaming else None
+        paper = PaperSession(config, options, exchange, clock, store, stream)
         clock.jump(paper.last_ts + paper.interval)
         if outage is not None:
             outage(paper, fake)

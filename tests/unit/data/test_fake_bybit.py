@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.request
 
+import aiohttp
 import ccxt
 import pytest
 
@@ -124,3 +126,114 @@ def test_server_releases_its_port_on_exit():
         url = fake.url
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{url}/v5/market/time", timeout=1)
+
+
+def _talk(fake: FakeBybit, script, path: str = "/v5/public/linear"):
+    # Run `script(ws)` on a websocket connection to the fake's stream; return its result.
+    async def main():
+        url = f"{fake.stream_url}{path}"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            return await script(ws)
+
+    return asyncio.run(main())
+
+
+async def _ask(ws, request: dict) -> dict:
+    await ws.send_json(request)
+    return await ws.receive_json(timeout=5)
+
+
+def test_stream_answers_subscribe_and_ping_and_refuses_other_ops_and_topics(fake):
+    async def script(ws):
+        subscribed = await _ask(
+            ws, {"op": "subscribe", "req_id": "1", "args": ["kline.60.BTCUSDT"]}
+        )
+        snapshot = await ws.receive_json(timeout=5)
+        pong = await _ask(ws, {"op": "ping", "req_id": "2"})
+        auth = await _ask(ws, {"op": "auth", "req_id": "3", "args": ["key", 1, "signature"]})
+        unknown = await _ask(ws, {"op": "subscribe", "req_id": "4", "args": ["kline.60.ETHUSDT"]})
+        return subscribed, snapshot, pong, auth, unknown
+
+    subscribed, snapshot, pong, auth, unknown = _talk(fake, script)
+    assert subscribed == {
+        "success": True, "ret_msg": "", "conn_id": "fake", "op": "subscribe", "req_id": "1"
+    }  # fmt: skip
+    series = make_candles(3001)
+    last = series.iloc[-1]  # open for half an hour: half way from its open to its close
+    bar = snapshot["data"][0]
+    assert snapshot["topic"] == "kline.60.BTCUSDT" and bar["start"] == last["timestamp"]
+    assert bar["confirm"] is False and bar["end"] == last["timestamp"] + HOUR - 1
+    assert float(bar["close"]) == last["open"] + 0.5 * (last["close"] - last["open"])
+    assert float(bar["volume"]) == 0.5 * last["volume"]
+    assert pong["success"] and pong["ret_msg"] == "pong" and pong["req_id"] == "2"
+    assert not auth["success"] and not unknown["success"]
+    ops = [(r.query["op"], r.query["args"]) for r in fake.requests if r.method == "WS"]
+    assert ops == [
+        ("subscribe", "kline.60.BTCUSDT"),
+        ("ping", ""),
+        ("auth", "key,1,signature"),
+        ("subscribe", "kline.60.ETHUSDT"),
+    ]
+
+
+def test_stream_follows_the_clock_the_closed_bar_confirmed_then_the_open_one_so_far():
+    series = make_candles(10)
+    stamps = series["timestamp"].tolist()
+    with FakeBybit(now_ms=stamps[5] + HOUR // 4) as fake:
+        fake.add_candles("linear", "BTCUSDT", "1h", series)
+
+        async def script(ws):
+            await _ask(ws, {"op": "subscribe", "args": ["kline.60.BTCUSDT"]})
+            seen = [await ws.receive_json(timeout=5)]
+            # Into the next bar, within it, then three bars on: the bar that closed last
+            # (confirmed) comes before the open one.
+            moves = ((stamps[6] + HOUR // 2, 2), (stamps[6] + 3 * HOUR // 4, 1), (stamps[9], 2))
+            for now, messages in moves:
+                fake.now_ms = now
+                seen += [await ws.receive_json(timeout=5) for _ in range(messages)]
+            return [message["data"][0] for message in seen]
+
+        bars = _talk(fake, script)
+    summary = [(bar["start"], bar["confirm"], float(bar["close"])) for bar in bars]
+    row = series.set_index("timestamp")
+
+    def so_far(k: int, share: float) -> float:
+        return row.open[stamps[k]] + share * (row.close[stamps[k]] - row.open[stamps[k]])
+
+    assert summary == [
+        (stamps[5], False, so_far(5, 0.25)),
+        (stamps[5], True, row.close[stamps[5]]),
+        (stamps[6], False, so_far(6, 0.5)),
+        (stamps[6], False, so_far(6, 0.75)),
+        (stamps[8], True, row.close[stamps[8]]),
+        (stamps[9], False, row.open[stamps[9]]),
+    ]
+    assert float(bars[1]["volume"]) == row.volume[stamps[5]] and float(bars[-1]["volume"]) == 0.0
+
+
+def test_a_dropped_stream_closes_connections_and_refuses_new_ones_while_the_clock_is_inside():
+    series = make_candles(10)
+    stamps = series["timestamp"].tolist()
+    with FakeBybit(now_ms=stamps[5]) as fake:
+        fake.add_candles("linear", "BTCUSDT", "1h", series)
+        fake.drop_stream(stamps[6], stamps[8])
+
+        async def dropped(ws):
+            await _ask(ws, {"op": "subscribe", "args": ["kline.60.BTCUSDT"]})
+            await ws.receive_json(timeout=5)
+            fake.now_ms = stamps[6]
+            return await ws.receive(timeout=5)
+
+        closing = _talk(fake, dropped)
+        assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1001
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            _talk(fake, dropped)
+        assert refused.value.status == 503
+        fake.now_ms = stamps[8]
+
+        async def ping(ws):
+            return await _ask(ws, {"op": "ping"})
+
+        assert _talk(fake, ping)["ret_msg"] == "pong"
+    with pytest.raises(ValueError, match="start_ms < end_ms"):
+        FakeBybit().drop_stream(stamps[8], stamps[6])

@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
@@ -156,6 +157,28 @@ def test_make_exchange_points_every_or_named_api_url_elsewhere():
     )
     with pytest.raises(DataError, match="'nosuchexchange' is not a ccxt exchange id"):
         make_exchange("nosuchexchange")
+
+
+def test_a_streaming_client_points_every_websocket_url_at_the_stream_host_and_keeps_paths():
+    client = make_exchange(
+        "bybit", api_urls="http://127.0.0.1:9", streaming=True, stream_url="ws://127.0.0.1:8/"
+    )
+    assert client.has["watchOHLCV"] and client.urls["api"]["ws"]["public"]["linear"] == (
+        "ws://127.0.0.1:8/v5/public/linear"
+    )
+
+    def leaves(urls):
+        return [u for v in urls.values() for u in (leaves(v) if isinstance(v, dict) else [v])]
+
+    default = leaves(make_exchange("bybit", streaming=True).urls["api"]["ws"])
+    rebased = leaves(client.urls["api"]["ws"])
+    assert rebased == ["ws://127.0.0.1:8" + urlsplit(url).path for url in default]
+    rest = {name: url for name, url in client.urls["api"].items() if name != "ws"}
+    assert set(rest.values()) == {"http://127.0.0.1:9"}
+    with pytest.raises(ValueError, match="does not stream"):
+        make_exchange("bybit", stream_url="ws://127.0.0.1:8")
+    with pytest.raises(DataError, match="not a ccxt.pro"):
+        make_exchange("nosuchexchange", streaming=True)
 
 
 @pytest.mark.slow

@@ -156,3 +156,37 @@ def test_real_binance_gap_follows_the_gap_policy(shared_data):
     halted = filled[filled["timestamp"] == bar["timestamp"] - HOUR].iloc[0]
     assert bar["timestamp"] == 1_679_662_800_000 and bar["close"] == halted["close"]
     assert bar["volume"] == 0.0
+
+
+def test_append_creates_the_file_then_merges_new_bars_after_the_stored_ones(store, candles):
+    frame = candles(30)
+    store.append(KEY, frame.iloc[:10])
+    store.append(KEY, frame.iloc[6:20])  # an overlap with the same values is kept once
+    store.append(KEY, frame.iloc[20:])
+    pd.testing.assert_frame_equal(store.load(KEY), frame, check_exact=True)
+
+
+def test_an_append_that_conflicts_leaves_a_gap_or_fails_midway_leaves_the_file_intact(
+    store, candles, monkeypatch
+):
+    frame = candles(30)
+    store.write(KEY, frame.iloc[:20])
+    before = store.path(KEY).read_bytes()
+    revised = frame.iloc[19:22].copy()
+    revised.loc[19, "volume"] += 1.0
+    with pytest.raises(DataError, match="differs between the store"):
+        store.append(KEY, revised)
+    with pytest.raises(DataError, match="longer than max_gap_bars=0"):
+        store.append(KEY, frame.iloc[22:])
+
+    def write_half_then_fail(table, where, **kwargs):
+        with open(where, "wb") as handle:
+            handle.write(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store_module.pq, "write_table", write_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        store.append(KEY, frame.iloc[20:])
+    assert store.path(KEY).read_bytes() == before
+    assert os.listdir(store.root) == [KEY.filename]
+    pd.testing.assert_frame_equal(store.load(KEY), frame.iloc[:20], check_exact=True)
