@@ -505,17 +505,24 @@ class FakeBybit:
             0, "OK", {"timeSecond": str(seconds), "timeNano": str(self.now_ms * 1_000_000)}
         )
 
+    def _kline_series(self, category: str, topic: str) -> tuple[_Table, int] | None:
+        # The candles and bar length a `kline.<interval>.<SYMBOL>` topic streams, if served.
+        parts = topic.split(".")
+        if len(parts) != 3 or parts[0] != "kline" or parts[1] not in BYBIT_INTERVALS:
+            return None
+        timeframe = BYBIT_INTERVALS[parts[1]]
+        table = self._candles.get((category, parts[2], timeframe))
+        return None if table is None else (table, TIMEFRAME_MS[timeframe])
+
     def _kline_updates(
         self, category: str, topic: str, previous: int | None, now: int
     ) -> list[dict[str, Any]]:
         # The stream messages of `topic` when the clock moves from `previous` to `now` (from
         # nothing, on subscribing): the bar that closed meanwhile, if any, then the open bar.
-        parts = topic.split(".")
-        timeframe = BYBIT_INTERVALS.get(parts[1]) if len(parts) == 3 else None
-        table = self._candles.get((category, parts[-1], timeframe or ""))
-        if parts[0] != "kline" or table is None:
+        series = self._kline_series(category, topic)
+        if series is None:
             return []
-        interval = TIMEFRAME_MS[timeframe]
+        table, interval = series
         opening = now // interval * interval
         bars = [(opening, False)]
         if previous is not None and previous // interval * interval < opening:
@@ -533,7 +540,7 @@ class FakeBybit:
                 high, low = max(open_, close), min(open_, close)
                 volume, turnover = share * volume, share * turnover
             values = dict(open=open_, close=close, high=high, low=low)
-            bar = {"start": start, "end": start + interval - 1, "interval": parts[1]}
+            bar = {"start": start, "end": start + interval - 1, "interval": topic.split(".")[1]}
             bar |= {name: repr(value) for name, value in values.items()}
             bar |= {"volume": repr(volume), "turnover": repr(turnover)}
             bar |= {"confirm": confirm, "timestamp": now}
@@ -562,7 +569,7 @@ class _StreamServer:
         self.thread.start()
 
     def clock_moved(self, previous: int, now: int) -> None:
-        # Called from any thread: push the updates of the move, or drop every connection.
+        # Called from any thread when the clock moved (or a drop range was added).
         self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._publish(previous, now)))
 
     def close(self) -> None:
@@ -577,12 +584,13 @@ class _StreamServer:
         await self.runner.cleanup()
 
     async def _publish(self, previous: int, now: int) -> None:
+        # Drop every connection inside a drop range; otherwise push what the move changed.
         async with self.sending:
             for socket, (category, topics) in list(self.sockets.items()):
                 if self.fake.stream_dropped():
                     await socket.close(code=WSCloseCode.GOING_AWAY, message=b"stream dropped")
                     continue
-                for topic in sorted(topics):
+                for topic in sorted(topics) if now != previous else []:
                     for message in self.fake._kline_updates(category, topic, previous, now):
                         await _send(socket, message)
 
@@ -619,16 +627,15 @@ class _StreamServer:
         if op == "ping":
             reply["ret_msg"] = "pong"
         elif op == "subscribe":
-            now = self.fake.now_ms
-            updates = [
-                m for topic in args for m in self.fake._kline_updates(category, topic, None, now)
-            ]
-            served = {m["topic"] for m in updates}
-            unknown = [topic for topic in args if topic not in served]
+            unknown = [t for t in args if self.fake._kline_series(category, t) is None]
             if unknown:
                 reply.update(success=False, ret_msg=f"error:handler not found,topic:{unknown[0]}")
-                updates = []
-            topics.update(served)
+            else:
+                topics.update(args)
+                now = self.fake.now_ms
+                updates = [
+                    m for t in args for m in self.fake._kline_updates(category, t, None, now)
+                ]
         else:
             reply.update(success=False, ret_msg=f"error:op {op!r} is not served here")
         async with self.sending:

@@ -122,7 +122,8 @@ class BarStream:
                             "polling REST meanwhile",
                         )
                     )
-                await asyncio.sleep(self.retry.delay_s(failures))
+                # The backoff stops doubling at the policy's longest wait; 2**30 is far past it.
+                await asyncio.sleep(self.retry.delay_s(min(failures, 30)))
                 continue
             if not connected or failures:
                 state = f"back after {failures} failed attempts" if connected else "connected"
