@@ -7,6 +7,9 @@ as soon as a bar is done; the bars before them are the warm-up store.
 
 - Latency: from a closed bar's arrival (ccxt's answer) to its decision, fills
   and book committed to the journal, per bar; p50, p99 and max.
+- Store: the session appends every bar to the warm-up store after journaling
+  it, as a live session does (one atomic rewrite of the parquet file per bar,
+  off the decision's critical path); the time of each write, p50, p99 and max.
 - Threads: torch runs on ``--threads`` intra-op threads, 1 by default, as
   ``engine paper run`` does. On a 2-core machine that other work shares, two
   OpenMP threads meet at a barrier after every convolution and wait whenever
@@ -19,8 +22,8 @@ Run from the repository root (``ENGINE_SHARED_DATA`` overrides ../shared/data)::
 
     python benchmarks/paper_latency.py --bars 10000
 
-The last lines are ``latency_ms p50 ... p99 ... max ...`` and
-``rss_mb first ... last ... max ...``.
+The last lines are ``latency_ms p50 ... p99 ... max ...``,
+``store_ms p50 ... p99 ... max ...`` and ``rss_mb first ... last ... max ...``.
 """
 
 from __future__ import annotations
@@ -80,7 +83,18 @@ def main() -> None:
             journal_dir=root / "journal",
             models_dir=REPO_ROOT / "models",
             retry=RetryPolicy(retries=2, base_delay_s=0.0, max_delay_s=0.0),
+            bar_store=store.root,
         )
+        writes_ms = []
+        append = CandleStore.append
+
+        def timed_append(self, *args, **kwargs):
+            started = time.perf_counter()
+            written = append(self, *args, **kwargs)
+            writes_ms.append((time.perf_counter() - started) * 1000)
+            return written
+
+        CandleStore.append = timed_append
         clock_start = time.perf_counter()
         with replay_exchange(config, shared / key.filename, store) as (fake, exchange, clock):
             session = PaperSession(config, options, exchange, clock, store)
@@ -109,6 +123,9 @@ def main() -> None:
     print(
         f"latency_ms p50 {p50:.1f} p99 {p99:.1f} max {latency.max():.1f} over {len(latency)} bars"
     )
+    s50, s99 = np.percentile(writes_ms, [50, 99])
+    writes = f"over {len(writes_ms)} writes"
+    print(f"store_ms p50 {s50:.1f} p99 {s99:.1f} max {max(writes_ms):.1f} {writes}")
     print(f"rss_mb first {memory[1]:.1f} last {memory[-1]:.1f} max {max(memory[1:]):.1f}")
 
 
