@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from engine.data.features import SEED_FEATURES, compute_features
+from engine.data.features import SEED_FEATURES, compute_features, settle_bars
 from engine.errors import DataError
 
 EXTRAS = ("log_return_4", "volatility_24", "rsi_14")
@@ -66,3 +67,30 @@ def test_rows_up_to_t_do_not_change_when_later_bars_change(candles, cut):
     after, _ = compute_features(changed, EXTRAS)
     assert np.array_equal(after[: cut + 1], before[: cut + 1])
     assert not np.array_equal(after[cut + 1 :], before[cut + 1 :])
+
+
+def test_a_series_that_starts_settle_bars_earlier_gives_bit_identical_rows(candles):
+    frame = candles(4000)
+    whole, _ = compute_features(frame, EXTRAS)
+    settle = settle_bars(EXTRAS)
+    assert settle == 80 * 14
+    for first in (1, 23, 700, 2000):
+        tail, _ = compute_features(frame.iloc[first:].reset_index(drop=True), EXTRAS)
+        assert np.array_equal(tail[settle:], whole[first + settle :]), f"series from bar {first}"
+        # Not vacuous: the first rows of the later series differ.
+        assert not np.array_equal(tail[:settle], whole[first : first + settle])
+
+
+def test_volatility_matches_pandas_rolling_std_to_rounding(candles):
+    frame = candles(500)
+    features, _ = compute_features(frame, ["volatility_24", "volatility_2"])
+    returns = pd.Series(features[:, 0])
+    for column, bars in ((4, 24), (5, 2)):
+        expected = returns.rolling(bars, min_periods=1).std(ddof=0).to_numpy()
+        np.testing.assert_allclose(features[:, column], expected, rtol=1e-12, atol=1e-17)
+
+
+def test_settle_bars_cover_the_longest_lookback_of_the_features():
+    assert settle_bars() == 1
+    assert settle_bars(["log_return_30", "volatility_48"]) == 48
+    assert settle_bars(["rsi_2", "log_return_200"]) == 200
