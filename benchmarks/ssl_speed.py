@@ -1,12 +1,12 @@
-"""Speed of causal embedding on market data: one pass against window by window.
+"""Speed of causal embedding on market data: series encoding against window by window.
 
-Embeds every bar of a candle file with a shipped encoder in one causal pass
-(``engine.ssl.infer.encode_series``: chunks with receptive-field overlap),
-then, on a slice, encodes trailing windows separately the way a naive
-strategy would (each 60-bar window on its own, one forward call per bar, and
-also batched), and reports the measured ratio. It also checks on a short
-slice that one pass equals encoding each trailing window of receptive-field
-length separately. Run::
+Embeds every bar of a candle file with a shipped encoder as a backtest does
+(``engine.ssl.infer.encode_series``: fixed-shape blocks with receptive-field
+context, on one thread), then, on a slice, encodes trailing windows
+separately the way a naive strategy would (each 60-bar window on its own, one
+forward call per bar, and also batched), and reports the measured ratio. It
+also checks on a short slice that the series encoding equals encoding each
+trailing window of receptive-field length separately. Run::
 
     python benchmarks/ssl_speed.py --model models/ts2vec_bybit_1h \\
         --candles ../shared/data/binance_spot_BTCUSDT_1m.parquet
@@ -32,6 +32,7 @@ from engine.data.features import compute_features  # noqa: E402
 from engine.data.store import CandleStore, parse_filename  # noqa: E402
 from engine.ssl.checkpoint import load_model  # noqa: E402
 from engine.ssl.infer import encode_series  # noqa: E402
+from engine.strategy.representations import bar_numbers  # noqa: E402
 
 
 def windowed(encoder, features: np.ndarray, bars: range, length: int, batch: int) -> np.ndarray:
@@ -79,15 +80,16 @@ def main() -> None:
         f"{args.threads} threads, torch {torch.__version__}"
     )
 
-    seconds, one_pass = timed(encode_series, encoder, features)
+    numbers = bar_numbers(candles, key.interval_ms)
+    seconds, series = timed(encode_series, encoder, features, numbers)
     print(
-        f"one pass, all bars: {seconds:.1f} s ({len(features) / seconds:,.0f} bars/s), "
-        f"output {one_pass.shape[0]:,} x {one_pass.shape[1]}"
+        f"series encoding, all bars: {seconds:.1f} s ({len(features) / seconds:,.0f} bars/s), "
+        f"output {series.shape[0]:,} x {series.shape[1]}"
     )
 
     start = max(field, args.window)
     bars = range(start, start + args.slice)
-    slice_seconds, _ = timed(encode_series, encoder, features[: bars.stop])
+    slice_seconds, _ = timed(encode_series, encoder, features[: bars.stop], numbers[: bars.stop])
     per_bar_pass = seconds / len(features)
     for batch in (1, 256):
         spent, _ = timed(windowed, encoder, features, bars, args.window, batch)
@@ -95,18 +97,19 @@ def main() -> None:
         print(
             f"{args.window}-bar windows one by one (batch {batch}), {len(bars):,} bars: "
             f"{spent:.2f} s, {per_bar * 1e3:.3f} ms/bar, extrapolated to all bars "
-            f"{per_bar * len(features):,.0f} s = {per_bar / per_bar_pass:,.0f}x the one pass"
+            f"{per_bar * len(features):,.0f} s = {per_bar / per_bar_pass:,.0f}x the series encoding"
         )
 
     exact = range(start, start + args.exact_slice)
     spent, rows = timed(windowed, encoder, features, exact, field, 16)
-    difference = float(np.abs(rows - one_pass[exact.start : exact.stop]).max())
+    difference = float(np.abs(rows - series[exact.start : exact.stop]).max())
     per_bar = spent / len(exact)
     print(
         f"{field}-bar (receptive field) windows, {len(exact)} bars: {per_bar * 1e3:.1f} ms/bar, "
-        f"{per_bar / per_bar_pass:,.0f}x the one pass; max |one pass - windowed| = {difference:.2e}"
+        f"{per_bar / per_bar_pass:,.0f}x the series encoding; "
+        f"max |series - windowed| = {difference:.2e}"
     )
-    print(f"one pass over the first {bars.stop:,} bars: {slice_seconds:.2f} s")
+    print(f"series encoding of the first {bars.stop:,} bars: {slice_seconds:.2f} s")
 
 
 if __name__ == "__main__":

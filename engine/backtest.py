@@ -25,12 +25,14 @@ import yaml
 from engine.atomic import write_text
 from engine.config import StrategyConfig
 from engine.data.store import CandleStore, FundingKey, SeriesKey
+from engine.data.symbols import timeframe_ms
 from engine.data.times import day_range_ms
 from engine.errors import ConfigError, DataError, EngineError
 from engine.report.metrics import daily_returns, direction_accuracy, summarise
 from engine.sim.enums import Kind, Liquidity, Reason, Side
 from engine.sim.run import MarketSpec, SimConfig, SimResult, align_funding, simulate
 from engine.ssl.checkpoint import load_model
+from engine.ssl.infer import BLOCK_BARS
 from engine.strategy.base import History, Portfolio, load_component
 from engine.strategy.features import forward_return
 from engine.strategy.representations import (
@@ -154,9 +156,12 @@ def compute_representation(
     """Return the representation of every bar and a description of its source.
 
     Encoders' representations are cached under ``cache_dir`` (None: no cache),
-    keyed by the hashes of the model (or baseline settings) and of the candles.
+    keyed by the hashes of the model (or baseline settings) and of the candles,
+    and by the encoding's block length.
     """
     candles_hash = hash_candles(candles)[:20]
+    layout = f"blocks{BLOCK_BARS}"
+    interval = timeframe_ms(config.market.timeframe)
     if config.encoder is not None:
         folder = models_dir / config.encoder
         if not folder.is_dir():
@@ -173,8 +178,8 @@ def compute_representation(
                 f"{unseen_from.isoformat()} on were never seen; start the range there or later"
             )
         model_hash = hash_files(folder / "weights.safetensors", folder / "card.json")
-        key = f"model-{model_hash[:20]}-{candles_hash}"
-        z = cached(cache_dir, key, lambda: model_representations(model, candles))
+        key = f"model-{model_hash[:20]}-{candles_hash}-{layout}"
+        z = cached(cache_dir, key, lambda: model_representations(model, candles, interval))
         return z, {"model": config.encoder, "model_sha256": model_hash}
     spec = config.representation
     if spec.kind == "features":
@@ -191,9 +196,10 @@ def compute_representation(
     settings = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:20]
     z = cached(
         cache_dir,
-        f"supervised-{settings}-{candles_hash}",
+        f"supervised-{settings}-{candles_hash}-{layout}",
         lambda: supervised_representations(
             candles,
+            interval,
             fit_stop,
             spec.architecture,
             spec.params,

@@ -30,16 +30,20 @@ one bar at a time in a session but a whole refit block at once in a backtest,
 and BLAS sums a matrix-vector product in an order that depends on the number
 of rows, so outputs such as the score can differ in the last bit (about 1e-16
 relative); so can a realised volatility, summed from the start of the fitting
-window rather than from the first bar. An encoder's representation of a new
-bar is the last row of the encoding of its trailing ``receptive_field`` bars
-(the features before it are computed over ``FEATURE_CONTEXT`` more bars, enough
-for Wilder's RSI to converge); a one-pass encoding of the whole series differs
-from it by about 1e-6, as the one-pass encoding itself does between two series
-lengths (measured on the CoST model: a prefix of 13,001 bars against the full
-15,000). The features representation is computed over the whole history each bar and is
-bit-identical. Fills, fees, funding and equity are identical whenever no
-threshold or quantity step lies within that tolerance of a value, which the
-parity test checks on real candles.
+window rather than from the first bar. Fills, fees, funding and equity are
+identical whenever no threshold or quantity step lies within that tolerance of
+a value, which the parity tests check on real candles, with the features
+representation and with the shipped TS2Vec encoder.
+
+The representation itself is bit-identical. A new bar's features are computed
+over a tail of the history that starts ``settle_bars`` before the first bar
+they are needed for, after which features do not depend on where a series
+starts (``engine.data.features``). An encoder then encodes the bar's block
+window with the bars after it left as zeros, one forward pass of the same shape
+as the backtest's pass over that block, on one thread, so the bar's row equals
+the backtest's bit for bit (``engine.ssl.infer``). An encoder with an unbounded
+receptive field would be the exception: it is run over the whole history, whose
+length differs from the backtest's.
 
 A new live session processes every bar after the store's last one, so bring
 the store up to date first (``engine data fetch``).
@@ -83,7 +87,7 @@ import pandas as pd
 
 from engine.backtest import build_pipeline, compute_representation, sim_settings
 from engine.config import StrategyConfig
-from engine.data.features import compute_features
+from engine.data.features import compute_features, settle_bars
 from engine.data.feed import RetryPolicy, fetch_funding, fetch_ohlcv
 from engine.data.store import CandleStore, FundingKey, SeriesKey
 from engine.data.times import iso_utc
@@ -94,12 +98,13 @@ from engine.paper.journal import BarRecord, Journal
 from engine.paper.stream import BarStream
 from engine.sim.run import SETTLEMENT_MS, align_funding, new_state, simulate
 from engine.ssl.checkpoint import load_model
+from engine.ssl.infer import window_bars
 from engine.strategy.base import History
-from engine.strategy.representations import default_cache_dir, feature_representations
+from engine.strategy.representations import bar_numbers, default_cache_dir
 from engine.strategy.walkforward import DecisionState, check_windows, decide_bar, refit
 
 DEFAULT_JOURNAL_DIR = Path("reports") / "paper"
-#: Bars of features computed before an encoder's window, so that every feature has converged.
+#: Bars before the current one that components always see, for their own trailing windows.
 FEATURE_CONTEXT = 1000
 #: Wait after a bar's close before asking for it.
 POLL_MARGIN_MS = 2_000
@@ -497,15 +502,22 @@ class PaperSession:
         return align_funding(stamps, rates["timestamp"].to_numpy(), rates["rate"].to_numpy())
 
     def _represent(self) -> np.ndarray:
-        # The representation of the newest bar, from closed bars only.
+        # The representation of the newest bar, from closed bars only: the features of the
+        # bars its encoding reads (the bar alone without an encoder), computed over enough
+        # earlier bars to equal the whole series' bit for bit, then its row of its block.
         series, n = self.series, self.series.n
         if self._encoder is None:
-            extras = self.config.representation.extras
-            return feature_representations(series.frame(0, n), extras)[-1]
-        window = self._encoder.encoder.receptive_field() or n
-        tail = series.frame(max(0, n - window - FEATURE_CONTEXT), n)
-        features, _ = compute_features(tail, self._encoder.card["features"].get("extras", []))
-        return self._encoder.embed(features[-window:])[-1]
+            extras, first = self.config.representation.extras, n - 1
+        else:
+            extras = self._encoder.card["features"].get("extras", [])
+            window = window_bars(self._encoder.encoder)
+            first = 0 if window is None else max(0, n - window)
+        tail = series.frame(max(0, first - settle_bars(extras)), n)
+        features, _ = compute_features(tail, extras)
+        if self._encoder is None:
+            return features[-1]
+        bars = bar_numbers(tail, self.interval)
+        return self._encoder.embed(features, bars, start=len(tail) - 1)[0]
 
     def _window(self, t: int) -> tuple[int, int]:
         # The first bar of t's refit block, and the first bar components see at t.

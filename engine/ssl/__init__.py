@@ -8,7 +8,7 @@ This package knows nothing of trading. Its parts:
 - ``ts2vec``: TS2Vec with causal dilated convolutions; ``losses``: contrastive losses;
 - ``train``: the training loop with weight averaging, checkpoints and resume;
 - ``checkpoint``: model folders (``weights.safetensors`` + ``card.json``);
-- ``infer``: one-pass, chunked causal encoding of long series;
+- ``infer``: causal encoding of series in fixed-shape blocks, bit-identical bar by bar;
 - ``pretrain``: a pretraining config to a model folder.
 """
 

@@ -19,9 +19,10 @@ representations ``(B, T, D)``. Two methods matter:
 ``receptive_field()`` is the number of bars that can influence one
 representation, the bar itself included: the representation of bar ``t`` is a
 function of bars ``t - receptive_field() + 1 .. t`` alone (zero-padded hidden
-activations before the first bar of the input), so chunked inference with that
-much overlap reproduces a one-pass run. ``None`` means unbounded (a recurrent
-encoder): such an encoder is always run in one pass over the whole series.
+activations before the first bar of the input), so encoding a series in blocks
+with that much overlap (``engine.ssl.infer``) reproduces a one-pass run to
+float tolerance. ``None`` means unbounded (a recurrent encoder): such an
+encoder is always run in one pass over the whole series.
 
 Subclasses set the class attribute ``kind`` (the name used in configs and in
 the registry), call ``super().__init__(input_dims, output_dims)``, and return

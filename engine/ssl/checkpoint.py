@@ -103,13 +103,16 @@ class PretrainedModel:
             features = (features - mean) / std
         return features.astype(np.float32)
 
-    def embed(self, features: np.ndarray, chunk_length: int = 8192) -> np.ndarray:
-        """Return the causal representation (T x D) of raw features (T x F).
+    def embed(
+        self, features: np.ndarray, bars: np.ndarray | None = None, start: int = 0
+    ) -> np.ndarray:
+        """Return the causal representation ((T - start) x D) of raw features (T x F).
 
         The features are normalised with the pretraining statistics, then
-        encoded in one pass (see ``engine.ssl.infer.encode_series``).
+        encoded in blocks aligned on the bar numbers ``bars`` (see
+        ``engine.ssl.infer.encode_series``, which also says what ``start`` does).
         """
-        return encode_series(self.encoder, self.normalise(features), chunk_length=chunk_length)
+        return encode_series(self.encoder, self.normalise(features), bars, start)
 
 
 def save_model(folder: Path, encoder: Encoder, card: dict[str, Any]) -> None:

@@ -72,19 +72,35 @@ def cached(cache_dir: Path | None, key: str, compute: Callable[[], np.ndarray]) 
     return values
 
 
-def model_representations(model: PretrainedModel, candles: pd.DataFrame) -> np.ndarray:
-    """Return the encoder's causal representation of every bar (T x D, float32)."""
+def bar_numbers(candles: pd.DataFrame, interval_ms: int) -> np.ndarray:
+    """Return the absolute number of each bar, ``timestamp // interval_ms``.
+
+    Encoders encode series in blocks aligned on these numbers (see
+    ``engine.ssl.infer``), so a bar's representation does not depend on where
+    its series starts.
+    """
+    return candles["timestamp"].to_numpy() // interval_ms
+
+
+def model_representations(
+    model: PretrainedModel, candles: pd.DataFrame, interval_ms: int
+) -> np.ndarray:
+    """Return the encoder's causal representation of every bar (T x D, float32).
+
+    ``interval_ms`` is the length of a bar.
+    """
     features, names = compute_features(candles, model.card["features"].get("extras", []))
     if names != model.feature_names:
         raise DataError(
             f"model {model.path.name} was trained on features {model.feature_names}; "
             f"the engine computes {names} for it"
         )
-    return model.embed(features)
+    return model.embed(features, bar_numbers(candles, interval_ms))
 
 
 def supervised_representations(
     candles: pd.DataFrame,
+    interval_ms: int,
     fit_stop: int,
     architecture: str,
     params: dict,
@@ -101,8 +117,8 @@ def supervised_representations(
     trained with cross-entropy on the three-class direction label of every
     bar of random crops of rows before ``fit_stop - horizon`` (so every label
     is known by ``fit_stop``); features are z-scored with those rows'
-    statistics. Returns the encoder's output (T x D, float32), as for a
-    pretrained encoder.
+    statistics. Returns the encoder's output (T x D, float32), encoded as for
+    a pretrained encoder (bars are ``interval_ms`` long).
     """
     import torch
 
@@ -136,7 +152,7 @@ def supervised_representations(
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    return encode_series(encoder, scaled)
+    return encode_series(encoder, scaled, bar_numbers(candles, interval_ms))
 
 
 def pca_representations(

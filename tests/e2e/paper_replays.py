@@ -34,10 +34,13 @@ def _ms(day: str) -> int:
     return int(pd.Timestamp(day, tz="UTC").value // 1_000_000)
 
 
-def _config(start: str, end: str) -> StrategyConfig:
+def _config(start: str, end: str, encoder: str | None = None) -> StrategyConfig:
+    # ssl_cost with a shorter walk-forward, on the features representation unless an
+    # encoder (a model in models/) is named.
     spec = yaml.safe_load((REPO_ROOT / "strategies" / "ssl_cost.yaml").read_text())
-    spec["encoder"] = None
-    spec["representation"] = {"kind": "features", "extras": ["volatility_24", "rsi_14"]}
+    spec["encoder"] = encoder
+    if encoder is None:
+        spec["representation"] = {"kind": "features", "extras": ["volatility_24", "rsi_14"]}
     spec["walk_forward"] = {"fit_bars": 2000, "refit_every": 240, "embargo_bars": 5}
     spec["out_of_sample"] = {"start": start, "end": end}
     return StrategyConfig(**spec)
@@ -64,6 +67,7 @@ def _replay(
     options = SessionOptions(
         session,
         journal_dir=journal_dir,
+        models_dir=REPO_ROOT / "models",
         until_ms=until_ms,
         retry=RetryPolicy(retries=1, base_delay_s=0.0, max_delay_s=0.0),
         outage_pause_ms=HOUR,

@@ -10,7 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from paper_replays import CANDLES, FUNDING, HOUR, PUBLIC, _config, _ms, _replay, store
+from paper_replays import (
+    CANDLES,
+    FUNDING,
+    HOUR,
+    PUBLIC,
+    REPO_ROOT,
+    _config,
+    _ms,
+    _replay,
+    store,
+)
 
 from engine.backtest import run_backtest, write_run
 from engine.data.feed import RetryPolicy
@@ -31,10 +41,19 @@ def _same_book(a: dict, b: dict) -> None:
 
 
 @pytest.mark.slow
-def test_replayed_session_equals_the_backtest_over_2040_bars(store, shared_data, tmp_path):
-    config = _config("2025-06-01", "2025-08-24")
+@pytest.mark.parametrize("encoder", [None, "ts2vec_bybit_1h"])
+def test_replayed_session_equals_the_backtest_over_2040_bars(
+    encoder, store, shared_data, tmp_path, monkeypatch
+):
+    # The session encodes each new bar from the bars up to it; the backtest, the whole series.
+    monkeypatch.setenv("ENGINE_CACHE_DIR", str(tmp_path / "cache"))
+    config = _config("2025-06-01", "2025-08-24", encoder)
     tables, _ = _replay(config, store, shared_data, tmp_path / "j", _ms("2025-08-25"))
-    backtest = run_backtest(config, store=CandleStore(shared_data), cache_dir=None)
+    backtest = run_backtest(config, REPO_ROOT / "models", CandleStore(shared_data), cache_dir=None)
+    history = backtest.fitted.histories[0]
+    rows = np.searchsorted(history.timestamp, tables["bars"]["ts"])
+    z = np.stack([np.frombuffer(blob, history.z.dtype) for blob in tables["bars"]["z"]])
+    np.testing.assert_array_equal(z, history.z[rows])
     balances, fills = tables["balances"], tables["fills"]
     assert len(balances) == len(backtest.sim.equity) == 85 * 24
     np.testing.assert_array_equal(balances["equity"], backtest.sim.equity)

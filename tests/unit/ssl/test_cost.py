@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -121,4 +120,3 @@ def test_shipped_model_is_causal_on_real_candles(shared_data):
     x = torch.from_numpy(model.normalise(features)).unsqueeze(0)
     assert_future_independent(model.encoder, x, cuts=[171, 258])
     assert_one_pass_equals_windowed(model.encoder, x, positions=[5, 172, 259])
-    assert np.allclose(model.embed(features, chunk_length=90), model.embed(features), atol=1e-5)

@@ -1,4 +1,4 @@
-"""What every encoder beyond TS2Vec promises: causality, chunking, rebuilding, seeded loss.
+"""What every encoder beyond TS2Vec promises: causality, block encoding, rebuilding, seeded loss.
 
 TS2Vec and the hybrid have their own, more specific versions of these tests.
 """
@@ -88,14 +88,14 @@ def test_one_pass_equals_encoding_each_trailing_window(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_chunked_series_encoding_equals_one_pass(kind):
+def test_series_encoding_in_blocks_equals_one_pass(kind):
     case = CASES[kind]
     model = case.model().eval()
     features = torch.randn(case.series_length, case.input_dims, generator=_gen(8))
     with torch.no_grad():
         one_pass = model(features.unsqueeze(0))[0].numpy()
-    chunked = encode_series(model, features.numpy(), chunk_length=7)
-    np.testing.assert_allclose(chunked, one_pass, atol=1e-5, rtol=1e-4)
+    blocks = encode_series(model, features.numpy(), block_bars=7)
+    np.testing.assert_allclose(blocks, one_pass, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("kind", KINDS)

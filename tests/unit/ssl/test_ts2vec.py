@@ -80,12 +80,12 @@ def test_receptive_field_is_exact():
     assert not torch.allclose(model(inside)[0, t], base)
 
 
-def test_chunked_encoding_equals_one_pass():
+def test_block_encoding_equals_one_pass():
     model = _model()
     x = _series(300)
     one_pass = model(x)[0].detach().numpy()
-    chunked = encode_series(model, x[0].numpy(), chunk_length=47)
-    np.testing.assert_allclose(chunked, one_pass, atol=1e-5, rtol=1e-4)
+    blocks = encode_series(model, x[0].numpy(), block_bars=47)
+    np.testing.assert_allclose(blocks, one_pass, atol=1e-5, rtol=1e-4)
 
 
 def test_nan_rows_are_missing_steps_that_encode_like_a_masked_latent():
