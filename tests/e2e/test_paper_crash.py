@@ -90,9 +90,13 @@ def test_kill_9_at_20_random_points_then_resume_equals_an_uninterrupted_run(
     assert visible == [CANDLES] and len(reports) == 1 and not reports[0].violations
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
+@pytest.mark.parametrize(
+    ("stop_signal", "feed"),
+    [(signal.SIGTERM, "rest"), (signal.SIGINT, "rest"), (signal.SIGTERM, "ws")],
+    ids=["term", "int", "term-ws"],
+)
 def test_a_signal_ends_the_session_cleanly_after_the_current_bar(
-    store, shared_data, tmp_path, stop_signal
+    store, shared_data, tmp_path, stop_signal, feed
 ):
     spec = _config("2025-06-01", "2025-06-30").model_dump(mode="json", by_alias=True)
     spec["store"]["path"] = str(store.root)
@@ -102,15 +106,16 @@ def test_a_signal_ends_the_session_cleanly_after_the_current_bar(
     command = [
         sys.executable, "-c", "from engine.cli import main; main()",
         "paper", "run", str(strategy), "--session", "s", "--replay", str(shared_data / CANDLES),
-        "--speed", "7200", "--journal-dir", str(tmp_path / "j"),
+        "--speed", "7200", "--journal-dir", str(tmp_path / "j"), "--feed", feed,
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while _count(journal) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(stop_signal)
-    out, _ = process.communicate(timeout=30)
-    assert process.returncode == 0
+    out, err = process.communicate(timeout=30)
+    # Clean: no traceback, no unclosed connection of the stream's client.
+    assert process.returncode == 0 and "Traceback" not in err and "Unclosed" not in err, err
     processed = int(out.split("processed ")[1].split()[0])
     with sqlite3.connect(journal) as db:
         bars = db.execute("SELECT COUNT(*) FROM bars").fetchone()[0]
