@@ -61,11 +61,15 @@ def median_seconds(**calls) -> dict[str, tuple[float, object]]:
 
     The calls take turns, so that a load from other work on the machine falls
     on all of them alike rather than on whichever happened to run during it.
+    Each call's previous result is freed before it runs again, as in a loop
+    over runs, so every engine reuses its memory instead of faulting in fresh
+    pages for its outputs (which costs the kernel about as much as its loop).
     """
     results = {name: call() for name, call in calls.items()}
     times = {name: [] for name in calls}
     for _ in range(REPEATS):
         for name, call in calls.items():
+            results[name] = None  # free the last result first, as a loop over runs would
             start = time.perf_counter()
             results[name] = call()
             times[name].append(time.perf_counter() - start)
