@@ -1,7 +1,7 @@
 """Replays: a session driven by recorded candles through the fake Bybit server.
 
 The fake server (``engine.data.fake_bybit.FakeBybit``) serves the recorded
-candles (and the store's funding rates of the symbol, if any) over HTTP and
+candles (and the store's funding rates of the symbol, when funding is charged) over HTTP and
 its public websocket stream on 127.0.0.1, and the session's ``ReplayClock``
 sets the server's clock: a bar exists for the session only once the simulated
 time has passed its close, as on the exchange, and the stream moves with the
@@ -38,10 +38,15 @@ def replay_exchange(
     with FakeBybit(now_ms=0) as fake:
         symbol = market.symbols[0]
         fake.add_candles(market.market, symbol, market.timeframe, candles)
-        if market.market == "linear":
+        if market.market == "linear" and config.costs.funding:
             funding = FundingKey(market.exchange, market.market, symbol)
-            if store.exists(funding):
-                fake.add_funding(symbol, store.path(funding))
+            if not store.exists(funding):
+                raise DataError(
+                    f"costs.funding is on but the store {store.root} has no funding rates for "
+                    f"{symbol} to replay. Fetch them with `engine data fetch --funding`, or set "
+                    "costs.funding: false"
+                )
+            fake.add_funding(symbol, store.path(funding))
         yield fake, replay_client(fake, market.exchange), ReplayClock(fake, 0, speed)
 
 

@@ -260,3 +260,15 @@ def test_a_bar_still_open_on_the_exchanges_clock_is_never_used(store, shared_dat
         frame, _, _ = paper._fetch(first)
         paper.close()
     assert frame["timestamp"].tolist() == [first]
+
+
+def test_a_replay_without_the_funding_it_charges_is_refused(shared_data, tmp_path) -> None:
+    # Funding is on (as in ssl_cost) but the store has no funding rates to serve: a clear
+    # error up front, not a session waiting forever on the exchange's refusals.
+    config = _config("2025-05-01", "2025-05-10")
+    empty = CandleStore(tmp_path / "store")
+    with (
+        pytest.raises(EngineError, match="no funding rates for BTCUSDT to replay"),
+        replay_exchange(config, shared_data / CANDLES, empty),
+    ):
+        pass
