@@ -781,6 +781,10 @@ def quiet_bars_nb(
     target_row, target_col = flex_steps_nb(target)
     sl_row, sl_col = flex_steps_nb(stop_loss)
     tp_row, tp_col = flex_steps_nb(take_profit)
+    liquidable = cfg["spot"] == 0
+    maintenance = cfg["maintenance_margin"]
+    # quiet bars cost nothing; if none runs, advance_nb clears the ledger itself
+    clear_ledger_nb(account)
     while t < stop:
         if set_stops:
             for i in range(n_assets):
@@ -799,16 +803,18 @@ def quiet_bars_nb(
                 if settles_nb(assets[i]["position"], funding[t * funding_row, i * funding_col]):
                     return t
         value, gross = mark_nb(account, assets, close, t)
-        if cfg["spot"] == 0 and gross > 0.0 and value < cfg["maintenance_margin"] * gross:
+        if liquidable and gross > 0.0 and value < maintenance * gross:
             return t
-        clear_ledger_nb(account)
         acc["equity"] = value
         close_bar_nb(account, assets, t, equity, cash, funding_paid, position)
+        # about once a cache line: a line's worth of values apart, on the rows a new
+        # line starts in (every row, once rows are a line long)
         ahead = min(t + PREFETCH_BARS, stop - 1)
-        for i in range(0, n_assets, CACHE_LINE_VALUES):
-            prefetch_nb(open_, ahead, i)
-            prefetch_nb(high, ahead, i)
-            prefetch_nb(low, ahead, i)
+        if (ahead * n_assets) % CACHE_LINE_VALUES < n_assets:
+            for i in range(0, n_assets, CACHE_LINE_VALUES):
+                prefetch_nb(open_, ahead, i)
+                prefetch_nb(high, ahead, i)
+                prefetch_nb(low, ahead, i)
         set_stops = stops_vary
         t += 1
     return t
