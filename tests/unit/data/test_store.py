@@ -71,14 +71,16 @@ def test_shared_data_loads_as_a_store(shared_data):
     assert list(funding.columns) == ["timestamp", "rate"] and len(funding) == 2_406
 
 
+def write_half_then_fail(table, where, **kwargs):
+    # A parquet writer that dies halfway through its file, as on a full disk.
+    with open(where, "wb") as handle:
+        handle.write(b"PAR1 half a file")
+    raise OSError("disk full")
+
+
 def test_failed_write_leaves_the_old_file_intact_and_no_temporary(store, candles, monkeypatch):
     store.write(KEY, candles(20))
     before = store.path(KEY).read_bytes()
-
-    def write_half_then_fail(table, where, **kwargs):
-        with open(where, "wb") as handle:
-            handle.write(b"PAR1 half a file")
-        raise OSError("disk full")
 
     monkeypatch.setattr(store_module.pq, "write_table", write_half_then_fail)
     with pytest.raises(OSError, match="disk full"):
@@ -178,11 +180,6 @@ def test_an_append_that_conflicts_leaves_a_gap_or_fails_midway_leaves_the_file_i
         store.append(KEY, revised)
     with pytest.raises(DataError, match="longer than max_gap_bars=0"):
         store.append(KEY, frame.iloc[22:])
-
-    def write_half_then_fail(table, where, **kwargs):
-        with open(where, "wb") as handle:
-            handle.write(b"PAR1 half a file")
-        raise OSError("disk full")
 
     monkeypatch.setattr(store_module.pq, "write_table", write_half_then_fail)
     with pytest.raises(OSError, match="disk full"):
