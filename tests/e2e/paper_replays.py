@@ -46,17 +46,20 @@ def _config(start: str, end: str, encoder: str | None = None) -> StrategyConfig:
     return StrategyConfig(**spec)
 
 
-@pytest.fixture
-def store(shared_data, tmp_path) -> CandleStore:
-    # A store holding the real candles before 2025-06-01 and the real funding rates.
+def store_before(shared_data: Path, folder: Path, day: str) -> CandleStore:
+    # A store in `folder` holding the real candles before `day` and the real funding rates.
     candles = pd.read_parquet(shared_data / CANDLES)
-    store = CandleStore(tmp_path / "store")
+    store = CandleStore(folder)
     store.write(
-        SeriesKey("bybit", "linear", "BTCUSDT", "1h"),
-        candles[candles.timestamp < _ms("2025-06-01")],
+        SeriesKey("bybit", "linear", "BTCUSDT", "1h"), candles[candles.timestamp < _ms(day)]
     )
     shutil.copy(shared_data / FUNDING, store.root / FUNDING)
     return store
+
+
+@pytest.fixture
+def store(shared_data, tmp_path) -> CandleStore:
+    return store_before(shared_data, tmp_path / "store", "2025-06-01")
 
 
 def _replay(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from dataclasses import replace
 
@@ -12,7 +11,6 @@ import pytest
 import yaml
 from paper_replays import (
     CANDLES,
-    FUNDING,
     HOUR,
     PUBLIC,
     REPO_ROOT,
@@ -20,11 +18,12 @@ from paper_replays import (
     _ms,
     _replay,
     store,
+    store_before,
 )
 
 from engine.backtest import run_backtest, write_run
 from engine.data.feed import RetryPolicy
-from engine.data.store import CandleStore, SeriesKey
+from engine.data.store import CandleStore
 from engine.data.times import iso_utc
 from engine.errors import EngineError
 from engine.paper.replay import replay_exchange
@@ -197,13 +196,7 @@ def test_a_bar_the_exchange_leaves_out_is_waited_for_never_skipped(store, shared
 
 
 def test_bars_after_the_last_published_funding_pay_none(shared_data, tmp_path):
-    candles = pd.read_parquet(shared_data / CANDLES)
-    late = CandleStore(tmp_path / "late")
-    late.write(
-        SeriesKey("bybit", "linear", "BTCUSDT", "1h"),
-        candles[candles.timestamp < _ms("2026-03-01")],
-    )
-    shutil.copy(shared_data / FUNDING, late.root / FUNDING)
+    late = store_before(shared_data, tmp_path / "late", "2026-03-01")
     config = _config("2026-03-01", "2026-03-02")
     tables, _ = _replay(config, late, shared_data, tmp_path / "j", _ms("2026-03-02"))
     assert len(tables["bars"]) == 24
