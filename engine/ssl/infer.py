@@ -27,10 +27,11 @@ sides alike. ``block_bars`` trades the backtest's extra work (each pass
 encodes ``R + block_bars`` rows to keep ``block_bars``) against a session's
 per-bar pass: with the shipped TS2Vec (R = 1,020) and 1,024-bar blocks, a
 session's pass takes about 33 ms on one thread, and the 23,177 hourly bars of
-a backtest take 0.72 s against 0.45 s in one plain pass. The bits of a pass also depend on how many threads share it,
-so every pass runs on one torch thread, whatever the caller's setting. An
-encoder with an unbounded receptive field is run in one pass over the whole
-series instead, which is bit-identical only for series of the same length.
+a backtest take 0.72 s against 0.45 s in one plain pass. The bits of a pass
+also depend on how many threads share it, so every pass runs on one torch
+thread, whatever the caller's setting. An encoder with an unbounded receptive
+field is run in one pass over the whole series instead, which is
+bit-identical only for series of the same length.
 """
 
 from __future__ import annotations
