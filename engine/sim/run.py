@@ -282,10 +282,7 @@ def simulate(
     if rule:
         name = tuple(prices)[column]
         expected = {1: "finite and > 0", 2: "<= open and close", 3: ">= open and close"}[rule]
-        raise DataError(
-            f"{name} must be {expected}; got {prices[name][bar, asset]!r} at bar {bar}, "
-            f"asset {asset}"
-        )
+        _raise_at(name, prices[name], bar, asset, expected)
     target = _as_2d("target", target, n_bars, n_assets)
     _check_where("target", target, np.isinf(target), "finite or NaN")
     mode = _as_2d("mode", _mode_codes(mode), n_bars, n_assets, np.int8)
@@ -423,13 +420,17 @@ def _check_shape(name: str, array: np.ndarray, shape: tuple[int, int]) -> None:
 
 
 def _check_where(name: str, array: np.ndarray, bad: np.ndarray, expected: str) -> None:
-    # raise on the first bad element, naming its bar and asset
+    # raise on the first bad element
     if bad.any():
         bar, asset = np.unravel_index(int(np.argmax(bad)), bad.shape)
-        error = DataError if name in ("open", "high", "low", "close", "funding") else ValueError
-        raise error(
-            f"{name} must be {expected}; got {array[bar, asset]!r} at bar {bar}, asset {asset}"
-        )
+        _raise_at(name, array, bar, asset, expected)
+
+
+def _raise_at(name: str, array: np.ndarray, bar: int, asset: int, expected: str) -> None:
+    # the error for a bad value, naming its bar and asset: DataError for market data
+    # (prices, funding), ValueError for the strategy's inputs
+    error = DataError if name in ("open", "high", "low", "close", "funding") else ValueError
+    raise error(f"{name} must be {expected}; got {array[bar, asset]!r} at bar {bar}, asset {asset}")
 
 
 def market_records(markets: MarketSpec | Sequence[MarketSpec] | None, n_assets: int) -> np.ndarray:
