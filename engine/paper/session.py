@@ -87,7 +87,7 @@ import pandas as pd
 
 from engine.backtest import build_pipeline, compute_representation, sim_settings
 from engine.config import StrategyConfig
-from engine.data.features import compute_features, settle_bars
+from engine.data.features import settle_bars
 from engine.data.feed import RetryPolicy, fetch_funding, fetch_ohlcv
 from engine.data.store import CandleStore, FundingKey, SeriesKey
 from engine.data.times import iso_utc
@@ -100,7 +100,11 @@ from engine.sim.run import SETTLEMENT_MS, align_funding, new_state, simulate
 from engine.ssl.checkpoint import load_model
 from engine.ssl.infer import window_bars
 from engine.strategy.base import History
-from engine.strategy.representations import bar_numbers, default_cache_dir
+from engine.strategy.representations import (
+    default_cache_dir,
+    feature_representations,
+    model_representations,
+)
 from engine.strategy.walkforward import DecisionState, check_windows, decide_bar, refit
 
 DEFAULT_JOURNAL_DIR = Path("reports") / "paper"
@@ -513,11 +517,9 @@ class PaperSession:
             window = window_bars(self._encoder.encoder)
             first = 0 if window is None else max(0, n - window)
         tail = series.frame(max(0, first - settle_bars(extras)), n)
-        features, _ = compute_features(tail, extras)
         if self._encoder is None:
-            return features[-1]
-        bars = bar_numbers(tail, self.interval)
-        return self._encoder.embed(features, bars, start=len(tail) - 1)[0]
+            return feature_representations(tail, extras)[-1]
+        return model_representations(self._encoder, tail, self.interval, len(tail) - 1)[0]
 
     def _window(self, t: int) -> tuple[int, int]:
         # The first bar of t's refit block, and the first bar components see at t.

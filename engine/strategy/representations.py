@@ -83,11 +83,12 @@ def bar_numbers(candles: pd.DataFrame, interval_ms: int) -> np.ndarray:
 
 
 def model_representations(
-    model: PretrainedModel, candles: pd.DataFrame, interval_ms: int
+    model: PretrainedModel, candles: pd.DataFrame, interval_ms: int, start: int = 0
 ) -> np.ndarray:
-    """Return the encoder's causal representation of every bar (T x D, float32).
+    """Return the encoder's causal representation of the bars from row ``start`` on.
 
-    ``interval_ms`` is the length of a bar.
+    ``interval_ms`` is the length of a bar; earlier rows are context only (see
+    ``engine.ssl.infer.encode_series``). Returns (T - start) x D, float32.
     """
     features, names = compute_features(candles, model.card["features"].get("extras", []))
     if names != model.feature_names:
@@ -95,7 +96,7 @@ def model_representations(
             f"model {model.path.name} was trained on features {model.feature_names}; "
             f"the engine computes {names} for it"
         )
-    return model.embed(features, bar_numbers(candles, interval_ms))
+    return model.embed(features, bar_numbers(candles, interval_ms), start)
 
 
 def supervised_representations(
