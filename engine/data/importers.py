@@ -22,11 +22,10 @@ import ccxt
 import numpy as np
 import pandas as pd
 
-from engine.data.store import CandleStore, FundingKey, SeriesKey, merge_series, parse_filename
+from engine.data.store import CandleStore, FundingKey, SeriesKey, parse_filename
 from engine.data.validate import (
     CANDLE_COLUMNS,
     DEFAULT_MAX_GAP_BARS,
-    apply_gap_policy,
     find_violations,
     raise_on_violations,
 )
@@ -191,13 +190,8 @@ def import_file(
     if imported.empty:
         raise DataError(f"{path}: no rows; expected candles to import")
     raise_on_violations(find_violations(imported, CANDLE_COLUMNS, key.interval_ms), str(path))
-    source = f"{path} (importing into {store.path(key)}, not written)"
-    candles = imported
-    if store.exists(key):
-        candles = merge_series(store.load(key, max_gap_bars=max_gap_bars), imported, source)
-    apply_gap_policy(candles, key.interval_ms, source, "error", max_gap_bars)
-    written = store.write(key, candles)
+    candles = store.append(key, imported, "error", max_gap_bars)
     stamps = candles["timestamp"]
     return ImportResult(
-        key, written, len(imported), len(candles), int(stamps.iloc[0]), int(stamps.iloc[-1])
+        key, store.path(key), len(imported), len(candles), int(stamps.iloc[0]), int(stamps.iloc[-1])
     )

@@ -247,20 +247,20 @@ class CandleStore:
         candles: pd.DataFrame,
         gap_policy: GapPolicy = "error",
         max_gap_bars: int = DEFAULT_MAX_GAP_BARS,
-    ) -> Path:
+    ) -> pd.DataFrame:
         """Merge ``candles`` into the file of ``key`` (created if missing) in one atomic write.
 
         Bars the file already holds must carry the same values (see
         ``merge_series``); the merged series is checked against ``gap_policy``
         and ``max_gap_bars`` before anything is written. On any error the file
-        is left as it was.
+        is left as it was. Returns the candles the file now holds.
         """
         path = self.path(key)
         merged = merge_series(self._read(key), candles, str(path)) if self.exists(key) else candles
         source = f"{path} (not written)"
-        return self.write(
-            key, apply_gap_policy(merged, key.interval_ms, source, gap_policy, max_gap_bars)
-        )
+        stored = apply_gap_policy(merged, key.interval_ms, source, gap_policy, max_gap_bars)
+        self.write(key, stored)
+        return stored
 
     def write_funding(self, exchange: str, market: str, symbol: str, rates: pd.DataFrame) -> Path:
         """Validate ``rates`` (``timestamp``, ``rate``) and replace the funding file atomically."""
