@@ -31,17 +31,17 @@ from engine.errors import ConfigError, DataError, EngineError
 from engine.report.metrics import daily_returns, direction_accuracy, summarise
 from engine.sim.enums import Kind, Liquidity, Reason, Side
 from engine.sim.run import MarketSpec, SimConfig, SimResult, align_funding, simulate
-from engine.ssl.checkpoint import load_model
 from engine.ssl.infer import BLOCK_BARS
 from engine.strategy.base import History, Portfolio, load_component
 from engine.strategy.features import forward_return
 from engine.strategy.representations import (
     cached,
+    cached_model_representations,
     default_cache_dir,
     feature_representations,
     hash_candles,
-    hash_files,
-    model_representations,
+    load_unseen_model,
+    model_hash,
     pca_representations,
     supervised_representations,
 )
@@ -163,24 +163,9 @@ def compute_representation(
     layout = f"blocks{BLOCK_BARS}"
     interval = timeframe_ms(config.market.timeframe)
     if config.encoder is not None:
-        folder = models_dir / config.encoder
-        if not folder.is_dir():
-            raise ConfigError(
-                f"encoder: no model folder {folder}; expected one of "
-                f"{sorted(p.parent.name for p in models_dir.glob('*/card.json'))}"
-            )
-        model = load_model(folder)
-        unseen_from = pd.Timestamp(model.card["data"]["unseen_from_utc"])
-        if start_ms < unseen_from.value // 1_000_000:
-            raise ConfigError(
-                f"out_of_sample.start {pd.Timestamp(start_ms, unit='ms', tz='UTC').date()} "
-                f"overlaps the pretraining range of {config.encoder}: its card says bars from "
-                f"{unseen_from.isoformat()} on were never seen; start the range there or later"
-            )
-        model_hash = hash_files(folder / "weights.safetensors", folder / "card.json")
-        key = f"model-{model_hash[:20]}-{candles_hash}-{layout}"
-        z = cached(cache_dir, key, lambda: model_representations(model, candles, interval))
-        return z, {"model": config.encoder, "model_sha256": model_hash}
+        model = load_unseen_model(models_dir, config.encoder, start_ms, "out_of_sample.start")
+        z = cached_model_representations(model, candles, interval, cache_dir)
+        return z, {"model": config.encoder, "model_sha256": model_hash(model)}
     spec = config.representation
     if spec.kind == "features":
         return feature_representations(candles, spec.extras), {"representation": "features"}

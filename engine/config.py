@@ -33,6 +33,7 @@ __all__ = [
     "CostsConfig",
     "DataConfig",
     "EncoderSpec",
+    "EvaluateConfig",
     "FeaturesConfig",
     "MarketSpec",
     "PretrainConfig",
@@ -279,14 +280,217 @@ class StrategyConfig(_Model):
         return self
 
 
+_SERIES_NAME = re.compile(
+    r"^(?P<exchange>[a-z]+):(?P<market>[a-z]+):(?P<symbol>[^:]+):(?P<timeframe>[^:]+)$"
+)
+_SERIES_FORM = "'exchange:market:SYMBOL:timeframe', for example 'bybit:linear:BTCUSDT:1h'"
+
+
+def _check_series(name: str) -> str:
+    match = _SERIES_NAME.match(name)
+    if match is None:
+        raise ValueError(f"a series written {_SERIES_FORM}")
+    if match["exchange"] not in ("bybit", "binance"):
+        raise ValueError(f"a series on exchange bybit or binance, written {_SERIES_FORM}")
+    if match["market"] not in ("linear", "spot"):
+        raise ValueError(f"a series on market linear or spot, written {_SERIES_FORM}")
+    _check_symbol(match["symbol"])
+    _check_timeframe(match["timeframe"])
+    return name
+
+
+SeriesName = Annotated[str, AfterValidator(_check_series)]
+
+#: Representation names that are baselines rather than model folders.
+BASELINES = ("features", "indicators", "pca", "supervised", "lstm", "majority")
+TASKS = ("probe", "finetuned", "transfer", "label_efficiency", "anomaly", "volatility")
+DEFAULT_EXTRAS = ["volatility_24", "rsi_14"]
+
+
+class LabelSpec(_Model):
+    """Three-class labels: the forward return over ``horizon`` bars against +-threshold."""
+
+    horizon: int = Field(5, gt=0, description="Bars the label looks ahead.")
+    threshold: float = Field(0.005, gt=0.0, lt=1.0, description="Return that counts as a move.")
+
+
+class FeaturesBaseline(_Model):
+    """The raw causal candle features, as a representation."""
+
+    extras: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTRAS))
+
+
+class PcaBaseline(_Model):
+    """PCA of a trailing window of features, fitted on the training rows."""
+
+    window: int = Field(32, gt=0)
+    dims: int = Field(16, gt=0)
+    extras: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTRAS))
+
+
+class SupervisedBaseline(_Model):
+    """An encoder architecture trained from scratch on the training labels."""
+
+    architecture: Literal["ts2vec", "tnc", "cost", "mae"] = "ts2vec"
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {"output_dims": 64, "hidden_dims": 64, "depth": 7}
+    )
+    extras: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTRAS))
+    iters: int = Field(200, gt=0)
+    crop_length: int = Field(256, gt=1)
+
+
+class LstmBaseline(_Model):
+    """A supervised LSTM over trailing windows of features."""
+
+    window: int = Field(60, gt=1, description="Bars each representation reads, the bar included.")
+    hidden: int = Field(64, gt=0)
+    iters: int = Field(300, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(0.001, gt=0.0)
+    extras: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTRAS))
+
+
+class Baselines(_Model):
+    """Settings of the baseline representations."""
+
+    features: FeaturesBaseline = FeaturesBaseline()
+    pca: PcaBaseline = PcaBaseline()
+    supervised: SupervisedBaseline = SupervisedBaseline()
+    lstm: LstmBaseline = LstmBaseline()
+
+
+class FinetuneSpec(_Model):
+    """How a pretrained encoder is fine-tuned with a classification head."""
+
+    mode: Literal["frozen", "partial", "full"] = Field(
+        "full", description="Train the head only, the head and the encoder's last layer, or all."
+    )
+    iters: int = Field(150, gt=0)
+    batch_size: int = Field(8, gt=0)
+    crop_length: int = Field(384, gt=1, description="Bars per training crop.")
+    loss_bars: int = Field(128, gt=0, description="Last bars of each crop that carry the loss.")
+    lr: float = Field(0.0001, gt=0.0)
+    hidden: int = Field(64, gt=0, description="Hidden units of the MLP head.")
+    validation_share: float = Field(0.2, gt=0.0, lt=1.0)
+    eval_every: int = Field(25, gt=0)
+    patience: int = Field(3, gt=0, description="Evaluations without improvement before stopping.")
+
+
+class LabelEfficiencySpec(_Model):
+    """Probe accuracy against the number of labelled bars."""
+
+    sizes: list[Annotated[int, Field(gt=1)]] = Field(
+        default_factory=lambda: [50, 100, 200, 500, 1000, 2000, 5000], min_length=1
+    )
+    windows: int = Field(5, gt=0, description="Disjoint training windows per size, at most.")
+    range: DateRange | None = Field(
+        None, description="Bars the windows come from; null means the training range."
+    )
+    regularisation: float = Field(0.1, gt=0.0, description="Inverse L2 strength of the probe.")
+
+
+class AnomalySpec(_Model):
+    """Anomaly scores against future large moves."""
+
+    moves: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(
+        default_factory=lambda: [0.02, 0.03, 0.05], min_length=1
+    )
+    within: int = Field(5, gt=0, description="Bars after a bar in which a move counts.")
+    history: int = Field(4320, gt=1, description="Trailing bars of the article's z-score rule.")
+    flag_above: float = Field(3.0, gt=0.0, description="z above which the z-score rules flag.")
+    risk_threshold: float = Field(6.0, gt=0.0, description="AnomalyRisk's threshold.")
+
+
+class VolatilitySpec(_Model):
+    """Forecast of the next bars' realised volatility."""
+
+    horizon: int = Field(24, gt=0)
+
+
+class BootstrapSpec(_Model):
+    """Moving-block bootstrap of the test bars."""
+
+    reps: int = Field(1000, ge=100)
+    block_bars: int | None = Field(
+        None, gt=0, description="Null: the larger of 24 and twice the label horizon."
+    )
+    level: float = Field(0.95, gt=0.5, lt=1.0)
+    seed: int = Field(0, ge=0)
+
+
+class EvaluateConfig(_Model):
+    """An evaluation file (``configs/evaluate/*.yaml``): what representations know."""
+
+    name: Name
+    seed: int = Field(42, ge=0)
+    store: StoreConfig = StoreConfig()
+    representations: list[Name] = Field(
+        min_length=1,
+        description=f"Model folders in models/, or baselines: {', '.join(BASELINES)}.",
+    )
+    baselines: Baselines = Baselines()
+    train_series: list[SeriesName] = Field(min_length=1)
+    test_series: list[SeriesName] = Field(min_length=1)
+    labels: LabelSpec = LabelSpec()
+    train: DateRange
+    test: DateRange
+    embargo_bars: int = Field(5, ge=0)
+    tasks: list[Literal[TASKS]] = Field(default_factory=lambda: list(TASKS), min_length=1)
+    finetune: FinetuneSpec = FinetuneSpec()
+    label_efficiency: LabelEfficiencySpec = LabelEfficiencySpec()
+    anomaly: AnomalySpec = AnomalySpec()
+    volatility: VolatilitySpec = VolatilitySpec()
+    bootstrap: BootstrapSpec = BootstrapSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvaluateConfig:
+        if self.train.end is None:
+            raise ValueError("train.end: a last day of the training range")
+        if self.test.start <= self.train.end:
+            raise ValueError(
+                f"test.start after train.end ({self.train.end}): test bars come after training bars"
+            )
+        if self.embargo_bars < self.labels.horizon:
+            raise ValueError(
+                f"embargo_bars of at least the label horizon ({self.labels.horizon}), "
+                f"got {self.embargo_bars}"
+            )
+        block = self.bootstrap.block_bars
+        if block is not None and block < 2 * self.labels.horizon:
+            raise ValueError(
+                f"bootstrap.block_bars of at least twice the label horizon "
+                f"({2 * self.labels.horizon}), got {block}"
+            )
+        for key in ("representations", "train_series", "test_series", "tasks"):
+            values = getattr(self, key)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{key} without repeats, got {values}")
+        window = self.label_efficiency.range
+        if window is not None and (window.end is None or window.end >= self.test.start):
+            raise ValueError("label_efficiency.range ending before test.start")
+        return self
+
+    @property
+    def block_bars(self) -> int:
+        """Return the bootstrap's block length in bars."""
+        return self.bootstrap.block_bars or max(24, 2 * self.labels.horizon)
+
+
 Config = TypeVar("Config", bound=BaseModel)
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "strategy": StrategyConfig,
     "data": DataConfig,
     "pretrain": PretrainConfig,
+    "evaluate": EvaluateConfig,
 }
-_FOLDER_KINDS = {"strategies": "strategy", "data": "data", "pretrain": "pretrain"}
+_FOLDER_KINDS = {
+    "strategies": "strategy",
+    "data": "data",
+    "pretrain": "pretrain",
+    "evaluate": "evaluate",
+}
 
 
 def schema_for(path: str | Path, kind: str | None = None) -> type[BaseModel]:

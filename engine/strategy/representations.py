@@ -28,9 +28,11 @@ from sklearn.decomposition import PCA
 
 from engine.atomic import atomic_path
 from engine.data.features import compute_features
-from engine.errors import DataError
-from engine.ssl.checkpoint import PretrainedModel
-from engine.strategy.features import direction_labels
+from engine.errors import ConfigError, DataError
+from engine.ssl.base import Encoder
+from engine.ssl.checkpoint import PretrainedModel, load_model
+from engine.ssl.infer import BLOCK_BARS
+from engine.strategy.features import Standardiser, direction_labels
 
 CACHE_DIR_ENV = "ENGINE_CACHE_DIR"
 
@@ -99,6 +101,97 @@ def model_representations(
     return model.embed(features, bar_numbers(candles, interval_ms), start)
 
 
+def load_unseen_model(models_dir: Path, name: str, first_bar_ms: int, what: str) -> PretrainedModel:
+    """Return the model ``models_dir/name``, refusing one that saw the bar at ``first_bar_ms``.
+
+    ``what`` names the range that starts at ``first_bar_ms`` in the error
+    message (for example ``"out_of_sample.start"``).
+
+    Raises
+    ------
+    ConfigError
+        If there is no such model folder, or its card says the model was
+        pretrained on bars at or after ``first_bar_ms``.
+    """
+    folder = models_dir / name
+    if not folder.is_dir():
+        raise ConfigError(
+            f"no model folder {folder}; expected one of "
+            f"{sorted(p.parent.name for p in models_dir.glob('*/card.json'))}"
+        )
+    model = load_model(folder)
+    unseen_from = pd.Timestamp(model.card["data"]["unseen_from_utc"])
+    if first_bar_ms < unseen_from.value // 1_000_000:
+        raise ConfigError(
+            f"{what} {pd.Timestamp(first_bar_ms, unit='ms', tz='UTC').date()} overlaps the "
+            f"pretraining range of {name}: its card says bars from {unseen_from.isoformat()} "
+            "on were never seen; start the range there or later"
+        )
+    return model
+
+
+def model_hash(model: PretrainedModel) -> str:
+    """Return the SHA-256 of the model folder's weights and card."""
+    return hash_files(model.path / "weights.safetensors", model.path / "card.json")
+
+
+def cached_model_representations(
+    model: PretrainedModel, candles: pd.DataFrame, interval_ms: int, cache_dir: Path | None
+) -> np.ndarray:
+    """Return ``model_representations`` of every bar, cached by model, candles and block layout."""
+    key = f"model-{model_hash(model)[:20]}-{hash_candles(candles)[:20]}-blocks{BLOCK_BARS}"
+    return cached(cache_dir, key, lambda: model_representations(model, candles, interval_ms))
+
+
+def train_supervised_encoder(
+    scaled: np.ndarray,
+    labels: np.ndarray,
+    rows: slice,
+    architecture: str,
+    params: dict,
+    iters: int,
+    crop_length: int,
+    seed: int,
+) -> Encoder:
+    """Return an encoder and linear head trained with cross-entropy on labelled rows.
+
+    Every training crop is ``crop_length`` consecutive rows inside ``rows`` of
+    the normalised features ``scaled`` (T x F, float32); every row of a crop
+    carries its three-class label from ``labels``, which must be known (>= 0)
+    on ``rows``. The encoder (``architecture`` with ``params``) is returned in
+    eval mode; the head is discarded.
+    """
+    import torch
+
+    from engine.ssl.registry import build_encoder
+
+    start, stop = rows.start or 0, rows.stop
+    if stop - start < crop_length:
+        raise DataError(
+            f"supervised training needs at least crop_length={crop_length} labelled bars, "
+            f"got {max(stop - start, 0)}"
+        )
+    if (labels[start:stop] < 0).any():
+        raise DataError("supervised training rows reach past the last labelled bar")
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    encoder = build_encoder(architecture, scaled.shape[1], **params)
+    head = torch.nn.Linear(encoder.output_dims, 3)
+    optimiser = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=1e-3)
+    x_all = torch.from_numpy(np.ascontiguousarray(scaled[start:stop], dtype=np.float32))
+    y_all = torch.from_numpy(labels[start:stop])
+    encoder.train()
+    for _ in range(iters):
+        starts = torch.randint(0, stop - start - crop_length + 1, (8,), generator=generator)
+        crop = starts[:, None] + torch.arange(crop_length)[None, :]
+        logits = head(encoder(x_all[crop]))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 3), y_all[crop].reshape(-1))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return encoder.eval()
+
+
 def supervised_representations(
     candles: pd.DataFrame,
     interval_ms: int,
@@ -118,41 +211,19 @@ def supervised_representations(
     trained with cross-entropy on the three-class direction label of every
     bar of random crops of rows before ``fit_stop - horizon`` (so every label
     is known by ``fit_stop``); features are z-scored with those rows'
-    statistics. Returns the encoder's output (T x D, float32), encoded as for
-    a pretrained encoder (bars are ``interval_ms`` long).
+    statistics (see ``train_supervised_encoder``). Returns the encoder's
+    output (T x D, float32), encoded as for a pretrained encoder (bars are
+    ``interval_ms`` long).
     """
-    import torch
-
     from engine.ssl.infer import encode_series
-    from engine.ssl.registry import build_encoder
 
     features, _ = compute_features(candles, extras)
-    usable = fit_stop - horizon
-    if usable < crop_length:
-        raise DataError(
-            f"supervised training needs at least crop_length={crop_length} labelled bars "
-            f"before the cut-off, got {max(usable, 0)}"
-        )
-    mean = features[:usable].mean(axis=0)
-    std = features[:usable].std(axis=0)
-    scaled = ((features - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+    usable = max(fit_stop - horizon, 0)
+    scaled = Standardiser(features[: max(usable, 1)])(features).astype(np.float32)
     labels = direction_labels(candles["close"].to_numpy()[:fit_stop], horizon, threshold)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    encoder = build_encoder(architecture, scaled.shape[1], **params)
-    head = torch.nn.Linear(encoder.output_dims, 3)
-    optimiser = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=1e-3)
-    x_all = torch.from_numpy(scaled[:usable])
-    y_all = torch.from_numpy(labels[:usable])
-    encoder.train()
-    for _ in range(iters):
-        starts = torch.randint(0, usable - crop_length + 1, (8,), generator=generator)
-        rows = starts[:, None] + torch.arange(crop_length)[None, :]
-        logits = head(encoder(x_all[rows]))
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 3), y_all[rows].reshape(-1))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    encoder = train_supervised_encoder(
+        scaled, labels, slice(0, usable), architecture, params, iters, crop_length, seed
+    )
     return encode_series(encoder, scaled, bar_numbers(candles, interval_ms))
 
 

@@ -1,0 +1,1 @@
+"""Research tools: measure what representations know, out of sample."""
