@@ -13,6 +13,8 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from engine.research.volatility import log_returns, realised_variance
+
 # Rows per chunk of the trailing z-score: bounds the temporaries to about
 # 2,048 x D float64 values.
 _CHUNK = 2048
@@ -103,19 +105,6 @@ def trailing_max_abs_z(z: np.ndarray, history: int, min_history: int) -> np.ndar
     return _trailing_z(z, history, min_history, lambda scores: np.fmax.reduce(np.abs(scores), 1))
 
 
-def _log_returns(close: np.ndarray) -> np.ndarray:
-    # One-bar log returns, r[t] = log(close[t] / close[t-1]) for t >= 1 and
-    # r[0] = 0, after checking close is a 1-D array of positive finite prices.
-    close = np.asarray(close, dtype=np.float64)
-    if close.ndim != 1:
-        raise ValueError(f"close must be a 1-D array, got shape {close.shape}")
-    if not (np.isfinite(close).all() and (close > 0).all()):
-        raise ValueError("close must hold positive finite prices")
-    returns = np.zeros(len(close))
-    returns[1:] = np.diff(np.log(close))
-    return returns
-
-
 def volatility_zscore(
     close: np.ndarray, window: int = 24, history: int = 4320, min_history: int = 720
 ) -> np.ndarray:
@@ -147,13 +136,12 @@ def volatility_zscore(
         ``(T,)`` signed z-scores, NaN where the volatility or its baseline is
         undefined or the baseline is constant.
     """
-    if window < 1:
-        raise ValueError(f"window must be at least 1 bar, got {window}")
-    squared = np.cumsum(_log_returns(close) ** 2)
-    out = np.full(len(squared), np.nan)
-    if len(squared) > window:
-        volatility = np.sqrt((squared[window:] - squared[:-window]) / window)
-        out[window:] = _trailing_z(volatility[:, None], history, min_history, lambda z: z[:, 0])
+    volatility = np.sqrt(realised_variance(close, window))
+    out = np.full(len(volatility), np.nan)
+    if len(volatility) > window:
+        out[window:] = _trailing_z(
+            volatility[window:, None], history, min_history, lambda z: z[:, 0]
+        )
     return out
 
 
@@ -194,7 +182,7 @@ def large_move_events(close: np.ndarray, threshold: float, within: int) -> np.nd
 
 def _large_moves(close: np.ndarray, threshold: float) -> np.ndarray:
     # 1 at bar s when |close_s / close_{s-1} - 1| > threshold; bar 0 has no move.
-    simple = np.expm1(_log_returns(close))
+    simple = np.expm1(log_returns(close))
     return (np.abs(simple) > threshold).astype(np.int64)
 
 
