@@ -145,10 +145,35 @@ def volatility_zscore(
     return out
 
 
+def large_moves(close: np.ndarray, threshold: float) -> np.ndarray:
+    """Return 1.0 at the bars where a large one-bar move happened, else 0.0.
+
+    Bar s is a large move when ``|close_s / close_{s-1} - 1| > threshold``
+    (computed as ``expm1`` of the log return); bar 0 has no previous close and
+    is 0.0. Pass the result as ``moves`` to ``detection_metrics`` to score the
+    lead time of every move.
+
+    Parameters
+    ----------
+    close : numpy.ndarray
+        ``(T,)`` positive closing prices.
+    threshold : float
+        Absolute simple return that counts as large, such as 0.02.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(T,)`` float64 zeros and ones.
+    """
+    if threshold <= 0:
+        raise ValueError(f"threshold must be positive, got {threshold}")
+    return (np.abs(np.expm1(log_returns(close))) > threshold).astype(np.float64)
+
+
 def large_move_events(close: np.ndarray, threshold: float, within: int) -> np.ndarray:
     """Return 1.0 where a large one-bar move happens within the next bars.
 
-    A large move at bar s is ``|close_s / close_{s-1} - 1| > threshold``. Row t
+    A large move at bar s is one ``large_moves`` marks. Row t
     is 1.0 when a large move happens at some s in ``t + 1 .. t + within``, 0.0
     when none does, and NaN for the last ``within`` rows, whose window is not
     yet complete.
@@ -167,23 +192,15 @@ def large_move_events(close: np.ndarray, threshold: float, within: int) -> np.nd
     numpy.ndarray
         ``(T,)`` float64 events.
     """
-    if threshold <= 0:
-        raise ValueError(f"threshold must be positive, got {threshold}")
     if within < 1:
         raise ValueError(f"within must be at least 1 bar, got {within}")
-    moves = _large_moves(close, threshold)
-    seen = np.concatenate(([0], np.cumsum(moves)))  # seen[i] = moves at bars 0..i-1
+    moves = large_moves(close, threshold)
+    seen = np.concatenate(([0.0], np.cumsum(moves)))  # seen[i] = moves at bars 0..i-1
     out = np.full(len(moves), np.nan)
     known = max(len(moves) - within, 0)
     t = np.arange(known)
     out[:known] = seen[t + within + 1] - seen[t + 1] > 0
     return out
-
-
-def _large_moves(close: np.ndarray, threshold: float) -> np.ndarray:
-    # 1 at bar s when |close_s / close_{s-1} - 1| > threshold; bar 0 has no move.
-    simple = np.expm1(log_returns(close))
-    return (np.abs(simple) > threshold).astype(np.int64)
 
 
 def detection_metrics(

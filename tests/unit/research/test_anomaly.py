@@ -8,6 +8,7 @@ import pytest
 from engine.research.anomaly import (
     detection_metrics,
     large_move_events,
+    large_moves,
     roc_points,
     trailing_max_abs_z,
     volatility_zscore,
@@ -84,7 +85,8 @@ def test_volatility_zscore_up_to_t_ignores_bars_after_t():
 
 
 def test_large_move_events_by_hand():
-    close = np.array([100.0, 101.0, 104.0, 104.0, 100.0, 100.5])  # moves above 2% at bars 2 and 4
+    close = np.array([100.0, 101.0, 104.0, 104.0, 100.0, 100.5])
+    np.testing.assert_array_equal(large_moves(close, threshold=0.02), [0, 0, 1, 0, 1, 0])
     np.testing.assert_array_equal(
         large_move_events(close, threshold=0.02, within=1), [0, 1, 0, 1, 0, np.nan]
     )
@@ -138,12 +140,16 @@ def _planted_moves(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def test_a_score_that_rises_before_large_moves_has_high_auc_and_positive_lead_time():
-    close, score, _ = _planted_moves(rows=20_000, seed=3)
+    close, score, jumps = _planted_moves(rows=20_000, seed=3)
     events = large_move_events(close, threshold=0.02, within=5)
     metrics = detection_metrics(score, events, flag_above=3.0, within=5)
     assert metrics["roc_auc"] > 0.75
     assert metrics["lift"] > 3.0
     assert 2.0 < metrics["lead_time_bars"] <= 4.0
+    moves = large_moves(close, threshold=0.02)
+    np.testing.assert_array_equal(np.flatnonzero(moves), jumps)
+    every_move = detection_metrics(score, events, 3.0, 5, moves=moves)
+    assert 2.0 < every_move["lead_time_bars"] <= 4.0
 
 
 def test_a_random_score_has_auc_near_one_half():
