@@ -69,9 +69,10 @@ def resampled_means(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
 
     Each replicate's rows are turned into a count per row (how often the row
     was drawn), and the means are matrix products of the counts with the
-    values, one per chunk of 256 replicates. This costs ``O(reps * n * k)`` floating
-    operations in BLAS and keeps memory near ``256 * n`` float64 values,
-    instead of gathering ``reps * n * k`` values.
+    values, one per chunk of 256 replicates. Memory stays near ``256 * n``
+    float64 values instead of a gather of ``reps * n * k``; 10 series of
+    15,000 rows over 2,000 replicates take about 0.1 s of CPU with BLAS on one
+    thread (``benchmarks/research_speed.py``).
 
     Parameters
     ----------
