@@ -9,6 +9,7 @@ given, and the exit code is 2.
 from __future__ import annotations
 
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 
@@ -410,6 +411,77 @@ def pretrain(
         f"final loss {training['final_loss']:.4f}; trained on {card['data']['first_bar_utc']} "
         f"to {card['data']['last_bar_utc']}, unseen from {card['data']['unseen_from_utc']}"
     )
+
+
+# --- engine evaluate --------------------------------------------------------
+
+
+@app.command()
+def evaluate(
+    file: Path = typer.Argument(
+        ..., help="An evaluation file, e.g. configs/evaluate/seed_tables.yaml."
+    ),
+    store: Path | None = typer.Option(None, help=_STORE_HELP),
+    models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
+    reports_dir: Path = typer.Option(Path("reports"), help="Where the run folder is written."),
+) -> None:
+    """Measure what representations know, out of sample, with bootstrap intervals.
+
+    Runs the file's tasks (linear probe, transfer, fine-tuning, label
+    efficiency, anomaly detection, volatility forecast) for every named
+    representation: models from models/ and the baselines features,
+    indicators, pca, supervised, lstm and majority. Writes
+    reports/evaluate-<name>-<UTC time>/ with results.json, Markdown and CSV
+    tables beside the article's claims, and report.html with plots.
+    Representations and fits are cached in $ENGINE_CACHE_DIR (default .cache/).
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from engine.research.evaluate import count_steps
+    from engine.research.evaluate import evaluate as run_evaluation
+    from engine.research.report import main_rows, write_run
+    from engine.strategy.representations import default_cache_dir
+
+    spec = config.load_config(file, config.EvaluateConfig)
+    bar = Progress(
+        f"[bold]evaluate {spec.name}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+    started = time.monotonic()
+    with bar:
+        task = bar.add_task("starting", total=count_steps(spec))
+
+        def progress(step: str) -> None:
+            bar.update(task, advance=1, description=step)
+            if not console.is_terminal:
+                console.print(f"[{time.monotonic() - started:6.0f} s] {step}", highlight=False)
+
+        result = run_evaluation(spec, _store(store), models_dir, default_cache_dir(), progress)
+        bar.update(task, description="writing the report")
+        folder = write_run(result, reports_dir, file.read_text(encoding="utf-8"))
+    train = spec.train_series[0]
+    table = Table(title=f"{spec.name}: linear probe trained on {train}, tested out of sample")
+    shown = ("representation", "probe accuracy", "probe 95% CI", "minus features CI")
+    shown += ("minus majority CI", "fine-tuned accuracy", "transfer accuracy", "article probe")
+    for column in shown:
+        table.add_column(column, justify="left" if column == "representation" else "right")
+    for row in main_rows(result.results, train):
+        table.add_row(*(row[c] for c in shown))
+    console.print(table)
+    console.print(f"wrote {folder}")
 
 
 # --- engine paper: run, status, report --------------------------------------

@@ -258,16 +258,26 @@ def r2(y: np.ndarray, yhat: np.ndarray) -> float:
     return float(1.0 - np.sum((y - yhat) ** 2) / total) if total > 0 else float("nan")
 
 
-def qlike(y_log_var: np.ndarray, yhat_log_var: np.ndarray) -> float:
-    """Return the QLIKE loss of log-variance forecasts on the rows where both are finite.
+def qlike_losses(y_log_var: np.ndarray, yhat_log_var: np.ndarray) -> np.ndarray:
+    """Return each row's QLIKE loss ``v / vh - log(v / vh) - 1`` (NaN where either is not finite).
 
-    The mean of ``v / vh - log(v / vh) - 1`` with ``v = exp(y)`` the realised
-    and ``vh = exp(yhat)`` the forecast variance. It is 0 for perfect
-    forecasts and positive otherwise, and it punishes under-forecasting
-    variance more than over-forecasting. NaN without rows.
+    ``v = exp(y)`` is the realised and ``vh = exp(yhat)`` the forecast
+    variance; a row's loss is 0 for a perfect forecast and positive
+    otherwise, and it punishes under-forecasting variance more than
+    over-forecasting.
     """
-    y, yhat = _finite_pairs(y_log_var, yhat_log_var)
-    if y.size == 0:
-        return float("nan")
+    y = np.asarray(y_log_var, dtype=np.float64)
+    yhat = np.asarray(yhat_log_var, dtype=np.float64)
+    if y.ndim != 1 or y.shape != yhat.shape:
+        raise ValueError(
+            f"y and yhat must be 1-D of the same length, got {y.shape} and {yhat.shape}"
+        )
     log_ratio = y - yhat
-    return float(np.mean(np.exp(log_ratio) - log_ratio - 1.0))
+    return np.where(np.isfinite(log_ratio), np.exp(log_ratio) - log_ratio - 1.0, np.nan)
+
+
+def qlike(y_log_var: np.ndarray, yhat_log_var: np.ndarray) -> float:
+    """Return the mean ``qlike_losses`` on the rows where both are finite (NaN without rows)."""
+    losses = qlike_losses(y_log_var, yhat_log_var)
+    finite = losses[np.isfinite(losses)]
+    return float(finite.mean()) if finite.size else float("nan")

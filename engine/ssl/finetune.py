@@ -62,7 +62,8 @@ class FineTuned:
         """
         z = encode_series(self.encoder, features, bars, start)
         with torch.inference_mode():
-            return torch.softmax(self.head(torch.from_numpy(z)), dim=1).numpy().astype(np.float64)
+            logits = self.head(torch.from_numpy(z)).double()
+        return torch.softmax(logits, dim=1).numpy()
 
 
 def _trainable(encoder: Encoder, mode: str) -> list[torch.nn.Parameter]:
