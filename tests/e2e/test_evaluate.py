@@ -73,6 +73,11 @@ def test_the_run_folder_holds_results_tables_and_report(evaluated):
     expected |= {f"{t}.{x}" for t in tables for x in ("md", "csv")}
     assert expected <= names
     assert "ts2vec_bybit_1h" in stdout and "probe accuracy" in stdout
+    from engine.config import EvaluateConfig
+    from engine.research.evaluate import count_steps
+
+    steps = [line for line in stdout.splitlines() if line.startswith("[") and " s] " in line]
+    assert len(steps) == count_steps(EvaluateConfig.model_validate(SHORT))
     main = (folder / "main.md").read_text()
     assert "TS2Vec (contrastive)" in main and "55.2%" in main
 
@@ -148,8 +153,9 @@ def _config(tmp_path: Path, **changes) -> Path:
     [
         ({"test": {"start": "2024-12-01"}}, "test.start after train.end"),
         ({"embargo_bars": 2}, "embargo_bars of at least the label horizon"),
-        ({"test_series": ["bybit:linear:BTC:1h"]}, "exchange:market:SYMBOL:timeframe"),
-        ({"tasks": ["probe", "backtest"]}, "tasks.1"),
+        ({"test_series": ["bybit:linear:BTC:1h"]}, "test_series[0]: got 'bybit:linear:BTC:1h'"),
+        ({"train_series": ["BTCUSDT"]}, "exchange:market:SYMBOL:timeframe"),
+        ({"tasks": ["probe", "backtest"]}, "tasks[1]: got 'backtest'"),
         ({"representations": ["no_such_model"]}, "no model folder"),
         ({"test_series": ["binance:spot:DOTUSDT:1h"]}, "has no binance_spot_DOTUSDT_1h.parquet"),
         (
