@@ -202,6 +202,30 @@ def _bar_time(ms: int | None) -> str:
     return "-" if ms is None else iso_utc(ms).replace("T", " ").removesuffix(":00Z")
 
 
+def _timed_bar(title: str, detail: str):
+    # A progress bar with a detail column, the time spent and the time left; off when the
+    # output is not a terminal (commands print plain lines there instead).
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        f"[bold]{title}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(detail),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+
+
 def _progress(description: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -374,32 +398,17 @@ def pretrain(
     models_dir: Path = typer.Option(Path("models"), help="Folder of model folders."),
 ) -> None:
     """Pretrain a self-supervised encoder and write models/<name>/."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from engine.ssl.pretrain import pretrain as run_pretraining
 
     spec = config.load_config(file, config.PretrainConfig)
-    bar = Progress(
-        f"[bold]pretrain {spec.name}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    bar = _timed_bar(f"pretrain {spec.name}", "loss {task.fields[loss]:.4f}")
     with bar:
         task = bar.add_task("pretrain", total=None, loss=float("nan"))
 
         def progress(iteration: int, iters: int, loss: float) -> None:
             bar.update(task, completed=iteration, total=iters, loss=loss)
+            if not console.is_terminal and (iteration % 25 == 0 or iteration == iters):
+                console.print(f"iteration {iteration}/{iters}, loss {loss:.4f}", highlight=False)
 
         result = run_pretraining(spec, models_dir=models_dir, resume=resume, progress=progress)
     card, training = result.card, result.card["training"]
@@ -435,31 +444,13 @@ def evaluate(
     tables beside the article's claims, and report.html with plots.
     Representations and fits are cached in $ENGINE_CACHE_DIR (default .cache/).
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from engine.research.evaluate import count_steps
     from engine.research.evaluate import evaluate as run_evaluation
     from engine.research.report import main_rows, write_run
     from engine.strategy.representations import default_cache_dir
 
     spec = config.load_config(file, config.EvaluateConfig)
-    bar = Progress(
-        f"[bold]evaluate {spec.name}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )
+    bar = _timed_bar(f"evaluate {spec.name}", "{task.description}")
     started = time.monotonic()
     with bar:
         task = bar.add_task("starting", total=count_steps(spec))

@@ -372,7 +372,6 @@ class FinetuneSpec(_Model):
     loss_bars: int = Field(128, gt=0, description="Last bars of each crop that carry the loss.")
     lr: float = Field(0.0001, gt=0.0)
     hidden: int = Field(64, gt=0, description="Hidden units of the MLP head.")
-    validation_share: float = Field(0.2, gt=0.0, lt=1.0)
     eval_every: int = Field(25, gt=0)
     patience: int = Field(3, gt=0, description="Evaluations without improvement before stopping.")
 

@@ -204,6 +204,17 @@ def large_move_events(close: np.ndarray, threshold: float, within: int) -> np.nd
     return out
 
 
+def _score_and_events(score: np.ndarray, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Both as float64, checked to be 1-D of one length.
+    score = np.asarray(score, dtype=np.float64)
+    events = np.asarray(events, dtype=np.float64)
+    if score.ndim != 1 or score.shape != events.shape:
+        raise ValueError(
+            f"score and events must be 1-D of the same length, got {score.shape} and {events.shape}"
+        )
+    return score, events
+
+
 def detection_metrics(
     score: np.ndarray,
     events: np.ndarray,
@@ -251,12 +262,7 @@ def detection_metrics(
     dict
         The metrics above, as Python floats (``rows`` and ``events`` as ints).
     """
-    score = np.asarray(score, dtype=np.float64)
-    events = np.asarray(events, dtype=np.float64)
-    if score.ndim != 1 or score.shape != events.shape:
-        raise ValueError(
-            f"score and events must be 1-D of the same length, got {score.shape} and {events.shape}"
-        )
+    score, events = _score_and_events(score, events)
     if within < 1:
         raise ValueError(f"within must be at least 1 bar, got {within}")
     flagged_all = score > flag_above  # NaN compares False: never flagged
@@ -321,12 +327,7 @@ def roc_points(
         False-positive rates and true-positive rates, both empty when the rows
         hold one class only.
     """
-    score = np.asarray(score, dtype=np.float64)
-    events = np.asarray(events, dtype=np.float64)
-    if score.ndim != 1 or score.shape != events.shape:
-        raise ValueError(
-            f"score and events must be 1-D of the same length, got {score.shape} and {events.shape}"
-        )
+    score, events = _score_and_events(score, events)
     if max_points < 2:
         raise ValueError(f"max_points must be at least 2, got {max_points}")
     scored = np.isfinite(score) & np.isfinite(events)

@@ -196,6 +196,7 @@ class Representations:
             if name not in BASELINES
         }
         self._memo: dict[tuple[str, str, str], np.ndarray | None] = {}
+        self._trained: dict[tuple[str, str], object] = {}
 
     @property
     def names(self) -> list[str]:
@@ -237,46 +238,47 @@ class Representations:
             pca = spec.pca
             return pca_representations(candles, target.train.stop, pca.window, pca.dims, pca.extras)
         settings = getattr(spec, name)
-        scale = Standardiser(feature_representations(train.candles, settings.extras)[train.train])
-        scaled = scale(feature_representations(candles, settings.extras)).astype(np.float32)
         digest = hashlib.sha256(
             f"{settings.model_dump_json()}|{self.config.labels.model_dump_json()}|"
             f"{train.sha256}|{train.train}|{self.config.seed}".encode()
         ).hexdigest()[:20]
         key = f"evaluate-{name}-{digest}-{target.sha256[:20]}"
-        return cached(self.cache_dir, key, lambda: self._supervised(name, train, target, scaled))
+        return cached(self.cache_dir, key, lambda: self._supervised(name, train, target))
 
-    def _supervised(
-        self, name: str, train: Series, target: Series, scaled: np.ndarray
-    ) -> np.ndarray:
+    def _supervised(self, name: str, train: Series, target: Series) -> np.ndarray:
+        # The supervised baseline trained once on `train` (features scaled with its
+        # training rows' statistics), applied to `target` scaled the same way.
         settings = getattr(self.config.baselines, name)
         scale = Standardiser(feature_representations(train.candles, settings.extras)[train.train])
-        train_scaled = scale(feature_representations(train.candles, settings.extras))
-        train_scaled = train_scaled.astype(np.float32)
+        scaled = scale(feature_representations(target.candles, settings.extras))
+        scaled = scaled.astype(np.float32)
+        if (name, train.name) not in self._trained:
+            inputs = scale(feature_representations(train.candles, settings.extras))
+            inputs = inputs.astype(np.float32)
+            if name == "lstm":
+                model = train_lstm(
+                    inputs,
+                    train.labels,
+                    train.train,
+                    seed=self.config.seed,
+                    **settings.model_dump(exclude={"extras"}),
+                )
+            else:
+                model = train_supervised_encoder(
+                    inputs,
+                    train.labels,
+                    train.train,
+                    settings.architecture,
+                    settings.params,
+                    settings.iters,
+                    settings.crop_length,
+                    self.config.seed,
+                )
+            self._trained[name, train.name] = model
+        model = self._trained[name, train.name]
         if name == "lstm":
-            model = train_lstm(
-                train_scaled,
-                train.labels,
-                train.train,
-                window=settings.window,
-                hidden=settings.hidden,
-                iters=settings.iters,
-                batch_size=settings.batch_size,
-                lr=settings.lr,
-                seed=self.config.seed,
-            )
             return lstm_representations(model, scaled, settings.window)
-        encoder = train_supervised_encoder(
-            train_scaled,
-            train.labels,
-            train.train,
-            settings.architecture,
-            settings.params,
-            settings.iters,
-            settings.crop_length,
-            self.config.seed,
-        )
-        return encode_series(encoder, scaled, bar_numbers(target.candles, target.key.interval_ms))
+        return encode_series(model, scaled, bar_numbers(target.candles, target.key.interval_ms))
 
 
 def _split(rows: slice, embargo: int) -> tuple[slice, slice]:
@@ -439,15 +441,7 @@ class _Run:
                     fit,
                     validation,
                     bars=bars,
-                    mode=spec.mode,
-                    hidden=spec.hidden,
-                    iters=spec.iters,
-                    batch_size=spec.batch_size,
-                    crop_length=spec.crop_length,
-                    loss_bars=spec.loss_bars,
-                    lr=spec.lr,
-                    eval_every=spec.eval_every,
-                    patience=spec.patience,
+                    **spec.model_dump(),
                     seed=self.config.seed,
                 )
             return tuned
