@@ -25,7 +25,9 @@ bars; every representation is resampled with the same blocks, so differences
 to the raw features and to the majority class are paired. The majority
 predictor always predicts the training rows' most frequent class, and the raw
 features are always evaluated, as the two references every figure is set
-against.
+against. The supervised baselines (``supervised``, ``lstm``) learn from the
+training rows before the validation slice, so the slice that chooses their
+probe's regularisation is unseen by them too.
 """
 
 from __future__ import annotations
@@ -242,7 +244,7 @@ class Representations:
             f"{settings.model_dump_json()}|{self.config.labels.model_dump_json()}|"
             f"{train.sha256}|{train.train}|{self.config.seed}".encode()
         ).hexdigest()[:20]
-        key = f"evaluate-{name}-{digest}-{target.sha256[:20]}"
+        key = f"evaluate-{name}-fit-{digest}-{target.sha256[:20]}"
         return cached(self.cache_dir, key, lambda: self._supervised(name, train, target))
 
     def _supervised(self, name: str, train: Series, target: Series) -> np.ndarray:
@@ -255,11 +257,14 @@ class Representations:
         if (name, train.name) not in self._trained:
             inputs = scale(feature_representations(train.candles, settings.extras))
             inputs = inputs.astype(np.float32)
+            # Trained on the fitting rows only: the validation slice that chooses the
+            # probe's regularisation stays unseen by the labels it learns from.
+            rows = _split(train.train, self.config.embargo_bars)[0]
             if name == "lstm":
                 model = train_lstm(
                     inputs,
                     train.labels,
-                    train.train,
+                    rows,
                     seed=self.config.seed,
                     **settings.model_dump(exclude={"extras"}),
                 )
@@ -267,7 +272,7 @@ class Representations:
                 model = train_supervised_encoder(
                     inputs,
                     train.labels,
-                    train.train,
+                    rows,
                     settings.architecture,
                     settings.params,
                     settings.iters,
