@@ -529,7 +529,6 @@ def paper_run(
     import threading
 
     import torch
-    import yaml
 
     from engine.data.feed import make_exchange
     from engine.data.store import CandleStore
@@ -541,8 +540,9 @@ def paper_run(
     cfg = _strategy(strategy)
     anchor_ms = None
     if from_run is not None:
-        resolved = yaml.safe_load((from_run / "config.yaml").read_text(encoding="utf-8"))
-        run_cfg = config.StrategyConfig.model_validate(resolved)
+        if not from_run.is_dir():
+            raise EngineError(f"--from-run {from_run}: no such run folder")
+        run_cfg = _strategy(from_run / "config.yaml")
         if run_cfg.name != cfg.name:
             raise EngineError(
                 f"--from-run {from_run} is a run of {run_cfg.name!r}, not of {cfg.name!r}"

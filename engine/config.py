@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,6 +26,7 @@ from pydantic import (
 
 from engine.data.symbols import SYMBOL_FORM, SYMBOL_PATTERN, TIMEFRAME_MS
 from engine.errors import ConfigError
+from engine.safe_yaml import load_yaml
 
 __all__ = [
     "ComponentSpec",
@@ -529,23 +529,7 @@ def load_config(path: str | Path, schema: type[Config]) -> Config:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise ConfigError(f"{path}: no such file")
-    if not path.is_file():
-        raise ConfigError(f"{path}: not a file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a YAML text file (it is not UTF-8 text)") from None
-    if "\x00" in text:
-        raise ConfigError(f"{path}: not a YAML text file (it holds binary data)")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    data = load_yaml(path)
     if data is None:
         raise ConfigError(f"{path}: the file is empty; expected a mapping of keys to values")
     if not isinstance(data, dict):
