@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from engine.atomic import atomic_path, write_text
 from engine.errors import ConfigError, DataError
 from engine.ssl.base import Encoder
+from engine.ssl.card import ModelCard, parse_card
 from engine.ssl.infer import encode_series
 from engine.ssl.registry import build_encoder
 
@@ -73,19 +74,22 @@ class PretrainedModel:
     encoder : Encoder
         The encoder, in eval mode.
     card : dict
-        The parsed ``card.json``.
+        The parsed ``card.json``, every key as written.
+    spec : ModelCard
+        The card's checked, typed fields.
     path : Path
         The model folder.
     """
 
     encoder: Encoder
     card: dict[str, Any]
+    spec: ModelCard
     path: Path
 
     @property
     def feature_names(self) -> list[str]:
         """Return the names of the features the encoder expects, in order."""
-        return list(self.card["features"]["names"])
+        return list(self.spec.features.names)
 
     def normalise(self, features: np.ndarray) -> np.ndarray:
         """Return ``features`` (T x F) normalised with the pretraining statistics, as float32."""
@@ -96,11 +100,9 @@ class PretrainedModel:
                 f"model {self.path.name} expects features of shape (T, {len(names)}) "
                 f"({', '.join(names)}), got {features.shape}"
             )
-        spec = self.card["features"]
-        if spec["normalisation"] == "zscore":
-            mean = np.asarray(spec["mean"], dtype=np.float64)
-            std = np.asarray(spec["std"], dtype=np.float64)
-            features = (features - mean) / std
+        spec = self.spec.features
+        if spec.normalisation == "zscore":
+            features = (features - np.asarray(spec.mean)) / np.asarray(spec.std)
         return features.astype(np.float32)
 
     def embed(
@@ -127,12 +129,17 @@ def save_model(folder: Path, encoder: Encoder, card: dict[str, Any]) -> None:
 def load_model(folder: str | Path) -> PretrainedModel:
     """Load the encoder and card of a model folder, without unpickling anything.
 
+    The card is checked against ``ModelCard``, and the weights' names, shapes
+    and dtypes against the encoder the card and the weights' metadata name;
+    every weight must be finite.
+
     Raises
     ------
     ConfigError
         If the folder or one of its two files does not exist.
     DataError
-        If a file is unreadable or the weights do not fit the encoder they name.
+        If the model is damaged: one message, "model <folder> is damaged: ...",
+        naming the file and the problem.
     """
     folder = Path(folder)
     weights, card_path = folder / WEIGHTS_FILE, folder / CARD_FILE
@@ -140,16 +147,89 @@ def load_model(folder: str | Path) -> PretrainedModel:
         if not path.is_file():
             raise ConfigError(f"{folder}: not a model folder (no {path.name})")
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-        with safe_open(str(weights), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        kind, config = metadata["kind"], json.loads(metadata["config"])
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as exc:
-        raise DataError(f"{folder}: unreadable model folder: {exc}") from None
-    encoder = build_encoder(kind, **config)
+        card, spec = _read_card(card_path)
+        kind, config, state = _read_weights(weights)
+        encoder = _fitting_encoder(kind, config, state, spec)
+    except _Damaged as exc:
+        raise DataError(f"model {folder} is damaged: {exc}") from None
+    return PretrainedModel(encoder=encoder.eval(), card=card, spec=spec, path=folder)
+
+
+class _Damaged(Exception):
+    # One problem of a model folder, described for the person loading it.
+    pass
+
+
+def _read_card(path: Path) -> tuple[dict[str, Any], ModelCard]:
     try:
-        encoder.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise DataError(f"{weights}: weights do not fit a {kind} encoder: {exc}") from None
-    return PretrainedModel(encoder=encoder.eval(), card=card, path=folder)
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise _Damaged(f"{path.name} is not UTF-8 text; expected a JSON object") from None
+    except json.JSONDecodeError as exc:
+        raise _Damaged(f"{path.name} is not JSON ({exc.msg} at line {exc.lineno})") from None
+    except OSError as exc:
+        raise _Damaged(f"{path.name} cannot be read ({exc.strerror})") from None
+    try:
+        return card, parse_card(card)
+    except ValueError as exc:
+        raise _Damaged(f"{path.name}: {exc}") from None
+
+
+def _read_weights(path: Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise _Damaged(f"{path.name} is not a readable safetensors file ({exc})") from None
+    missing = [key for key in ("kind", "config") if key not in metadata]
+    if missing:
+        raise _Damaged(f"{path.name}: its metadata lacks {', '.join(missing)}")
+    try:
+        config = json.loads(metadata["config"])
+    except json.JSONDecodeError as exc:
+        raise _Damaged(f"{path.name}: its metadata config is not JSON ({exc.msg})") from None
+    if not isinstance(config, dict):
+        raise _Damaged(
+            f"{path.name}: its metadata config is a JSON {type(config).__name__}; "
+            "expected an object of encoder hyperparameters"
+        )
+    return metadata["kind"], config, state
+
+
+def _fitting_encoder(
+    kind: str, config: dict[str, Any], state: dict[str, torch.Tensor], spec: ModelCard
+) -> Encoder:
+    # Build the encoder the weights name (first without memory, on the meta
+    # device, to compare the state dict's names, shapes and dtypes), load the
+    # weights and return it.
+    if kind != spec.kind or config != spec.encoder.config:
+        raise _Damaged(
+            f"{WEIGHTS_FILE} holds a {kind} encoder with config {config}; {CARD_FILE} "
+            f"describes a {spec.kind} encoder with config {spec.encoder.config}"
+        )
+    try:
+        with torch.device("meta"):
+            expected = build_encoder(kind, **config).state_dict()
+    except ConfigError as exc:
+        raise _Damaged(f"{WEIGHTS_FILE}: {exc}") from None
+    if set(expected) != set(state):
+        absent = sorted(set(expected) - set(state))
+        unknown = sorted(set(state) - set(expected))
+        raise _Damaged(
+            f"{WEIGHTS_FILE}: tensor names do not fit a {kind} encoder "
+            f"(missing: {', '.join(absent[:5]) or 'none'}; unexpected: "
+            f"{', '.join(unknown[:5]) or 'none'})"
+        )
+    for name, tensor in state.items():
+        want = expected[name]
+        if tensor.shape != want.shape or tensor.dtype != want.dtype:
+            raise _Damaged(
+                f"{WEIGHTS_FILE}: tensor {name} is {tensor.dtype} {tuple(tensor.shape)}; "
+                f"expected {want.dtype} {tuple(want.shape)}"
+            )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise _Damaged(f"{WEIGHTS_FILE}: tensor {name} holds NaN or infinite values")
+    encoder = build_encoder(kind, **config)
+    encoder.load_state_dict(state, strict=True)
+    return encoder

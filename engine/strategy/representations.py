@@ -120,7 +120,7 @@ def load_unseen_model(models_dir: Path, name: str, first_bar_ms: int, what: str)
             f"{sorted(p.parent.name for p in models_dir.glob('*/card.json'))}"
         )
     model = load_model(folder)
-    unseen_from = pd.Timestamp(model.card["data"]["unseen_from_utc"])
+    unseen_from = pd.Timestamp(model.spec.unseen_from)
     if first_bar_ms < unseen_from.value // 1_000_000:
         raise ConfigError(
             f"{what} {pd.Timestamp(first_bar_ms, unit='ms', tz='UTC').date()} overlaps the "

@@ -14,14 +14,26 @@ from engine.errors import ConfigError, DataError
 from engine.ssl.checkpoint import load_model, load_tensors, save_model, save_tensors
 from engine.ssl.ts2vec import TS2Vec
 
+CONFIG = {
+    "input_dims": 2,
+    "output_dims": 8,
+    "hidden_dims": 8,
+    "depth": 2,
+    "temporal_unit": 0,
+    "alpha": 0.5,
+    "causal": True,
+}
 CARD = {
     "name": "tiny",
+    "kind": "ts2vec",
+    "data": {"unseen_from_utc": "2025-01-01T00:00:00Z"},
     "features": {
         "names": ["a", "b"],
         "normalisation": "zscore",
         "mean": [1.0, -2.0],
         "std": [2.0, 0.5],
     },
+    "encoder": {"kind": "ts2vec", "config": CONFIG},
 }
 
 
@@ -37,7 +49,7 @@ def no_unpickling(monkeypatch):
 
 def _encoder() -> TS2Vec:
     torch.manual_seed(0)
-    return TS2Vec(2, output_dims=8, hidden_dims=8, depth=2).eval()
+    return TS2Vec(**CONFIG).eval()
 
 
 def test_model_folder_round_trip_rebuilds_the_same_encoder(tmp_path, no_unpickling):
@@ -85,15 +97,21 @@ def test_missing_model_folder_is_a_config_error(tmp_path):
         load_model(tmp_path / "absent")
 
 
-def test_weights_that_do_not_fit_their_encoder_are_refused(tmp_path):
+def test_weights_of_another_encoder_than_the_card_describes_are_refused(tmp_path):
     save_model(tmp_path, _encoder(), CARD)
-    other = TS2Vec(2, output_dims=8, hidden_dims=4, depth=2)
+    other = TS2Vec(**{**CONFIG, "hidden_dims": 4})
     save_model(tmp_path / "other", other, CARD)
     (tmp_path / "other" / "weights.safetensors").replace(tmp_path / "weights.safetensors")
     with safe_open(str(tmp_path / "weights.safetensors"), framework="pt") as handle:
         assert json.loads(handle.metadata()["config"])["hidden_dims"] == 4
+    with pytest.raises(DataError, match=r"is damaged: weights.safetensors holds a ts2vec encoder"):
+        load_model(tmp_path)
+
+
+def test_weights_file_that_is_not_safetensors_is_refused(tmp_path):
+    save_model(tmp_path, _encoder(), CARD)
     (tmp_path / "weights.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(DataError, match="unreadable model folder"):
+    with pytest.raises(DataError, match="is damaged: weights.safetensors is not a readable"):
         load_model(tmp_path)
 
 
