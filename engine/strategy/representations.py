@@ -18,7 +18,9 @@ the hashes of everything they are computed from.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from engine.atomic import atomic_path
+from engine.atomic import atomic_path, write_text
 from engine.data.features import compute_features
 from engine.errors import ConfigError, DataError
 from engine.ssl.base import Encoder
@@ -58,20 +60,71 @@ def hash_candles(candles: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+class CacheWarning(UserWarning):
+    """A cached value was missing its record or did not match it, and was recomputed."""
+
+
 def cached(cache_dir: Path | None, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
     """Return ``compute()``, loading it from or saving it to ``cache_dir/embeddings/key.npy``.
 
+    Beside each array a JSON record holds its key, SHA-256, shape and dtype. An
+    array whose file is unreadable, lacks its record, does not match it, or
+    holds non-finite values is recomputed and rewritten, with a
+    ``CacheWarning``. Non-finite results are returned but not cached.
     ``cache_dir=None`` disables the cache.
     """
     if cache_dir is None:
         return compute()
     path = cache_dir / "embeddings" / f"{key}.npy"
-    if path.is_file():
-        return np.load(path, allow_pickle=False)
+    record = path.with_suffix(".json")
+    if path.exists() or record.exists():
+        values, problem = _read_cached(path, record, key)
+        if values is not None:
+            return values
+        warnings.warn(f"cache {path}: {problem}; recomputing it", CacheWarning, stacklevel=2)
     values = compute()
-    with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        np.save(handle, values, allow_pickle=False)
+    if np.issubdtype(values.dtype, np.number) and np.isfinite(values).all():
+        with atomic_path(path) as tmp, tmp.open("wb") as handle:
+            np.save(handle, values, allow_pickle=False)
+        entry = {
+            "key": key,
+            "sha256": hash_files(path),
+            "shape": list(values.shape),
+            "dtype": values.dtype.str,
+        }
+        write_text(record, json.dumps(entry) + "\n")
     return values
+
+
+def _read_cached(path: Path, record: Path, key: str) -> tuple[np.ndarray | None, str]:
+    # The cached array at ``path`` if its record vouches for it, else None and why not.
+    values, problem = None, _cache_problem(path, record, key)
+    if not problem:
+        values = np.load(path, allow_pickle=False)
+        if not np.isfinite(values).all():
+            values, problem = None, "it holds non-finite values"
+    return values, problem
+
+
+def _cache_problem(path: Path, record: Path, key: str) -> str:
+    # Why the array at ``path`` does not match its record; empty if it does.
+    try:
+        entry = json.loads(record.read_text(encoding="utf-8"))
+        expected = {k: entry[k] for k in ("key", "sha256", "shape", "dtype")}
+    except (OSError, ValueError, TypeError, KeyError):
+        return f"its record {record.name} is missing or unreadable"
+    if expected["key"] != key:
+        return f"its record is of key {expected['key']!r}"
+    try:
+        if hash_files(path) != expected["sha256"]:
+            return "its checksum does not match its record"
+        values = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({exc})"
+    held = [values.dtype.str, list(values.shape)]
+    if held != [expected["dtype"], expected["shape"]] or not np.issubdtype(values.dtype, np.number):
+        return f"it holds {held[0]} {held[1]}, its record {expected['dtype']} {expected['shape']}"
+    return ""
 
 
 def bar_numbers(candles: pd.DataFrame, interval_ms: int) -> np.ndarray:
