@@ -51,24 +51,39 @@ def _root(
     _options["debug"] = debug
 
 
+_MODELS_HELP = "Folder of pretrained encoders (models/<name>/)."
+
+
 @app.command()
 def validate(
     file: Path = typer.Argument(..., help="A strategy, data or pretraining YAML file."),
     kind: str | None = typer.Option(
         None, help="strategy, data or pretrain; by default taken from the file's folder."
     ),
+    models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
 ) -> None:
-    """Check a config file against its schema without running anything."""
+    """Check a config file without running anything.
+
+    A strategy file gets every check a run makes before it loads candles: its
+    encoder's model folder is sound, and every component loads for its role
+    with its parameters.
+    """
     schema = config.schema_for(file, kind)
-    config.load_config(file, schema)
+    if schema is config.StrategyConfig:
+        _strategy(file, models_dir)
+    else:
+        config.load_config(file, schema)
     console.print(f"{file}: valid")
 
 
-def _strategy(path: Path) -> config.StrategyConfig:
-    return config.load_config(path, config.StrategyConfig)
+def _strategy(path: Path, models_dir: Path) -> config.StrategyConfig:
+    from engine.preflight import check_strategy
+
+    cfg = config.load_config(path, config.StrategyConfig)
+    check_strategy(cfg, models_dir)
+    return cfg
 
 
-_MODELS_HELP = "Folder of pretrained encoders (models/<name>/)."
 _METRIC_LABELS = {
     "direction_accuracy": ("direction accuracy", "{:.3f}"),
     "total_return": ("total return", "{:+.2%}"),
@@ -103,7 +118,7 @@ def run(
     """
     from engine.backtest import run_backtest, write_run
 
-    cfg = _strategy(strategy)
+    cfg = _strategy(strategy, models_dir)
     with console.status("starting") as status:
         result = run_backtest(cfg, models_dir, progress=status.update)
         status.update("writing the run folder and tearsheet")
@@ -135,7 +150,7 @@ def compare(
     results = []
     with console.status("starting") as status:
         for path in strategies:
-            cfg = _strategy(path)
+            cfg = _strategy(path, models_dir)
             results.append(
                 run_backtest(
                     cfg, models_dir, progress=lambda s, n=cfg.name: status.update(f"{n}: {s}")
@@ -164,7 +179,7 @@ def audit(
     """
     from engine.audit import audit as run_audit
 
-    cfg = _strategy(strategy)
+    cfg = _strategy(strategy, models_dir)
     with console.status(f"auditing {cfg.name} at {samples} bars"):
         findings = run_audit(cfg, models_dir, samples=samples)
     table = Table(title=f"lookahead audit of {cfg.name}")
@@ -537,12 +552,12 @@ def paper_run(
     from engine.paper.session import PaperSession, SessionOptions, WallClock
 
     torch.set_num_threads(threads)
-    cfg = _strategy(strategy)
+    cfg = _strategy(strategy, models_dir)
     anchor_ms = None
     if from_run is not None:
         if not from_run.is_dir():
             raise EngineError(f"--from-run {from_run}: no such run folder")
-        run_cfg = _strategy(from_run / "config.yaml")
+        run_cfg = _strategy(from_run / "config.yaml", models_dir)
         if run_cfg.name != cfg.name:
             raise EngineError(
                 f"--from-run {from_run} is a run of {run_cfg.name!r}, not of {cfg.name!r}"

@@ -73,7 +73,9 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class StoreConfig(_Model):
@@ -268,7 +270,7 @@ class StrategyConfig(_Model):
     costs: CostsConfig = CostsConfig()
     margin: MarginConfig = MarginConfig()
     rules: dict[Symbol, MarketRules] = Field(default_factory=dict)
-    initial_capital: float = Field(100_000.0, gt=0.0)
+    initial_capital: float = Field(100_000.0, gt=0.0, le=1e12)
 
     @model_validator(mode="after")
     def _one_representation(self) -> StrategyConfig:

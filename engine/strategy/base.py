@@ -19,12 +19,15 @@ keyword parameters, so a user adds one without touching the engine.
 from __future__ import annotations
 
 import importlib
+import inspect
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
 from engine.errors import ConfigError
 
@@ -159,11 +162,14 @@ class Portfolio(ABC):
 def load_component(path: str, params: dict[str, Any], role: str) -> Component | Portfolio:
     """Import ``package.module:ClassName`` and build it with ``params``.
 
+    Each parameter must be one the class takes, of the type its signature
+    annotates (an int where an int is annotated; a float also takes an int).
+
     Raises
     ------
     ConfigError
-        If the module or class does not exist, is not a component of ``role``,
-        or rejects the parameters.
+        If the module or class does not exist, is not a concrete component of
+        ``role``, or rejects the parameters.
     """
     module_name, _, class_name = path.partition(":")
     try:
@@ -178,11 +184,42 @@ def load_component(path: str, params: dict[str, Any], role: str) -> Component | 
             f"components.{role}: {path!r} is not a strategy component; expected a subclass "
             "of engine.strategy.base.Component or Portfolio"
         )
+    if inspect.isabstract(cls) or not isinstance(getattr(cls, "role", None), str):
+        raise ConfigError(
+            f"components.{role}: {path!r} is an abstract base class; expected a concrete "
+            f"{role} component that implements every method"
+        )
     if cls.role != role:
         raise ConfigError(
             f"components.{role}: {path!r} is a {cls.role} component; expected a {role} component"
         )
+    _check_params(cls, params, f"components.{role}.params")
     try:
         return cls(**params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"components.{role}.params: {exc}") from None
+
+
+def _check_params(cls: type, params: dict[str, Any], where: str) -> None:
+    # Refuse a parameter the constructor does not take, or one whose value is
+    # not of its annotated type (checked strictly: no string for a number).
+    signature = inspect.signature(cls)
+    try:
+        signature.bind(**params)
+    except TypeError as exc:
+        taken = ", ".join(signature.parameters) or "none"
+        raise ConfigError(f"{where}: {exc}; {cls.__name__} takes: {taken}") from None
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):
+        return
+    for name, value in params.items():
+        if name not in hints:
+            continue
+        try:
+            TypeAdapter(hints[name]).validate_python(value, strict=True)
+        except ValidationError:
+            expected = getattr(hints[name], "__name__", None) or str(hints[name])
+            raise ConfigError(
+                f"{where}.{name}: got {value!r} ({type(value).__name__}); expected {expected}"
+            ) from None

@@ -17,6 +17,8 @@ from engine.config import (
 )
 from engine.errors import ConfigError
 
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
 STRATEGY = textwrap.dedent(
     """\
     name: ssl_cost
@@ -255,5 +257,13 @@ def test_cli_debug_flag_lets_the_error_raise_with_its_traceback(tmp_path, run_cl
 def test_cli_accepts_a_valid_file(tmp_path, run_cli):
     folder = tmp_path / "strategies"
     folder.mkdir()
-    result = run_cli("validate", _write(folder, STRATEGY))
+    shipped = (REPO_ROOT / "strategies" / "ssl_cost.yaml").read_text()
+    result = run_cli("validate", _write(folder, shipped), "--models-dir", REPO_ROOT / "models")
     assert result.exit_code == 0 and "valid" in result.stdout
+
+
+def test_cli_refuses_a_strategy_whose_component_module_does_not_exist(tmp_path, run_cli):
+    folder = tmp_path / "strategies"
+    folder.mkdir()
+    result = run_cli("validate", _write(folder, STRATEGY), "--models-dir", REPO_ROOT / "models")
+    assert result.exit_code == 2 and "no model folder" in result.stderr
