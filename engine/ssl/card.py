@@ -58,15 +58,16 @@ class CardFeatures(_Section):
             return self
         for label, values in (("mean", self.mean), ("std", self.std)):
             if values is None:
-                raise ValueError(f"a {label} list for zscore normalisation")
+                raise ValueError(f"no {label} list; expected one for zscore normalisation")
             if len(values) != len(self.names):
                 raise ValueError(
-                    f"{label}: {len(values)} values; expected {len(self.names)}, one per feature"
+                    f"{label} holds {len(values)} values; expected {len(self.names)}, "
+                    "one per feature"
                 )
             if not all(math.isfinite(v) for v in values):
-                raise ValueError(f"{label}: finite numbers only")
+                raise ValueError(f"{label} holds a NaN or infinite value; expected finite numbers")
         if not all(s > 0 for s in self.std):
-            raise ValueError("std: positive numbers only (a zero std cannot normalise)")
+            raise ValueError("std holds a value <= 0; expected positive numbers")
         return self
 
 
@@ -89,12 +90,14 @@ class ModelCard(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
         if self.encoder.kind != self.kind:
-            raise ValueError(f"encoder.kind {self.encoder.kind!r} equal to kind {self.kind!r}")
+            raise ValueError(
+                f"encoder.kind is {self.encoder.kind!r} and kind {self.kind!r}; expected the same"
+            )
         inputs = self.encoder.config.get("input_dims")
         if inputs != len(self.features.names):
             raise ValueError(
-                f"encoder.config.input_dims ({inputs!r}) equal to the number of "
-                f"features.names ({len(self.features.names)})"
+                f"encoder.config.input_dims is {inputs!r}; expected {len(self.features.names)}, "
+                "the number of features.names"
             )
         return self
 
@@ -102,6 +105,16 @@ class ModelCard(_Section):
     def unseen_from(self) -> dt.datetime:
         """Return the first bar time never seen in pretraining, in UTC."""
         return self.data.unseen_from_utc.astimezone(dt.UTC)
+
+
+_JSON_TYPES = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 def parse_card(raw: Any) -> ModelCard:
@@ -114,11 +127,14 @@ def parse_card(raw: Any) -> ModelCard:
         expected.
     """
     if not isinstance(raw, dict):
-        raise ValueError(f"the card is a JSON {type(raw).__name__}; expected an object")
+        held = _JSON_TYPES.get(type(raw), type(raw).__name__)
+        raise ValueError(f"the card is a JSON {held}; expected an object")
     try:
         return ModelCard.model_validate(raw)
     except ValidationError as exc:
-        raise ValueError("; ".join(_problem(error) for error in exc.errors())) from None
+        problems = [_problem(error) for error in exc.errors()]
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise ValueError("; ".join(problems[:3]) + more) from None
 
 
 def _problem(error: dict[str, Any]) -> str:
@@ -127,7 +143,7 @@ def _problem(error: dict[str, Any]) -> str:
         return f"{key}: missing"
     expected = error["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
     if isinstance(error.get("input"), dict):
-        return f"{key}: expected {expected}"
+        return f"{key}: {expected}"
     value = repr(error.get("input"))
     value = value if len(value) <= 60 else value[:57] + "..."
     return f"{key}: got {value}; expected {expected}"
