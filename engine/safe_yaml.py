@@ -139,6 +139,18 @@ def load_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     if "\x00" in text:
         raise ConfigError(f"{path}: not a YAML text file (it holds binary data)")
+    try:
+        return _compose_and_construct(text)
+    except _Refused as exc:
+        raise ConfigError(f"{path}: refused: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+
+
+def _compose_and_construct(text: str) -> Any:
     loader = _BoundedLoader(text)
     try:
         root = loader.get_single_node()
@@ -146,12 +158,5 @@ def load_yaml(path: Path) -> Any:
             return None
         _expanded_values(root)
         return loader.construct_document(root)
-    except _Refused as exc:
-        raise ConfigError(f"{path}: refused: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
     finally:
         loader.dispose()

@@ -55,7 +55,8 @@ def refused(run_cli):
         output = result.stdout + result.stderr
         assert result.exit_code == 2, output
         assert "Traceback" not in output, output
-        assert result.stderr.count("error:") == 1, output
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and result.stderr.startswith("error: "), output
         assert says in result.stderr, output
         assert elapsed < bound, f"took {elapsed:.1f} s"
         assert snapshot(watched) == before, "a stored file changed"
