@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from engine.errors import EngineError
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -37,3 +39,22 @@ def write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, as UTF-8."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` if it is missing and check that a file can be written in it.
+
+    Raises
+    ------
+    EngineError
+        If the folder cannot be created or written to; ``what`` names it (an option).
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise EngineError(
+            f"{what} {folder}: cannot write there ({exc.strerror or exc}); "
+            "expected a writable folder"
+        ) from None

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -470,14 +471,31 @@ def write_run(backtest: Backtest, reports_dir: Path, config_path: Path | None = 
     """Write the run folder ``reports_dir/<strategy>-<UTC time>/`` and return its path.
 
     The folder is assembled under a hidden name and renamed when complete, so
-    a crash leaves no half-written run.
+    a crash leaves no half-written run; on an error the partial folder is
+    removed, and an ``OSError`` (a full disk) becomes an ``EngineError``.
     """
-    from engine.report.tearsheet import write_tearsheet
-
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     final = reports_dir / f"{backtest.config.name}-{stamp}"
     building = reports_dir / f".{final.name}.partial"
-    building.mkdir(parents=True, exist_ok=False)
+    try:
+        building.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:
+        raise EngineError(f"cannot write the run folder {final}: {exc}") from None
+    try:
+        _write_run_files(backtest, building, config_path)
+        building.rename(final)
+    except BaseException as exc:
+        shutil.rmtree(building, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise EngineError(f"cannot write the run folder {final}: {exc}") from None
+        raise
+    return final
+
+
+def _write_run_files(backtest: Backtest, building: Path, config_path: Path | None) -> None:
+    # Every file of a run folder, written into `building`.
+    from engine.report.tearsheet import write_tearsheet
+
     inputs = dict(backtest.inputs)
     if config_path is not None:
         inputs["config_file"] = str(config_path)
@@ -496,5 +514,3 @@ def write_run(backtest: Backtest, reports_dir: Path, config_path: Path | None = 
         title=f"{backtest.config.name}: out-of-sample {inputs['first_bar'][:10]} to "
         f"{inputs['last_bar'][:10]}",
     )
-    building.rename(final)
-    return final

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine import config
+from engine.atomic import check_writable
 from engine.errors import EngineError
 
 app = typer.Typer(
@@ -119,6 +120,7 @@ def run(
     from engine.backtest import run_backtest, write_run
 
     cfg = _strategy(strategy, models_dir)
+    check_writable(reports_dir, "--reports-dir")
     with console.status("starting") as status:
         result = run_backtest(cfg, models_dir, progress=status.update)
         status.update("writing the run folder and tearsheet")
@@ -147,10 +149,11 @@ def compare(
     from engine.backtest import run_backtest
     from engine.report.compare import write_comparison
 
+    configs = [_strategy(path, models_dir) for path in strategies]
+    check_writable(reports_dir, "--reports-dir")
     results = []
     with console.status("starting") as status:
-        for path in strategies:
-            cfg = _strategy(path, models_dir)
+        for cfg in configs:
             results.append(
                 run_backtest(
                     cfg, models_dir, progress=lambda s, n=cfg.name: status.update(f"{n}: {s}")
@@ -539,20 +542,18 @@ def paper_run(
     Fills are simulated by the backtest's event loop; no order or account
     endpoint is ever called and no API key is needed.
     """
-    import logging
-    import signal
-    import threading
-
     import torch
 
-    from engine.data.feed import make_exchange
     from engine.data.store import CandleStore
     from engine.data.times import day_start_ms, parse_utc_ms
-    from engine.paper.replay import replay_client, replay_exchange
-    from engine.paper.session import PaperSession, SessionOptions, WallClock
+    from engine.paper.journal import session_lock
+    from engine.paper.replay import load_replay
+    from engine.paper.session import SessionOptions
 
     torch.set_num_threads(threads)
     cfg = _strategy(strategy, models_dir)
+    if session is not None:
+        config.check_name(session, "--session")
     anchor_ms = None
     if from_run is not None:
         if not from_run.is_dir():
@@ -575,8 +576,25 @@ def paper_run(
         # A replay writes into no store unless one is named: its bars are not the user's data.
         bar_store=bar_store or (None if replay is not None else store.root),
     )
-    journal_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(journal_dir / f"{options.session}.log", encoding="utf-8")
+    recorded = None if replay is None else load_replay(cfg, replay)
+    check_writable(journal_dir, "--journal-dir")
+    with session_lock(journal_dir, options.session):
+        processed = _run_session(cfg, options, recorded, speed, feed is Feed.ws, store)
+    console.print(f"{options.session}: processed {processed} bars; journal {journal_dir}")
+
+
+def _run_session(cfg, options, recorded, speed, streaming, store) -> int:
+    # Run a paper session (live, or replaying the candles `recorded`) with its log file,
+    # until a signal stops it or its `until` is reached.
+    import logging
+    import signal
+    import threading
+
+    from engine.data.feed import make_exchange
+    from engine.paper.replay import replay_client, replay_exchange
+    from engine.paper.session import PaperSession, WallClock
+
+    handler = logging.FileHandler(options.journal_dir / f"{options.session}.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("engine.paper")
     logger.addHandler(handler)
@@ -584,29 +602,28 @@ def paper_run(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    streaming = feed is Feed.ws
-    if replay is None:
-        exchange_id = cfg.market.exchange
-        stream = make_exchange(exchange_id, streaming=True) if streaming else None
-        session_run = PaperSession(
-            cfg, options, make_exchange(exchange_id), WallClock(), store, stream
-        )
-        try:
-            processed = session_run.run(stop)
-        finally:
-            session_run.close()
-    else:
-        with replay_exchange(cfg, replay, store, speed) as (fake, client, clock):
+    try:
+        if recorded is None:
+            exchange_id = cfg.market.exchange
+            stream = make_exchange(exchange_id, streaming=True) if streaming else None
+            session_run = PaperSession(
+                cfg, options, make_exchange(exchange_id), WallClock(), store, stream
+            )
+            try:
+                return session_run.run(stop)
+            finally:
+                session_run.close()
+        with replay_exchange(cfg, recorded, store, speed) as (fake, client, clock):
             stream = replay_client(fake, cfg.market.exchange, streaming=True) if streaming else None
             session_run = PaperSession(cfg, options, client, clock, store, stream)
             clock.jump(session_run.last_ts + session_run.interval)
             try:
-                processed = session_run.run(stop)
+                return session_run.run(stop)
             finally:
                 session_run.close()
-    logger.removeHandler(handler)
-    handler.close()
-    console.print(f"{options.session}: processed {processed} bars; journal {journal_dir}")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 @paper_app.command("status")
@@ -614,15 +631,30 @@ def paper_status(
     session: str | None = typer.Argument(None, help="A session; all sessions when not given."),
     journal_dir: Path = typer.Option(Path("reports/paper"), help=_JOURNALS_HELP),
 ) -> None:
-    """Show each session's last bar, equity, position and open orders."""
+    """Show each session's last bar, equity, position and open orders.
+
+    Journals are opened read-only. Listing all sessions, a file that is not a
+    readable journal is skipped and reported below the table.
+    """
+    from engine.errors import DataError
     from engine.paper.status import session_status
 
-    names = [session] if session else sorted(p.stem for p in journal_dir.glob("*.sqlite"))
+    if session is not None:
+        names = [config.check_name(session, "session")]
+    else:
+        names = sorted(p.stem for p in journal_dir.glob("*.sqlite"))
     table = Table(title=f"paper sessions in {journal_dir}")
     for column in ("session", "last bar", "bars", "equity", "position", "open order", "fills"):
         table.add_column(column, justify="left" if column == "session" else "right", no_wrap=True)
+    skipped = []
     for name in names:
-        s = session_status(journal_dir, name)
+        try:
+            s = session_status(journal_dir, name)
+        except DataError as exc:
+            if session is not None:
+                raise
+            skipped.append(str(exc))
+            continue
         table.add_row(
             name,
             _bar_time(s.last_ts),
@@ -633,6 +665,8 @@ def paper_status(
             f"{s.fills:,}",
         )
     console.print(table, width=max(console.width, 130))
+    for problem in skipped:
+        console.print(f"skipped {problem}", highlight=False, soft_wrap=True)
 
 
 @paper_app.command("report")
@@ -644,6 +678,8 @@ def paper_report(
     """Write a session's run folder from its journal, as `engine run` writes a backtest's."""
     from engine.paper.report import write_session_report
 
+    config.check_name(session, "session")
+    check_writable(reports_dir, "--reports-dir")
     console.print(f"wrote {write_session_report(journal_dir, session, reports_dir)}")
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "PretrainConfig",
     "StoreConfig",
     "StrategyConfig",
+    "check_name",
     "load_config",
     "schema_for",
 ]
@@ -69,7 +70,19 @@ Symbol = Annotated[str, AfterValidator(_check_symbol)]
 Timeframe = Annotated[str, AfterValidator(_check_timeframe)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Fee = Annotated[float, Field(ge=0.0, lt=0.01)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+#: A name that becomes a file or folder name: no separator, no leading dot.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+
+
+def check_name(value: str, what: str) -> str:
+    """Return ``value`` if it is a ``Name`` (safe as a file name), else raise ``ConfigError``."""
+    if len(value) > 100 or not re.match(NAME_PATTERN, value):
+        raise ConfigError(
+            f"{what}: got {value!r}; expected a name of letters, digits, '_', '.' and '-' "
+            "that starts with a letter or digit (at most 100 characters)"
+        )
+    return value
 
 
 class _Model(BaseModel):

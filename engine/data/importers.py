@@ -125,6 +125,22 @@ def read_candle_file(path: str | Path) -> pd.DataFrame:
     return _to_store_schema(frame, path)
 
 
+def read_valid_candles(path: str | Path, interval_ms: int) -> pd.DataFrame:
+    """Return the candles of a file (see ``read_candle_file``) of bars ``interval_ms`` long.
+
+    Raises
+    ------
+    DataError
+        If the file is unreadable, holds no rows, or fails the store's validation
+        (NaN or non-positive prices, high below low, timestamps off the grid...).
+    """
+    frame = read_candle_file(path)
+    if frame.empty:
+        raise DataError(f"{path}: no rows; expected candles")
+    raise_on_violations(find_violations(frame, CANDLE_COLUMNS, interval_ms), str(path))
+    return frame
+
+
 def _from_freqtrade(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if "date" not in frame:
         raise DataError(f"{path}: no 'date' column; expected a freqtrade candle file")
@@ -186,10 +202,7 @@ def import_file(
         The series, its file, and the rows imported and now stored.
     """
     key = infer_key(path, exchange, market, symbol, timeframe)
-    imported = read_candle_file(path)
-    if imported.empty:
-        raise DataError(f"{path}: no rows; expected candles to import")
-    raise_on_violations(find_violations(imported, CANDLE_COLUMNS, key.interval_ms), str(path))
+    imported = read_valid_candles(path, key.interval_ms)
     candles = store.append(key, imported, "error", max_gap_bars)
     stamps = candles["timestamp"]
     return ImportResult(

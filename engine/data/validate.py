@@ -259,6 +259,8 @@ def check_frame(frame: pd.DataFrame, columns: Sequence[str], interval_ms: int, n
     """Return the report of one table: size, range, gaps, violations, zero-volume bars."""
     violations = find_violations(frame, columns, interval_ms)
     rows = len(frame)
+    if rows == 0:
+        violations.append(Violation("file", "holds no rows; expected at least one"))
     zero_volume = None
     if tuple(columns) == CANDLE_COLUMNS and "volume" in frame:
         zero_volume = int((frame["volume"] == 0).sum())

@@ -14,15 +14,18 @@ The event loop's state is stored as the raw bytes of its ``account_dt`` and
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from engine.errors import ConfigError, DataError
+from engine.errors import ConfigError, DataError, EngineError
 from engine.sim.enums import account_dt, asset_dt, fill_dt, reject_dt
 from engine.strategy.walkforward import DecisionState
 
@@ -128,21 +131,28 @@ class Journal:
         The session's name, the first part of every key.
     """
 
-    def __init__(self, path: Path, session: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, session: str, read_only: bool = False) -> None:
         self.path, self.session = path, session
-        self._db = sqlite3.connect(path, isolation_level=None)
+        self._symbol_names: list[str] | None = None
+        if path.is_file() and path.stat().st_size > 0:
+            self._db = _open_journal(path, read_only)
+            if read_only:
+                return
+        elif read_only:
+            raise DataError(f"{path}: an empty file, not a paper journal")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
-        self._symbol_names: list[str] | None = None
 
     @classmethod
     def open_existing(cls, path: Path, session: str) -> Journal:
-        """Open the journal of an existing session, or raise a clear error."""
+        """Open the journal of an existing session read-only, or raise a clear error."""
         if not path.is_file():
             raise DataError(f"no paper session {session!r}: {path} does not exist")
-        return cls(path, session)
+        return cls(path, session, read_only=True)
 
     def close(self) -> None:
         """Close the database."""
@@ -268,11 +278,59 @@ class Journal:
         if name not in TABLES:
             raise ValueError(f"unknown journal table {name!r}; expected one of {TABLES}")
         order = "id" if name == "events" else "ts"
-        return pd.read_sql_query(
-            f"SELECT * FROM {name} WHERE session = ? ORDER BY {order}",  # noqa: S608 - fixed names
-            self._db,
-            params=(self.session,),
+        try:
+            return pd.read_sql_query(
+                f"SELECT * FROM {name} WHERE session = ? ORDER BY {order}",  # noqa: S608
+                self._db,
+                params=(self.session,),
+            )
+        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+            raise DataError(f"{self.path}: not a readable paper journal ({exc})") from None
+
+
+def _open_journal(path: Path, read_only: bool) -> sqlite3.Connection:
+    # A connection to the journal at `path` (read-only: nothing is ever written
+    # to the file), after checking that the file is a journal: SQLite, with
+    # every table of one.
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rw'}"
+    try:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        found = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error as exc:
+        raise DataError(f"{path}: not a paper journal ({exc})") from None
+    missing = [name for name in ("meta", "book", *TABLES) if name not in found]
+    if missing:
+        db.close()
+        raise DataError(
+            f"{path}: not a paper journal (no table {', '.join(missing)}); "
+            "expected a journal written by `engine paper run`"
         )
+    return db
+
+
+@contextmanager
+def session_lock(journal_dir: Path, session: str) -> Iterator[Path]:
+    """Hold the lock of a session while it runs, so that no second run opens its journal.
+
+    The lock is an ``flock`` on ``journal_dir/<session>.lock``: the system
+    releases it when the process ends, however it ends.
+
+    Raises
+    ------
+    EngineError
+        If another process holds the lock.
+    """
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    path = journal_dir / f"{session}.lock"
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EngineError(
+                f"paper session {session!r} is already running (another process holds {path}); "
+                "stop it before starting it again"
+            ) from None
+        yield path
 
 
 def _plain(record: np.void, names: tuple[str, ...]) -> list[float | int]:

@@ -15,29 +15,47 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import ccxt
+import pandas as pd
 
 from engine.config import StrategyConfig
 from engine.data.fake_bybit import FakeBybit
 from engine.data.feed import make_exchange
+from engine.data.importers import read_valid_candles
 from engine.data.store import CandleStore, FundingKey
+from engine.data.symbols import timeframe_ms
 from engine.errors import DataError
 from engine.paper.session import ReplayClock
 
 
-@contextmanager
-def replay_exchange(
-    config: StrategyConfig, candles: Path, store: CandleStore, speed: float = 0.0
-) -> Iterator[tuple[FakeBybit, ccxt.Exchange, ReplayClock]]:
-    """Serve recorded ``candles`` (a parquet file) and yield the server, a client and a clock.
+def load_replay(config: StrategyConfig, candles: Path) -> pd.DataFrame:
+    """Return the recorded candles of a replay file, validated as the store validates its files.
 
-    ``speed`` is simulated seconds per real second (0: as fast as possible).
+    Raises
+    ------
+    DataError
+        If the file is missing, unreadable, empty, or fails validation (NaN or
+        non-positive prices, timestamps off the strategy's bar grid...).
     """
-    market = config.market
     if not candles.is_file():
         raise DataError(f"replay file {candles} does not exist; expected a parquet of candles")
+    return read_valid_candles(candles, timeframe_ms(config.market.timeframe))
+
+
+@contextmanager
+def replay_exchange(
+    config: StrategyConfig, candles: Path | pd.DataFrame, store: CandleStore, speed: float = 0.0
+) -> Iterator[tuple[FakeBybit, ccxt.Exchange, ReplayClock]]:
+    """Serve recorded ``candles`` and yield the server, a client and a clock.
+
+    ``candles`` is a parquet file (validated by ``load_replay``) or the frame
+    ``load_replay`` returned. ``speed`` is simulated seconds per real second
+    (0: as fast as possible).
+    """
+    market = config.market
+    recorded = load_replay(config, candles) if isinstance(candles, Path) else candles
     with FakeBybit(now_ms=0) as fake:
         symbol = market.symbols[0]
-        fake.add_candles(market.market, symbol, market.timeframe, candles)
+        fake.add_candles(market.market, symbol, market.timeframe, recorded)
         if market.market == "linear" and config.costs.funding:
             funding = FundingKey(market.exchange, market.market, symbol)
             if not store.exists(funding):

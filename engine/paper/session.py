@@ -53,7 +53,9 @@ time) has passed its open time plus the interval; only bars after the last
 journaled one are fetched, in order, and a hole in the exchange's answer stops
 processing at the hole until the bar arrives: a bar is never skipped, and the
 journal's keys make processing one twice impossible. An outage is logged and
-retried until the exchange answers; the missed bars are then caught up in order.
+retried until the exchange answers (attempts 1, 2, 4, 8... are logged, so a bar
+that never comes cannot grow the journal without bound); the missed bars are
+then caught up in order.
 
 With a bar stream (``engine paper run --feed ws``, see ``engine.paper.stream``)
 the stream only says when to fetch: once the clock has passed a bar's close,
@@ -380,7 +382,7 @@ class PaperSession:
             The number of bars processed.
         """
         stop = stop or threading.Event()
-        options, processed = self.options, 0
+        options, processed, failures = self.options, 0, 0
         # Bars journaled but not stored when the last run ended (a crash) are stored first.
         self._store_bars()
         if self._fitted_block is None:
@@ -397,13 +399,18 @@ class PaperSession:
             try:
                 bars, rates, received = self._fetch(since)
             except (EngineError, ccxt.BaseError) as exc:
-                self._event(
-                    logging.WARNING,
-                    f"no bar from {iso_utc(since)}: {exc}; asking again in "
-                    f"{options.outage_pause_ms / 1000:g} s",
-                )
+                failures += 1
+                # Attempts 1, 2, 4, 8... are logged: a bar that never comes cannot flood
+                # the journal and the log.
+                if failures & (failures - 1) == 0:
+                    self._event(
+                        logging.WARNING,
+                        f"no bar from {iso_utc(since)} (attempt {failures}): {exc}; asking "
+                        f"again every {options.outage_pause_ms / 1000:g} s",
+                    )
                 self.clock.wait_until(self.clock.now_ms() + options.outage_pause_ms, stop)
                 continue
+            failures = 0
             if len(bars) > 1:
                 self._event(
                     logging.INFO,

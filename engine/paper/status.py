@@ -23,30 +23,41 @@ class Status:
 
 
 def session_status(journal_dir: Path, session: str) -> Status:
-    """Return the status of ``session`` from its journal."""
+    """Return the status of ``session`` from its journal, opened read-only.
+
+    Raises
+    ------
+    DataError
+        If there is no such journal, or the file is not a readable journal.
+    """
     journal = Journal.open_existing(journal_path(journal_dir, session), session)
     try:
-        balances = journal.table("balances")
-        if balances.empty:
-            return Status(None, 0, None, "-", "-", 0)
-        last = balances.iloc[-1]
-        positions = journal.table("positions")
-        now = positions[positions["ts"] == last["ts"]]
-        held = ", ".join(f"{r.symbol} {r.position:+g}" for r in now.itertuples())
-        orders = []
-        for r in now.itertuples():
-            if r.pending == Pending.MARKET:
-                orders.append(f"{r.symbol} market to {r.order_target:+.4f} of equity")
-            elif r.pending == Pending.LIMIT:
-                orders.append(f"{r.symbol} limit {r.order_qty:+g} at {r.order_price:g}")
-        fills = len(journal.table("fills"))
-        return Status(
-            int(last["ts"]),
-            len(balances),
-            float(last["equity"]),
-            held,
-            "; ".join(orders) or "-",
-            fills,
-        )
+        return _status(journal)
     finally:
         journal.close()
+
+
+def _status(journal: Journal) -> Status:
+    # The status fields, read from an open journal.
+    balances = journal.table("balances")
+    if balances.empty:
+        return Status(None, 0, None, "-", "-", 0)
+    last = balances.iloc[-1]
+    positions = journal.table("positions")
+    now = positions[positions["ts"] == last["ts"]]
+    held = ", ".join(f"{r.symbol} {r.position:+g}" for r in now.itertuples())
+    orders = []
+    for r in now.itertuples():
+        if r.pending == Pending.MARKET:
+            orders.append(f"{r.symbol} market to {r.order_target:+.4f} of equity")
+        elif r.pending == Pending.LIMIT:
+            orders.append(f"{r.symbol} limit {r.order_qty:+g} at {r.order_price:g}")
+    fills = len(journal.table("fills"))
+    return Status(
+        int(last["ts"]),
+        len(balances),
+        float(last["equity"]),
+        held,
+        "; ".join(orders) or "-",
+        fills,
+    )
