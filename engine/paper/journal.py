@@ -139,7 +139,7 @@ class Journal:
             if read_only:
                 return
         elif read_only:
-            raise DataError(f"{path}: an empty file, not a paper journal")
+            raise DataError(f"{path}: not a paper journal (an empty file)")
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None)
@@ -289,20 +289,28 @@ class Journal:
 
 
 def _open_journal(path: Path, read_only: bool) -> sqlite3.Connection:
-    # A connection to the journal at `path` (read-only: nothing is ever written
-    # to the file), after checking that the file is a journal: SQLite, with
-    # every table of one.
-    uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rw'}"
+    # A connection to the journal at `path`, after checking that the file is a
+    # journal: SQLite that passes its quick check, with every table of one.
+    # Read-only, nothing is written: with no write-ahead log beside it (no
+    # session running) the file is opened as immutable, so that SQLite does
+    # not create one.
+    mode = "rw"
+    if read_only:
+        mode = "ro" if path.with_name(path.name + "-wal").exists() else "ro&immutable=1"
     try:
-        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        db = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None
+        )
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
         found = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     except sqlite3.Error as exc:
         raise DataError(f"{path}: not a paper journal ({exc})") from None
     missing = [name for name in ("meta", "book", *TABLES) if name not in found]
-    if missing:
+    if check != "ok" or missing:
         db.close()
+        problem = f"no table {', '.join(missing)}" if check == "ok" else check
         raise DataError(
-            f"{path}: not a paper journal (no table {', '.join(missing)}); "
+            f"{path}: not a paper journal ({problem}); "
             "expected a journal written by `engine paper run`"
         )
     return db

@@ -20,8 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BOUND_S = 5.0
 
 
-def snapshot(paths: Iterable[Path]) -> dict[str, str]:
-    """Return the SHA-256 of every file under ``paths``, by path; folders are walked."""
+def _snapshot(paths: Iterable[Path]) -> dict[str, str]:
+    # The SHA-256 of every file under `paths`, by path; folders are walked.
     hashes = {}
     for root in paths:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
@@ -48,7 +48,7 @@ def refused(run_cli):
 
     def check(*args, stored: Iterable[Path] = (), says: str = "", bound: float = BOUND_S):
         watched = [*stored, REPO_ROOT / "models"]
-        before = snapshot(watched)
+        before = _snapshot(watched)
         clock = time.perf_counter()
         result = run_cli(*args)
         elapsed = time.perf_counter() - clock
@@ -59,7 +59,7 @@ def refused(run_cli):
         assert len(errors) == 1 and result.stderr.startswith("error: "), output
         assert says in result.stderr, output
         assert elapsed < bound, f"took {elapsed:.1f} s"
-        assert snapshot(watched) == before, "a stored file changed"
+        assert _snapshot(watched) == before, "a stored file changed"
         return result
 
     return check
@@ -79,3 +79,9 @@ def strategies(tmp_path) -> Path:
     folder = tmp_path / "strategies"
     shutil.copytree(REPO_ROOT / "strategies", folder)
     return folder
+
+
+@pytest.fixture
+def snapshot():
+    """Return a function giving the SHA-256 of every file under some paths, by path."""
+    return _snapshot
