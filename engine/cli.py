@@ -468,6 +468,7 @@ def evaluate(
     from engine.strategy.representations import default_cache_dir
 
     spec = config.load_config(file, config.EvaluateConfig)
+    check_writable(reports_dir, "--reports-dir")
     bar = _timed_bar(f"evaluate {spec.name}", "{task.description}")
     started = time.monotonic()
     with bar:

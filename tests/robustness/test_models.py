@@ -257,5 +257,5 @@ def test_missing_encoder_is_refused_by_validate(refused, models, strategies):
         strategies / "ssl_cost.yaml",
         "--models-dir",
         models,
-        says="encoder: no model folder",
+        says="no model folder",
     )

@@ -1,6 +1,6 @@
 """Generated YAML documents against every schema: each is refused with one message.
 
-Three generators per schema (strategy, data, pretrain): arbitrary text,
+Three generators per schema (strategy, data, pretrain, evaluate): arbitrary text,
 arbitrary YAML values, and a shipped file with one change that its schema
 must refuse (a key it does not know, or a value of the wrong kind where a
 typed value belongs).
@@ -20,6 +20,7 @@ SHIPPED = {
     "strategy": REPO_ROOT / "strategies" / "ssl_cost.yaml",
     "data": REPO_ROOT / "configs" / "data" / "bybit_majors.yaml",
     "pretrain": REPO_ROOT / "configs" / "pretrain" / "ts2vec_bybit_1h.yaml",
+    "evaluate": REPO_ROOT / "configs" / "evaluate" / "seed_tables.yaml",
 }
 FUZZ = settings(
     max_examples=40,
