@@ -199,7 +199,14 @@ class Journal:
         return None if row[0] is None else int(row[0])
 
     def record(self, record: BarRecord) -> None:
-        """Write everything one bar produced in one transaction."""
+        """Write everything one bar produced in one transaction.
+
+        Raises
+        ------
+        DataError
+            If SQLite cannot write (a full disk, a read-only file); the
+            transaction is rolled back, so the journal ends at the bar before.
+        """
         s, ts = self.session, int(record.bar["ts"])
         bar = record.bar
         db = self._db
@@ -248,8 +255,16 @@ class Journal:
                 (s, ts, record.account.tobytes(), record.assets.tobytes()),
             )
             db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite may already have rolled back (a full disk does): a second
+            # rollback would hide the real error.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise DataError(
+                    f"{self.path}: bar {ts} not journaled ({exc}); the journal holds every "
+                    "bar before it, and the session resumes from there"
+                ) from None
             raise
 
     @property

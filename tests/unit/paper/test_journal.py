@@ -7,7 +7,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, DataError
 from engine.paper.journal import BarRecord, Journal
 from engine.sim.enums import fill_dt, reject_dt
 from engine.sim.run import new_state
@@ -98,3 +98,19 @@ def test_a_new_config_hash_is_refused_unless_forced(journal):
 def test_an_unknown_table_is_an_error(journal):
     with pytest.raises(ValueError, match="unknown journal table"):
         journal.table("sqlite_master")
+
+
+def test_full_disk_while_journaling_a_bar_is_one_clear_error_and_keeps_the_journal(tmp_path):
+    journal = Journal(tmp_path / "s.sqlite", "s")
+    journal.start(META, force=False)
+    # From here on the database cannot grow: the disk is full.
+    pages = journal._db.execute("PRAGMA page_count").fetchone()[0]
+    journal._db.execute(f"PRAGMA max_page_count = {pages}")
+    written = None
+    with pytest.raises(DataError, match=r"not journaled \(database or disk is full\)"):
+        for ts in range(1000, 1_000_000, 1000):
+            journal.record(_record(ts))
+            written = ts
+    assert not journal._db.in_transaction
+    assert journal.last_ts() == written
+    journal.close()
