@@ -23,7 +23,7 @@ SHIPPED = {
     "evaluate": REPO_ROOT / "configs" / "evaluate" / "seed_tables.yaml",
 }
 FUZZ = settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
