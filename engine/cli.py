@@ -19,7 +19,7 @@ from rich.table import Table
 
 from engine import config
 from engine.atomic import check_writable
-from engine.errors import EngineError
+from engine.errors import DataError, EngineError
 
 app = typer.Typer(
     help="Backtest and paper-trade crypto strategies built on self-supervised encoders.",
@@ -637,7 +637,6 @@ def paper_status(
     Journals are opened read-only. Listing all sessions, a file that is not a
     readable journal is skipped and reported below the table.
     """
-    from engine.errors import DataError
     from engine.paper.status import session_status
 
     if session is not None:

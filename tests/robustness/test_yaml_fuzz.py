@@ -68,7 +68,6 @@ def _validate(refused, tmp_path, kind, text: str):
         "--models-dir",
         REPO_ROOT / "models",
         stored=[SHIPPED[kind]],
-        bound=1.0,
     )
 
 
