@@ -1,9 +1,27 @@
-"""Time the event loop against vectorbt's ``Portfolio.from_orders`` on the same workload.
+"""Time the event loop against vectorbt like for like, and against a bare loop.
 
 Workload A: 1,000,000 hourly bars of one asset (a random walk), a target in
-{-1, 0, +1} that changes on about 2% of bars, market orders at the next open,
-fees 0.03%, cash sizing so that vectorbt can express it. Both engines run it 5
-times after a warm-up; the two must agree on every bar's equity and every fill.
+{-1, 0, +1} decided on about 2% of bars, market orders at the next open, fees
+0.03%, cash sizing so that vectorbt can express it. The decisions come in the
+two encodings the event loop accepts:
+
+- sparse: the target is NaN (no decision) except on the bars that decide;
+- dense: the target is held on every bar and ``mode`` is ``Mode.WAIT`` except
+  on the bars that decide (``Mode.MARKET``), as int64 as the strategy layer's
+  walk-forward emits it.
+
+Four pairs run, the engines taking turns in each repetition:
+
+- ``simulate`` (validation, outputs, one kernel call) against
+  ``vectorbt.Portfolio.from_orders`` (broadcasting, one kernel call, the
+  portfolio object; its equity is computed only when asked for);
+- ``run_nb`` (inputs prebuilt) against vectorbt's own order kernel
+  ``simulate_from_orders_nb`` called with the arguments ``from_orders`` gives it;
+- a bare numba loop over the same rules that keeps only the book and counts
+  fills, writing no per-bar outputs: the floor for such a loop.
+
+Every engine's results are checked equal (equity, fills, prices, fees) before
+anything is timed.
 
 Workload B: 10 assets, 100,000 bars, limit orders at 0.1% from the close,
 stops, funding every 8 hours, margin sizing (vectorbt cannot express it).
@@ -12,26 +30,35 @@ Run from the repository root::
 
     python benchmarks/sim_speed.py
 
-The last line is ``speedup_vs_vectorbt: X.XX`` (vectorbt median / kernel median);
-the line before it gives the same ratio for ``simulate``, the kernel with its
-input validation, which is what a caller pays.
+The last three lines are ``simulate_dense_speedup_vs_vectorbt``,
+``simulate_sparse_speedup_vs_vectorbt`` (``from_orders`` median over
+``simulate`` median) and ``dense_vs_bare_loop`` (``simulate`` on the dense
+encoding over the bare loop on it). The load average is printed at the start
+and the end: the machine may be shared.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+from numba import njit
 
 from engine.sim import MarketSpec, Mode, SimConfig, simulate
-from engine.sim.nb import run_nb
+from engine.sim.nb import TOL, run_nb
 from engine.sim.run import market_records, new_state
 
 HOUR_MS = 3_600_000
-REPEATS = 5  # timed runs of each engine, after one warm-up
+REPEATS = 7  # timed runs of each engine, after one warm-up
+
+
+def load_average() -> str:
+    """Return the 1, 5 and 15 minute load averages as text."""
+    return "load average {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
 
 
 def random_walk(n_bars: int, n_assets: int, seed: int) -> dict[str, np.ndarray]:
@@ -50,10 +77,83 @@ def random_walk(n_bars: int, n_assets: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def sparse_target(n_bars: int, seed: int) -> np.ndarray:
-    """Return a target in {-1, 0, 1} set on about 2% of bars, NaN (hold) elsewhere."""
+    """Return a target in {-1, 0, 1} set on about 2% of bars, NaN (no decision) elsewhere."""
     rng = np.random.default_rng(seed)
     changes = rng.random(n_bars) < 0.02
     return np.where(changes, rng.integers(-1, 2, n_bars).astype(np.float64), np.nan)
+
+
+def dense_decisions(sparse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the same decisions held on every bar: target, and MARKET where decided else WAIT."""
+    decided = ~np.isnan(sparse)
+    last = np.maximum.accumulate(np.where(decided, np.arange(sparse.size), -1))
+    target = np.where(last >= 0, sparse[np.maximum(last, 0)], 0.0)
+    mode = np.where(decided, int(Mode.MARKET), int(Mode.WAIT)).astype(np.int64)
+    return target, mode
+
+
+@njit(cache=True)
+def bare_loop_nb(open_, close, target, mode, fee, cash, min_qty):
+    """Run the rules of workload A with no per-bar output; return final equity and fills.
+
+    A decision (finite target, mode not WAIT; ``mode`` of size 1 stands for
+    every bar) becomes a market order sized at the next open to ``target``
+    times equity, a buy limited to the cash, fees included, an order below
+    ``min_qty`` skipped, as ``engine.sim.nb`` does under cash sizing.
+    """
+    position = 0.0
+    pending = False
+    order = 0.0
+    n_fills = 0
+    every_bar = mode.size > 1
+    for t in range(open_.size):
+        if pending:
+            pending = False
+            price = open_[t]
+            target_qty = order * (cash + position * price) / price
+            delta = target_qty - position
+            if abs(delta) > TOL * max(abs(target_qty), abs(position)):
+                qty = abs(delta)
+                if delta > 0.0:
+                    qty = min(qty, cash / (price * (1.0 + fee))) if cash > 0.0 else 0.0
+                if qty > 0.0 and qty >= min_qty:
+                    signed = qty if delta > 0.0 else -qty
+                    cash -= signed * price + qty * price * fee
+                    new_position = position + signed
+                    if abs(new_position) <= TOL * max(abs(position), qty):
+                        new_position = 0.0
+                    position = new_position
+                    n_fills += 1
+        frac = target[t]
+        if frac == frac and mode[t if every_bar else 0] != Mode.WAIT:
+            pending = True
+            order = frac
+    return cash + position * close[-1], n_fills
+
+
+def vectorbt_kernel_call(portfolio_call):
+    """Return a function that calls vectorbt's order kernel as ``portfolio_call`` does.
+
+    ``portfolio_call`` is run once with vectorbt's dispatch intercepted, which
+    captures the arguments ``from_orders`` gives ``simulate_from_orders_nb``.
+    """
+    from vectorbt.portfolio import dispatch
+    from vectorbt.portfolio.nb import simulate_from_orders_nb
+
+    captured = {}
+    original = dispatch.simulate_from_orders
+
+    def capture(*args, **kwargs):
+        captured["args"], captured["kwargs"] = args, kwargs
+        return original(*args, **kwargs)
+
+    dispatch.simulate_from_orders = capture
+    try:
+        portfolio_call()
+    finally:
+        dispatch.simulate_from_orders = original
+    kwargs = {k: v for k, v in captured["kwargs"].items() if k != "engine"}
+    return lambda: simulate_from_orders_nb(*captured["args"], **kwargs)
 
 
 def median_seconds(**calls) -> dict[str, tuple[float, object]]:
@@ -63,7 +163,7 @@ def median_seconds(**calls) -> dict[str, tuple[float, object]]:
     on all of them alike rather than on whichever happened to run during it.
     Each call's previous result is freed before it runs again, as in a loop
     over runs, so every engine reuses its memory instead of faulting in fresh
-    pages for its outputs (which costs the kernel about as much as its loop).
+    pages for its outputs.
     """
     results = {name: call() for name, call in calls.items()}
     times = {name: [] for name in calls}
@@ -79,9 +179,10 @@ def median_seconds(**calls) -> dict[str, tuple[float, object]]:
 def peak_memory_bytes(arrays: dict[str, np.ndarray], config: SimConfig, markets: MarketSpec) -> int:
     """Return how far one ``simulate`` call lifts peak memory above its loaded inputs.
 
-    The inputs go to a fresh process through .npy files; the peak resident set
-    is reset just before the call (Linux ``clear_refs``) and read just after.
-    The figure includes the outputs the call returns.
+    The inputs go to a fresh process through .npy files; ``mode``, when given,
+    is passed as the keyword. The peak resident set is reset just before the
+    call (Linux ``clear_refs``) and read just after. The figure includes the
+    outputs the call returns.
     """
     code = (
         "import sys, numpy as np\n"
@@ -92,18 +193,24 @@ def peak_memory_bytes(arrays: dict[str, np.ndarray], config: SimConfig, markets:
         "            return int(line.split()[1])\n"
         "names = ('timestamps', 'open', 'high', 'low', 'close', 'target')\n"
         "a = [np.load(f'{sys.argv[1]}/{name}.npy') for name in names]\n"
+        "k = {n: np.load(f'{sys.argv[1]}/{n}.npy') for n in sys.argv[2:]}\n"
         f"config, markets = {config!r}, {markets!r}\n"
-        "simulate(*(x[:10] for x in a), config=config, markets=markets)\n"
+        "simulate(*(x[:10] for x in a), **{n: v[:10] for n, v in k.items()},\n"
+        "         config=config, markets=markets)\n"
         "open('/proc/self/clear_refs', 'w').write('5')  # peak RSS := current RSS\n"
         "before = kib('VmRSS:')\n"
-        "result = simulate(*a, config=config, markets=markets)\n"
+        "result = simulate(*a, **k, config=config, markets=markets)\n"
         "print((kib('VmHWM:') - before) * 1024)\n"
     )
+    keywords = [name for name in arrays if name == "mode"]
     with tempfile.TemporaryDirectory() as folder:
         for name, array in arrays.items():
             np.save(f"{folder}/{name}.npy", array)
         output = subprocess.run(
-            [sys.executable, "-c", code, folder], capture_output=True, text=True, check=True
+            [sys.executable, "-c", code, folder, *keywords],
+            capture_output=True,
+            text=True,
+            check=True,
         )
     return int(output.stdout.strip())
 
@@ -123,91 +230,153 @@ def first_call_seconds() -> float:
     return float(output.stdout.strip())
 
 
-def workload_a() -> tuple[float, float]:
-    """Run workload A through the kernel and vectorbt; print figures.
+def rate(n_bars: int, seconds: float) -> str:
+    """Return a median time with its rate in bars per second."""
+    return f"{seconds * 1e3:8.2f} ms median, {n_bars / seconds / 1e6:6.1f} M bars/s"
 
-    Returns the speedups of the kernel and of ``simulate`` over vectorbt.
+
+def workload_a() -> tuple[float, float, float]:
+    """Run workload A through every engine; print figures.
+
+    Returns the speedups of ``simulate`` (dense, sparse) over ``from_orders``
+    and the ratio of ``simulate`` on the dense encoding to the bare loop.
     """
     import vectorbt as vbt
 
     n_bars = 1_000_000
     candles = random_walk(n_bars, 1, seed=1)
-    target = sparse_target(n_bars, seed=2)
+    sparse = sparse_target(n_bars, seed=2)
+    dense, dense_mode = dense_decisions(sparse)
     config = SimConfig(sizing="cash", maintenance_margin=0.0)
-    inputs = [candles[name] for name in ("open", "high", "low", "close")]
-    flat = np.zeros((1, 1))
-    per_bar = {
-        "funding": flat,
-        "target": target.reshape(-1, 1),
-        "mode": np.zeros((1, 1), np.int8),
-        "risk": np.ones((1, 1)),
-        "offset": flat,
-        "stop_loss": np.full((1, 1), np.nan),
-        "take_profit": np.full((1, 1), np.nan),
-    }
+    prices = [candles[name] for name in ("open", "high", "low", "close")]
     records = config.to_record()
     markets = MarketSpec(min_qty=1e-8)  # vectorbt skips orders below 1e-8 units
+    market_array = market_records(markets, 1)
+    fee = 0.0003
 
-    def kernel():
-        account, assets = new_state(1, 10_000.0)
-        outputs = (np.empty(n_bars), np.empty(n_bars), np.empty(n_bars), np.empty((n_bars, 1)))
-        fills, _ = run_nb(
-            account,
-            assets,
-            records,
-            market_records(markets, 1),
-            *(array.reshape(-1, 1) for array in inputs),
-            *per_bar.values(),
-            *outputs,
+    def kernel(target: np.ndarray, mode: np.ndarray):
+        # run_nb with its inputs prebuilt: 2-D views, scalars as one-element arrays
+        mode = mode.astype(np.int8).reshape(-1, 1)
+
+        def call():
+            account, assets = new_state(1, 10_000.0)
+            outputs = (np.empty(n_bars), np.empty(n_bars), np.empty(n_bars), np.empty((n_bars, 1)))
+            fills, _ = run_nb(
+                account,
+                assets,
+                records,
+                market_array,
+                *(array.reshape(-1, 1) for array in prices),
+                np.zeros((1, 1)),
+                target.reshape(-1, 1),
+                mode,
+                np.ones((1, 1)),
+                np.zeros((1, 1)),
+                np.full((1, 1), np.nan),
+                np.full((1, 1), np.nan),
+                *outputs,
+            )
+            return outputs[0], fills
+
+        return call
+
+    def wrapper(target: np.ndarray, **mode):
+        return lambda: simulate(
+            candles["timestamps"], *prices, target, **mode, config=config, markets=markets
         )
-        return outputs, fills
 
-    size = np.concatenate([[np.nan], target[:-1]])
+    size = np.concatenate([[np.nan], sparse[:-1]])
 
-    def vectorbt_run():
+    def from_orders():
         return vbt.Portfolio.from_orders(
             candles["close"][:, 0],
             size=size,
             size_type="targetpercent",
             price=candles["open"][:, 0],
-            fees=0.0003,
+            fees=fee,
             init_cash=10_000.0,
             freq="1h",
         )
 
-    timings = median_seconds(
-        kernel=kernel,
-        wrapper=lambda: simulate(
-            candles["timestamps"], *inputs, target, config=config, markets=markets
+    open_1d = candles["open"][:, 0]
+    close_1d = candles["close"][:, 0]
+    calls = {
+        "simulate_sparse": wrapper(sparse),
+        "simulate_dense": wrapper(dense, mode=dense_mode),
+        "from_orders": from_orders,
+        "run_nb_sparse": kernel(sparse, np.zeros(1, np.int64)),
+        "run_nb_dense": kernel(dense, dense_mode),
+        "vectorbt_kernel": vectorbt_kernel_call(from_orders),
+        "bare_sparse": lambda: bare_loop_nb(
+            open_1d, close_1d, sparse, np.zeros(1, np.int64), fee, 10_000.0, 1e-8
         ),
-        vectorbt=vectorbt_run,
-    )
-    kernel_s = timings["kernel"][0]
-    wrapper_s, result = timings["wrapper"]
-    vbt_s, portfolio = timings["vectorbt"]
-    equity = portfolio.value().to_numpy()
-    orders = portfolio.orders.values
-    np.testing.assert_allclose(result.equity, equity, rtol=1e-9)
-    np.testing.assert_allclose(result.fills["quantity"], orders["size"], rtol=1e-9)
-    np.testing.assert_allclose(result.fills["price"], orders["price"], rtol=1e-9)
-    np.testing.assert_allclose(result.fills["fee"], orders["fees"], rtol=1e-9)
+        "bare_dense": lambda: bare_loop_nb(
+            open_1d, close_1d, dense, dense_mode, fee, 10_000.0, 1e-8
+        ),
+    }
+    check_equal({name: call() for name, call in calls.items()})
+    print(f"  all engines agree (equity and fills); timing, {load_average()}")
+    timings = median_seconds(**calls)
+    seconds = {name: timing[0] for name, timing in timings.items()}
+    for name in calls:
+        print(f"  {name:16s} {rate(n_bars, seconds[name])}")
     print(
-        f"workload A: {n_bars:,} bars, 1 asset, {result.fills.size:,} fills; equity and fills agree"
+        "  run_nb vs simulate_from_orders_nb: "
+        f"sparse {seconds['vectorbt_kernel'] / seconds['run_nb_sparse']:.2f}x, "
+        f"dense {seconds['vectorbt_kernel'] / seconds['run_nb_dense']:.2f}x"
     )
-    print(f"  kernel (run_nb):     {kernel_s:.4f} s median, {n_bars / kernel_s:,.0f} bars/s")
-    print(f"  wrapper (simulate):  {wrapper_s:.4f} s median, {n_bars / wrapper_s:,.0f} bars/s")
-    print(f"  vectorbt from_orders:{vbt_s:.4f} s median, {n_bars / vbt_s:,.0f} bars/s")
+    print(
+        "  vs bare loop: simulate "
+        f"sparse {seconds['simulate_sparse'] / seconds['bare_sparse']:.2f}x, "
+        f"dense {seconds['simulate_dense'] / seconds['bare_dense']:.2f}x; run_nb "
+        f"sparse {seconds['run_nb_sparse'] / seconds['bare_sparse']:.2f}x, "
+        f"dense {seconds['run_nb_dense'] / seconds['bare_dense']:.2f}x"
+    )
     arrays = dict(
         zip(("timestamps", "open", "high", "low", "close"), candles.values(), strict=True)
     )
-    arrays["target"] = target
-    input_bytes = sum(array.nbytes for array in arrays.values())
-    peak = peak_memory_bytes(arrays, config, markets)
-    print(
-        f"  memory: inputs {input_bytes / 1e6:.1f} MB; one simulate call lifts peak RSS by "
-        f"{peak / 1e6:.1f} MB ({peak / input_bytes:.2f}x inputs)"
+    for label, decisions in (
+        ("sparse", {"target": sparse}),
+        ("dense", {"target": dense, "mode": dense_mode}),
+    ):
+        inputs = arrays | decisions
+        input_bytes = sum(array.nbytes for array in inputs.values())
+        peak = peak_memory_bytes(inputs, config, markets)
+        print(
+            f"  memory, {label}: inputs {input_bytes / 1e6:.1f} MB; one simulate call lifts "
+            f"peak RSS by {peak / 1e6:.1f} MB ({peak / input_bytes:.2f}x inputs)"
+        )
+    return (
+        seconds["from_orders"] / seconds["simulate_dense"],
+        seconds["from_orders"] / seconds["simulate_sparse"],
+        seconds["simulate_dense"] / seconds["bare_dense"],
     )
-    return vbt_s / kernel_s, vbt_s / wrapper_s
+
+
+def check_equal(results: dict[str, object]) -> None:
+    """Raise unless every engine of workload A gave the same equity and the same fills."""
+    portfolio = results["from_orders"]
+    equity = portfolio.value().to_numpy()
+    orders = portfolio.orders.values
+    vectorbt_orders = results["vectorbt_kernel"][0]
+    for column in ("size", "price", "fees"):
+        np.testing.assert_array_equal(vectorbt_orders[column], orders[column])
+    for name in ("simulate_sparse", "simulate_dense"):
+        np.testing.assert_allclose(results[name].equity, equity, rtol=1e-9)
+        fills = results[name].fills
+        for column, field in (("size", "quantity"), ("price", "price"), ("fees", "fee")):
+            np.testing.assert_allclose(fills[field], orders[column], rtol=1e-9)
+    for name in ("run_nb_sparse", "run_nb_dense"):
+        np.testing.assert_array_equal(results[name][0], results["simulate_sparse"].equity)
+        np.testing.assert_array_equal(results[name][1], results["simulate_sparse"].fills)
+    for name in ("bare_sparse", "bare_dense"):
+        final_equity, n_fills = results[name]
+        np.testing.assert_allclose(final_equity, equity[-1], rtol=1e-12)
+        assert n_fills == orders.size, f"{name}: {n_fills} fills, vectorbt {orders.size}"
+    print(
+        f"workload A: {equity.size:,} bars, 1 asset, {orders.size:,} fills, "
+        f"{portfolio.orders.values.size / equity.size:.1%} of bars"
+    )
 
 
 def workload_b() -> None:
@@ -244,18 +413,21 @@ def workload_b() -> None:
     bar_assets = n_bars * n_assets
     print(
         f"workload B: {n_bars:,} bars x {n_assets} assets, limits, stops, funding: "
-        f"{seconds:.4f} s median, {bar_assets / seconds:,.0f} bar-assets/s, "
+        f"{seconds * 1e3:.2f} ms median, {bar_assets / seconds / 1e6:.1f} M bar-assets/s, "
         f"{result.fills.size:,} fills, {result.rejects.size:,} rejects"
     )
 
 
 def main() -> None:
-    """Print the figures of both workloads; the last line is the speedup."""
+    """Print the figures of both workloads; the last three lines are the ratios."""
+    print(f"start: {load_average()}")
     print(f"first call with a warm cache: {first_call_seconds():.2f} s")
-    speedup, wrapper_speedup = workload_a()
+    dense_speedup, sparse_speedup, dense_vs_bare = workload_a()
     workload_b()
-    print(f"simulate_speedup_vs_vectorbt: {wrapper_speedup:.2f}")
-    print(f"speedup_vs_vectorbt: {speedup:.2f}")
+    print(f"end: {load_average()}")
+    print(f"simulate_dense_speedup_vs_vectorbt: {dense_speedup:.2f}")
+    print(f"simulate_sparse_speedup_vs_vectorbt: {sparse_speedup:.2f}")
+    print(f"dense_vs_bare_loop: {dense_vs_bare:.2f}")
 
 
 if __name__ == "__main__":
