@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-from engine.sim import MarketSpec, SimConfig, simulate
+from engine.sim import MarketSpec, Mode, SimConfig, simulate
 
 HOUR_MS = 3_600_000
 
@@ -78,16 +78,24 @@ def candles(rng: np.random.Generator, n_bars: int, n_assets: int, volatility: fl
     return open_, high, low, close
 
 
-def sparsify(rng: np.random.Generator, inputs: dict, share: float = 0.15) -> None:
+def sparsify(
+    rng: np.random.Generator, inputs: dict, share: float = 0.15, wait: bool = False
+) -> None:
     """Keep the decisions, stop distances and funding of about ``share`` of bars, NaN elsewhere.
 
     Most bars are then quiet (nothing decided, no stop, no funding), as in a
     real strategy, so the kernel's quiet-bar path meets every rule around it.
+    With ``wait`` the bars without a decision keep their target and get
+    ``Mode.WAIT`` instead of a NaN target: the strategy layer's encoding.
     """
     for name in ("target", "stop_loss", "take_profit", "funding"):
         values = inputs[name]
         if np.ndim(values) == 2:
-            inputs[name] = np.where(rng.random(values.shape) < share, values, np.nan)
+            kept = rng.random(values.shape) < share
+            if name == "target" and wait:
+                inputs["mode"] = np.where(kept, inputs["mode"], int(Mode.WAIT)).astype(np.int8)
+            else:
+                inputs[name] = np.where(kept, values, np.nan)
 
 
 @st.composite
@@ -95,7 +103,7 @@ def scenarios(draw, *, costs: bool = True, max_assets: int = 3, max_bars: int = 
     """Draw a book: long and short, several assets, limits, stops, funding, rounding, rejects."""
     n_assets = draw(st.integers(1, max_assets))
     n_bars = draw(st.integers(2, max_bars))
-    sparse = draw(st.booleans())
+    quiet = draw(st.sampled_from([None, "nan", "wait"]))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     volatility = draw(st.sampled_from([0.002, 0.02, 0.1, 0.3]))
@@ -119,8 +127,8 @@ def scenarios(draw, *, costs: bool = True, max_assets: int = 3, max_bars: int = 
         inputs["funding"] = np.where(
             settles, rng.choice([-0.01, -0.0001, 0.0001, 0.003], shape), np.nan
         )
-    if sparse:
-        sparsify(rng, inputs)
+    if quiet is not None:
+        sparsify(rng, inputs, wait=quiet == "wait")
     if costs:
         config = SimConfig(
             maker_fee=draw(st.sampled_from([0.0, 0.0002, 0.0003])),

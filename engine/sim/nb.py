@@ -747,6 +747,7 @@ def quiet_bars_nb(
     close,
     funding,
     target,
+    mode,
     stop_loss,
     take_profit,
     t,
@@ -761,8 +762,9 @@ def quiet_bars_nb(
 ):
     """Run the bars from ``t`` on in which nothing can happen but the mark; return the next bar.
 
-    A bar is quiet when no funding settles on a position, no target is given
-    and no stop distance is set at its close, and the book is not liquidated
+    A bar is quiet when no funding settles on a position, no decision is made
+    (every target NaN or every mode ``Mode.WAIT``, both encodings of no
+    decision) and no stop distance is set at its close, and the book is not liquidated
     at its close. Such a bar only marks the book, so it runs here without the
     phases of ``advance_nb``, with the same arithmetic. The first bar that is
     not quiet is left for ``advance_nb``; the outputs are written as there.
@@ -779,6 +781,7 @@ def quiet_bars_nb(
     n_assets = assets.shape[0]
     funding_row, funding_col = flex_steps_nb(funding)
     target_row, target_col = flex_steps_nb(target)
+    mode_row, mode_col = flex_steps_nb(mode)
     sl_row, sl_col = flex_steps_nb(stop_loss)
     tp_row, tp_col = flex_steps_nb(take_profit)
     liquidable = cfg["spot"] == 0
@@ -795,7 +798,7 @@ def quiet_bars_nb(
         decided = False
         for i in range(n_assets):
             frac = target[t * target_row, i * target_col]
-            decided |= frac == frac
+            decided |= (frac == frac) & (mode[t * mode_row, i * mode_col] != Mode.WAIT)
         if decided:
             return t
         if funding_due:
@@ -943,6 +946,7 @@ def advance_nb(
                 close,
                 funding,
                 target,
+                mode,
                 stop_loss,
                 take_profit,
                 t,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from sim_scenarios import Scenario, example_scenario, scenarios
 
-from engine.sim import simulate
+from engine.sim import Mode, simulate
 from engine.sim.enums import fill_dt, reject_dt
 from engine.sim.nb import MAX_EVENTS_PER_ASSET, step_nb
 from engine.sim.run import SimResult, market_records, new_state
@@ -87,6 +88,20 @@ def assert_same_outputs(result: SimResult, other: dict) -> None:
 @given(scenarios())
 def test_step_bar_by_bar_equals_run(scenario: Scenario) -> None:
     assert_same_outputs(scenario.run(), step_by_step(scenario))
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenarios())
+def test_wait_with_a_target_equals_a_nan_target(scenario: Scenario) -> None:
+    # the two encodings of "no decision": a NaN target, or any target with Mode.WAIT
+    target = scenario.inputs["target"]
+    if np.ndim(target) == 0:
+        target = np.full(scenario.close.shape, target)
+    undecided = np.isnan(target)
+    waiting = dict(scenario.inputs)
+    waiting["target"] = np.where(undecided, 0.75, target)
+    waiting["mode"] = np.where(undecided, int(Mode.WAIT), scenario.inputs["mode"]).astype(np.int8)
+    assert_same_outputs(scenario.run(), vars(replace(scenario, inputs=waiting).run()))
 
 
 def test_run_continues_from_a_saved_state() -> None:
