@@ -18,7 +18,10 @@ Four pairs run, the engines taking turns in each repetition:
 - ``run_nb`` (inputs prebuilt) against vectorbt's own order kernel
   ``simulate_from_orders_nb`` called with the arguments ``from_orders`` gives it;
 - a bare numba loop over the same rules that keeps only the book and counts
-  fills, writing no per-bar outputs: the floor for such a loop.
+  fills, writing no per-bar outputs: the floor for such a loop; and the same
+  loop writing the four per-bar columns ``simulate`` returns (equity, cash,
+  funding, position) into freshly allocated memory, which shows what the
+  outputs alone cost.
 
 Every engine's results are checked equal (equity, fills, prices, fees) before
 anything is timed.
@@ -93,13 +96,15 @@ def dense_decisions(sparse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True)
-def bare_loop_nb(open_, close, target, mode, fee, cash, min_qty):
-    """Run the rules of workload A with no per-bar output; return final equity and fills.
+def bare_loop_nb(open_, close, target, mode, fee, cash, min_qty, outputs):
+    """Run the rules of workload A; return final equity and the number of fills.
 
     A decision (finite target, mode not WAIT; ``mode`` of size 1 stands for
     every bar) becomes a market order sized at the next open to ``target``
     times equity, a buy limited to the cash, fees included, an order below
     ``min_qty`` skipped, as ``engine.sim.nb`` does under cash sizing.
+    ``outputs`` is an empty (0, 4) array for no per-bar output, or (T, 4)
+    to receive equity, cash, funding (0) and position at every close.
     """
     position = 0.0
     pending = False
@@ -124,6 +129,11 @@ def bare_loop_nb(open_, close, target, mode, fee, cash, min_qty):
                         new_position = 0.0
                     position = new_position
                     n_fills += 1
+        if outputs.shape[0]:
+            outputs[t, 0] = cash + position * close[t]
+            outputs[t, 1] = cash
+            outputs[t, 2] = 0.0
+            outputs[t, 3] = position
         frac = target[t]
         if frac == frac and mode[t if every_bar else 0] != Mode.WAIT:
             pending = True
@@ -298,6 +308,7 @@ def workload_a() -> tuple[float, float, float]:
             freq="1h",
         )
 
+    no_outputs = np.empty((0, 4))
     open_1d = candles["open"][:, 0]
     close_1d = candles["close"][:, 0]
     calls = {
@@ -308,10 +319,14 @@ def workload_a() -> tuple[float, float, float]:
         "run_nb_dense": kernel(dense, dense_mode),
         "vectorbt_kernel": vectorbt_kernel_call(from_orders),
         "bare_sparse": lambda: bare_loop_nb(
-            open_1d, close_1d, sparse, np.zeros(1, np.int64), fee, 10_000.0, 1e-8
+            open_1d, close_1d, sparse, np.zeros(1, np.int64), fee, 10_000.0, 1e-8, no_outputs
         ),
         "bare_dense": lambda: bare_loop_nb(
-            open_1d, close_1d, dense, dense_mode, fee, 10_000.0, 1e-8
+            open_1d, close_1d, dense, dense_mode, fee, 10_000.0, 1e-8, no_outputs
+        ),
+        # the same loop writing the four per-bar columns simulate returns, into fresh memory
+        "bare_dense_outputs": lambda: bare_loop_nb(
+            open_1d, close_1d, dense, dense_mode, fee, 10_000.0, 1e-8, np.empty((n_bars, 4))
         ),
     }
     check_equal({name: call() for name, call in calls.items()})
@@ -330,7 +345,8 @@ def workload_a() -> tuple[float, float, float]:
         f"sparse {seconds['simulate_sparse'] / seconds['bare_sparse']:.2f}x, "
         f"dense {seconds['simulate_dense'] / seconds['bare_dense']:.2f}x; run_nb "
         f"sparse {seconds['run_nb_sparse'] / seconds['bare_sparse']:.2f}x, "
-        f"dense {seconds['run_nb_dense'] / seconds['bare_dense']:.2f}x"
+        f"dense {seconds['run_nb_dense'] / seconds['bare_dense']:.2f}x; the bare loop writing "
+        f"the four per-bar outputs {seconds['bare_dense_outputs'] / seconds['bare_dense']:.2f}x"
     )
     arrays = dict(
         zip(("timestamps", "open", "high", "low", "close"), candles.values(), strict=True)
@@ -369,7 +385,7 @@ def check_equal(results: dict[str, object]) -> None:
     for name in ("run_nb_sparse", "run_nb_dense"):
         np.testing.assert_array_equal(results[name][0], results["simulate_sparse"].equity)
         np.testing.assert_array_equal(results[name][1], results["simulate_sparse"].fills)
-    for name in ("bare_sparse", "bare_dense"):
+    for name in ("bare_sparse", "bare_dense", "bare_dense_outputs"):
         final_equity, n_fills = results[name]
         np.testing.assert_allclose(final_equity, equity[-1], rtol=1e-12)
         assert n_fills == orders.size, f"{name}: {n_fills} fills, vectorbt {orders.size}"

@@ -1178,6 +1178,58 @@ def price_violation_nb(open_, high, low, close):
     return 0, 0, 0, 0
 
 
+@njit(cache=True, inline="always")
+def inside_nb(value, low, high, low_closed, high_closed, nan_ok):
+    """Return whether ``value`` lies in the range of ``first_outside_nb``, without branches."""
+    above = (value > low) | (low_closed & (value == low))
+    below = (value < high) | (high_closed & (value == high))
+    return (above & below) | (nan_ok & (value != value))
+
+
+@njit(cache=True)
+def first_outside_nb(values, low, high, low_closed, high_closed, nan_ok):
+    """Return the flat index of the first value outside a range, or -1 when every one is in it.
+
+    A value is in the range when ``low < value < high``, or equal to ``low``
+    (``high``) when ``low_closed`` (``high_closed``); NaN is in it only when
+    ``nan_ok``.
+
+    Assumptions
+    -----------
+    ``values`` is C-contiguous.
+    """
+    flat = values.ravel()
+    # one vectorisable pass; the second runs only to find the culprit
+    valid = True
+    for k in range(flat.size):
+        valid &= inside_nb(flat[k], low, high, low_closed, high_closed, nan_ok)
+    if valid:
+        return -1
+    for k in range(flat.size):
+        if not inside_nb(flat[k], low, high, low_closed, high_closed, nan_ok):
+            return k
+    return -1
+
+
+@njit(cache=True)
+def first_not_increasing_nb(values):
+    """Return the first index whose value is not above the one before it, or -1 when none is.
+
+    Assumptions
+    -----------
+    ``values`` is 1-D.
+    """
+    increasing = True
+    for k in range(1, values.size):
+        increasing &= values[k] > values[k - 1]
+    if increasing:
+        return -1
+    for k in range(1, values.size):
+        if values[k] <= values[k - 1]:
+            return k
+    return -1
+
+
 @njit(cache=True)
 def reserve_nb(records, n, extra):
     """Return ``records``, or a copy twice as large when ``extra`` more would not fit.

@@ -25,7 +25,12 @@ from engine.sim.enums import (
     ledger_dt,
     market_dt,
 )
-from engine.sim.nb import price_violation_nb, run_nb
+from engine.sim.nb import (
+    first_not_increasing_nb,
+    first_outside_nb,
+    price_violation_nb,
+    run_nb,
+)
 
 SETTLEMENT_MS = 8 * 3_600_000  # funding settles at 00:00, 08:00 and 16:00 UTC
 
@@ -284,23 +289,23 @@ def simulate(
         expected = {1: "finite and > 0", 2: "<= open and close", 3: ">= open and close"}[rule]
         _raise_at(name, prices[name], bar, asset, expected)
     target = _as_2d("target", target, n_bars, n_assets)
-    _check_where("target", target, np.isinf(target), "finite or NaN")
-    mode = _as_2d("mode", _mode_codes(mode), n_bars, n_assets, np.int8)
+    _check_range("target", target, -np.inf, np.inf, "finite or NaN", nan_ok=True)
+    mode = _as_2d("mode", _mode_codes(mode), n_bars, n_assets, np.int64)
     modes = ", ".join(f"{int(m)} ({m.name})" for m in Mode)
-    _check_where("mode", mode, ~np.isin(mode, [int(m) for m in Mode]), f"one of {modes}")
+    _check_range("mode", mode, min(Mode), max(Mode), f"one of {modes}", closed=(True, True))
+    mode = mode.astype(np.int8)
     risk = _as_2d("risk", risk, n_bars, n_assets)
-    _check_where("risk", risk, ~((risk >= 0) & (risk <= 1)), "in [0, 1]")
+    _check_range("risk", risk, 0.0, 1.0, "in [0, 1]", closed=(True, True))
     offset = _as_2d("limit_offset", limit_offset, n_bars, n_assets)
-    _check_where("limit_offset", offset, ~((offset >= 0) & (offset < 1)), "in [0, 1)")
+    _check_range("limit_offset", offset, 0.0, 1.0, "in [0, 1)", closed=(True, False))
     stops = {}
     for name, values in (("stop_loss", stop_loss), ("take_profit", take_profit)):
         stops[name] = _as_2d(name, values, n_bars, n_assets)
-        bad = ~(np.isnan(stops[name]) | ((stops[name] > 0) & np.isfinite(stops[name])))
-        _check_where(name, stops[name], bad, "> 0 and finite, or NaN")
+        _check_range(name, stops[name], 0.0, np.inf, "> 0 and finite, or NaN", nan_ok=True)
     funding = _as_2d("funding", funding, n_bars, n_assets)
-    _check_where("funding", funding, np.isinf(funding), "finite or NaN")
+    _check_range("funding", funding, -np.inf, np.inf, "finite or NaN", nan_ok=True)
     if config.spot:
-        _check_where("funding", funding, np.nan_to_num(funding) != 0, "0 or NaN for spot")
+        _check_range("funding", funding, 0.0, 0.0, "0 or NaN for spot", (True, True), True)
     markets_array = market_records(markets, n_assets)
     if state is None:
         account, assets = new_state(n_assets, cash)
@@ -361,13 +366,11 @@ def _timestamps(name: str, values: np.ndarray) -> np.ndarray:
         raise DataError(f"{name} must be a non-empty 1-D array; got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.integer):
         raise DataError(f"{name} must hold integer milliseconds; got dtype {array.dtype}")
-    array = array.astype(np.int64, copy=False)
-    steps = np.diff(array)
-    if (steps <= 0).any():
-        k = int(np.argmax(steps <= 0))
+    array = np.ascontiguousarray(array, dtype=np.int64)
+    k = first_not_increasing_nb(array)
+    if k >= 0:
         raise DataError(
-            f"{name} must be strictly increasing; "
-            f"got {array[k + 1]} after {array[k]} at index {k + 1}"
+            f"{name} must be strictly increasing; got {array[k]} after {array[k - 1]} at index {k}"
         )
     return array
 
@@ -419,10 +422,20 @@ def _check_shape(name: str, array: np.ndarray, shape: tuple[int, int]) -> None:
         raise DataError(f"{name} must have shape {shape}; got {array.shape}")
 
 
-def _check_where(name: str, array: np.ndarray, bad: np.ndarray, expected: str) -> None:
-    # raise on the first bad element
-    if bad.any():
-        bar, asset = np.unravel_index(int(np.argmax(bad)), bad.shape)
+def _check_range(
+    name: str,
+    array: np.ndarray,
+    low: float,
+    high: float,
+    expected: str,
+    closed: tuple[bool, bool] = (False, False),
+    nan_ok: bool = False,
+) -> None:
+    # raise on the first element outside (low, high), its ends included where closed,
+    # NaN allowed where nan_ok; one compiled pass with no temporary arrays
+    k = first_outside_nb(array, float(low), float(high), *closed, nan_ok)
+    if k >= 0:
+        bar, asset = np.unravel_index(k, array.shape)
         _raise_at(name, array, bar, asset, expected)
 
 

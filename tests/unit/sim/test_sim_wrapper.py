@@ -85,7 +85,12 @@ def call(target=0.5, **overrides):
         (
             {"mode": 7},
             ValueError,
-            "mode must be one of 0 (MARKET), 1 (LIMIT), 2 (WAIT); got np.int8(7)",
+            "mode must be one of 0 (MARKET), 1 (LIMIT), 2 (WAIT); got np.int64(7)",
+        ),
+        (
+            {"mode": np.full(4, 258)},
+            ValueError,
+            "mode must be one of 0 (MARKET), 1 (LIMIT), 2 (WAIT); got np.int64(258) at bar 0",
         ),
         ({"mode": 1.0}, ValueError, "mode must hold integers; got dtype float64"),
         (
