@@ -686,14 +686,14 @@ def paper_report(
 def main() -> None:
     """Run the ``engine`` command line.
 
-    BLAS runs on one thread: the engine's matrices (probes on a few thousand
-    rows) are small, and idle BLAS threads spinning on a busy machine made
-    walk-forward fitting thirty times slower than one thread does.
+    BLAS and scikit-learn's OpenMP run on one thread (``engine.threads``):
+    the engine's matrices are small, and waiting for a second thread on a busy
+    machine made walk-forward fitting several times slower than one thread.
     """
-    from threadpoolctl import threadpool_limits
+    from engine.threads import one_thread
 
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_thread():
             app()
     except EngineError as exc:
         if _options["debug"]:
