@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -42,15 +43,27 @@ def load_average() -> str:
     return "load average {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
 
 
+def cpu_seconds() -> float:
+    """Return the user and system CPU time of the waited-for child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_main_job(env: dict[str, str], reports: Path) -> float:
-    """Run the main job once in a fresh process; return its wall time in seconds."""
+    """Run the main job once in a fresh process; print its CPU time, return its wall time.
+
+    CPU time that grows with the load would mean threads spinning or waiting
+    on each other; a job that only gets less of the CPU keeps its CPU time.
+    """
     command = [sys.executable, "-c", "from engine.cli import main; main()"]
     command += ["run", "strategies/ssl_cost.yaml", "--reports-dir", str(reports)]
+    cpu = cpu_seconds()
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"engine run failed ({done.returncode}): {done.stderr.strip()}")
+    print(f"  {seconds:.1f} s wall, {cpu_seconds() - cpu:.1f} s CPU, then {load_average()}")
     return seconds
 
 
@@ -83,15 +96,12 @@ def main() -> None:
         reports = Path(folder) / "reports"
         print(f"first run (fresh numba and embedding caches), {load_average()}")
         first = run_main_job(env, reports)
-        print(f"  {first:.1f} s, then {load_average()}")
         idle, loaded = [], []
         for _ in range(args.repeats):
             print(f"warm run, {load_average()}")
             idle.append(run_main_job(env, reports))
-            print(f"  {idle[-1]:.1f} s, then {load_average()}")
             print(f"warm run beside two CPU-bound processes, {load_average()}")
             loaded.append(loaded_run(env, reports))
-            print(f"  {loaded[-1]:.1f} s, then {load_average()}")
     idle_s, loaded_s = float(np.median(idle)), float(np.median(loaded))
     print(f"idle_s: {idle_s:.1f}")
     print(f"loaded_s: {loaded_s:.1f}")
