@@ -12,6 +12,15 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_numerics():
+    """Fit with one BLAS and OpenMP thread, as the ``engine`` command does."""
+    from engine.threads import one_thread
+
+    with one_thread():
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Return the folder of real candles beside the repository (read-only)."""
