@@ -7,7 +7,10 @@ Three runs of the command, each in a fresh process, as a user types it:
    compiled and the encoder encodes every bar;
 2. warm: the same caches, now filled; the machine as it is ("idle");
 3. loaded: the same warm run while two CPU-bound processes, started and
-   stopped by this script, compete for the cores.
+   stopped by this script, each in its own session, compete for the cores.
+
+Each run's CPU time is printed beside its wall time: it stays the same under
+load when no thread spins or waits on another.
 
 The load average is printed beside every figure, since the machine may be
 shared and "idle" may not be idle. ``--repeats`` runs the warm and loaded
@@ -68,8 +71,17 @@ def run_main_job(env: dict[str, str], reports: Path) -> float:
 
 
 def loaded_run(env: dict[str, str], reports: Path) -> float:
-    """Run the main job while two CPU-bound processes run beside it."""
-    spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(2)]
+    """Run the main job while two CPU-bound processes run beside it.
+
+    Each runs in a session of its own, as another program would. Linux's
+    autogroup scheduling first shares the CPU between sessions and only then
+    between the processes of one session: started in this script's session,
+    the two would leave the job a third of its session's share, whatever the
+    job does.
+    """
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", SPIN], start_new_session=True) for _ in range(2)
+    ]
     try:
         time.sleep(1.0)  # let them take their cores first
         return run_main_job(env, reports)
@@ -84,6 +96,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1, help="warm and loaded runs each")
     args = parser.parse_args()
+    autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    if autogroup.is_file():
+        print(f"autogroup scheduling: {'on' if autogroup.read_text().strip() == '1' else 'off'}")
     data = os.environ.get("ENGINE_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
     with tempfile.TemporaryDirectory() as folder:
         env = os.environ | {
