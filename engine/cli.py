@@ -416,7 +416,7 @@ def pretrain(
     models_dir: Path = typer.Option(Path("models"), help="Folder of model folders."),
 ) -> None:
     """Pretrain a self-supervised encoder and write models/<name>/."""
-    from engine.ssl.pretrain import pretrain as run_pretraining
+    from engine.pretraining import pretrain as run_pretraining
 
     spec = config.load_config(file, config.PretrainConfig)
     bar = _timed_bar(f"pretrain {spec.name}", "loss {task.fields[loss]:.4f}")

@@ -141,6 +141,11 @@ class DataConfig(_Model):
 class FeaturesConfig(_Model):
     """Per-bar features fed to an encoder, and their normalisation."""
 
+    set: Literal["raw", "relative"] = Field(
+        "raw",
+        description="Seed features: the candles' own levels (raw) or each measured against "
+        "the series' trailing week (relative, one scale for every asset).",
+    )
     extras: list[str] = Field(default_factory=list, description="Optional named extra features.")
     normalisation: Literal["zscore", "none"] = "zscore"
 
@@ -164,10 +169,22 @@ class TrainingConfig(_Model):
     checkpoint_every: int = Field(50, gt=0)
 
 
+class PretrainSource(MarketSpec, DateRange):
+    """One more set of series an encoder is pretrained on."""
+
+    max_gap_bars: int | None = Field(
+        None, ge=0, description="Gaps tolerated in these series; null means the store's."
+    )
+
+
 class PretrainData(MarketSpec, DateRange):
-    """The candles an encoder is pretrained on."""
+    """The candles an encoder is pretrained on: one set of series, and optionally more."""
 
     store: StoreConfig = StoreConfig()
+    also: list[PretrainSource] = Field(
+        default_factory=list,
+        description="More series, from any exchange, market and range, pretrained on together.",
+    )
 
 
 class PretrainConfig(_Model):

@@ -105,6 +105,7 @@ from engine.strategy.base import History
 from engine.strategy.representations import (
     default_cache_dir,
     feature_representations,
+    model_features,
     model_representations,
 )
 from engine.strategy.walkforward import DecisionState, check_windows, decide_bar, refit
@@ -518,12 +519,12 @@ class PaperSession:
         # earlier bars to equal the whole series' bit for bit, then its row of its block.
         series, n = self.series, self.series.n
         if self._encoder is None:
-            extras, first = self.config.representation.extras, n - 1
+            (extras, feature_set), first = (self.config.representation.extras, "raw"), n - 1
         else:
-            extras = self._encoder.card["features"].get("extras", [])
+            extras, feature_set = model_features(self._encoder)
             window = window_bars(self._encoder.encoder)
             first = 0 if window is None else max(0, n - window)
-        tail = series.frame(max(0, first - settle_bars(extras)), n)
+        tail = series.frame(max(0, first - settle_bars(extras, feature_set)), n)
         if self._encoder is None:
             return feature_representations(tail, extras)[-1]
         return model_representations(self._encoder, tail, self.interval, len(tail) - 1)[0]

@@ -9,7 +9,7 @@ A model folder ``models/<name>/`` holds two files:
   encoder ``kind`` and its ``config`` (JSON), so the folder rebuilds the encoder
   without any other file;
 - ``card.json``: what the model was trained on and how (see
-  ``engine.ssl.pretrain``), including the feature normalisation statistics
+  ``engine.pretraining``), including the feature normalisation statistics
   that must be applied to inputs before encoding.
 
 A training checkpoint is a single safetensors file whose metadata entry

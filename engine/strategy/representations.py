@@ -137,6 +137,15 @@ def bar_numbers(candles: pd.DataFrame, interval_ms: int) -> np.ndarray:
     return candles["timestamp"].to_numpy() // interval_ms
 
 
+def model_features(model: PretrainedModel) -> tuple[list[str], str]:
+    """Return the extras and the feature set the model's card says it was pretrained on.
+
+    Cards written before feature sets existed hold raw features.
+    """
+    spec = model.card["features"]
+    return list(spec.get("extras", [])), spec.get("set", "raw")
+
+
 def model_representations(
     model: PretrainedModel, candles: pd.DataFrame, interval_ms: int, start: int = 0
 ) -> np.ndarray:
@@ -145,7 +154,7 @@ def model_representations(
     ``interval_ms`` is the length of a bar; earlier rows are context only (see
     ``engine.ssl.infer.encode_series``). Returns (T - start) x D, float32.
     """
-    features, names = compute_features(candles, model.card["features"].get("extras", []))
+    features, names = compute_features(candles, *model_features(model))
     if names != model.feature_names:
         raise DataError(
             f"model {model.path.name} was trained on features {model.feature_names}; "

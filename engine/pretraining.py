@@ -2,13 +2,16 @@
 
 ``pretrain(config)`` runs the whole path of ``engine pretrain``:
 
-1. load the candles of every symbol from the store (validated, with the
+1. load the candles of every series from the store (validated, with the
    store's gap policy) and keep the bars whose open time lies in
-   ``[start, end + 1 day)``, UTC; nothing after ``end`` is read into features;
-2. compute the causal features (``engine.data.features``) of each symbol on
-   those bars;
+   ``[start, end + 1 day)``, UTC; nothing after ``end`` is read into features.
+   The series are the symbols of ``data`` and of each source in ``data.also``
+   (each with its own exchange, market, bar size and range), so one encoder
+   can learn from several exchanges and markets at once;
+2. compute the causal features (``engine.data.features``, the configured
+   feature set and extras) of each series on those bars;
 3. normalise: with ``zscore``, subtract the mean and divide by the standard
-   deviation of each feature over the pretraining bars of all symbols; the
+   deviation of each feature over the pretraining bars of all series; the
    statistics are stored in the card and applied to any later input;
 4. build the encoder with ``torch.manual_seed(seed)`` and train it
    (``engine.ssl.train``), checkpointing to ``<models_dir>/<name>/checkpoints/``
@@ -16,11 +19,12 @@
 5. write ``<models_dir>/<name>/weights.safetensors`` (the averaged weights) and
    ``card.json``.
 
-The card holds the data files with their SHA-256 hashes and the exact first
-and last bars used, the first instant never seen in pretraining
-(``data.unseen_from_utc``), the features and their normalisation statistics,
-the encoder and training hyperparameters, the loss curve, the library
-versions, the training time, the seed and the config itself.
+The card holds the data files with their series, SHA-256 hashes and the
+exact first and last bars used, the first instant never seen in pretraining
+(``data.unseen_from_utc``, the latest over all series), the features and
+their normalisation statistics, the encoder and training hyperparameters,
+the loss curve, the library versions, the training time, the seed and the
+config itself.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.config import PretrainConfig
+from engine.config import MarketSpec, PretrainConfig, PretrainData, PretrainSource
 from engine.data.features import compute_features
 from engine.data.store import CandleStore, SeriesKey
 from engine.data.times import day_range_ms, iso_utc
@@ -67,7 +71,7 @@ class PretrainResult:
 
 @dataclass(frozen=True)
 class _Series:
-    symbol: str
+    key: SeriesKey
     file: Path
     timestamps: np.ndarray
     features: np.ndarray
@@ -98,12 +102,14 @@ def pretrain(
     Raises
     ------
     DataError
-        If a symbol has no bars in the range, or a feature is constant.
+        If a series has no bars in its range, or a feature is constant.
     ConfigError
         If the encoder config is invalid, or the checkpoint to resume belongs
         to another run.
     """
-    series = [_load(config, symbol) for symbol in config.data.symbols]
+    series = [
+        _load(config, source, symbol) for source in _sources(config) for symbol in source.symbols
+    ]
     names = series[0].names
     stacked = np.concatenate([s.features for s in series])
     mean, std = stacked.mean(axis=0), stacked.std(axis=0)
@@ -146,14 +152,14 @@ def pretrain(
         "name": config.name,
         "kind": result.encoder.kind,
         "description": (
-            f"{result.encoder.kind} encoder pretrained on {config.data.exchange} "
-            f"{config.data.market} {config.data.timeframe} candles of "
-            f"{', '.join(config.data.symbols)}; bars from {_unseen_from(config, series)} on "
-            "were never seen in pretraining"
+            f"{result.encoder.kind} encoder pretrained on "
+            f"{'; '.join(_describe(source) for source in _sources(config))}; bars from "
+            f"{_unseen_from(config, series)} on were never seen in pretraining"
         ),
         "data": _data_card(config, series),
         "features": {
             "names": names,
+            "set": config.features.set,
             "extras": list(config.features.extras),
             "normalisation": config.features.normalisation,
             "mean": mean.tolist(),
@@ -193,23 +199,36 @@ def pretrain(
     return PretrainResult(folder=folder, card=card)
 
 
-def _load(config: PretrainConfig, symbol: str) -> _Series:
-    data = config.data
-    store = CandleStore(data.store.path)
-    key = SeriesKey(data.exchange, data.market, symbol, data.timeframe)
-    candles = store.load(key, data.store.gap_policy, data.store.max_gap_bars)
-    start, stop = day_range_ms(config.data.start, config.data.end)
+def _sources(config: PretrainConfig) -> list[MarketSpec]:
+    return [config.data, *config.data.also]
+
+
+def _describe(source: MarketSpec) -> str:
+    return (
+        f"{source.exchange} {source.market} {source.timeframe} candles of "
+        f"{', '.join(source.symbols)}"
+    )
+
+
+def _load(config: PretrainConfig, source: PretrainData | PretrainSource, symbol: str) -> _Series:
+    gaps = config.data.store.max_gap_bars
+    if isinstance(source, PretrainSource) and source.max_gap_bars is not None:
+        gaps = source.max_gap_bars
+    store = CandleStore(config.data.store.path)
+    key = SeriesKey(source.exchange, source.market, symbol, source.timeframe)
+    candles = store.load(key, config.data.store.gap_policy, gaps)
+    start, stop = day_range_ms(source.start, source.end)
     keep = candles["timestamp"].to_numpy() >= start
     if stop is not None:
         keep &= candles["timestamp"].to_numpy() < stop
     candles = candles[keep].reset_index(drop=True)
     if len(candles) < 2:
         raise DataError(
-            f"{store.path(key)}: {len(candles)} bar(s) from {data.start} to "
-            f"{data.end or 'the last bar'}; pretraining needs at least 2 per symbol"
+            f"{store.path(key)}: {len(candles)} bar(s) from {source.start} to "
+            f"{source.end or 'the last bar'}; pretraining needs at least 2 per series"
         )
-    features, names = compute_features(candles, config.features.extras)
-    return _Series(symbol, store.path(key), candles["timestamp"].to_numpy(), features, names)
+    features, names = compute_features(candles, config.features.extras, config.features.set)
+    return _Series(key, store.path(key), candles["timestamp"].to_numpy(), features, names)
 
 
 def _sha256(path: Path) -> str:
@@ -221,10 +240,10 @@ def _sha256(path: Path) -> str:
 
 
 def _unseen_from(config: PretrainConfig, series: list[_Series]) -> str:
-    stop = day_range_ms(config.data.start, config.data.end)[1]
-    if stop is None:
-        stop = max(int(s.timestamps[-1]) for s in series) + 1
-    return iso_utc(stop)
+    stops = [day_range_ms(source.start, source.end)[1] for source in _sources(config)]
+    if any(stop is None for stop in stops):
+        return iso_utc(max(int(s.timestamps[-1]) for s in series) + 1)
+    return iso_utc(max(stops))
 
 
 def _data_card(config: PretrainConfig, series: list[_Series]) -> dict[str, Any]:
@@ -237,13 +256,17 @@ def _data_card(config: PretrainConfig, series: list[_Series]) -> dict[str, Any]:
         "symbols": list(data.symbols),
         "start": data.start.isoformat(),
         "end": None if data.end is None else data.end.isoformat(),
+        "also": [source.model_dump(mode="json") for source in data.also],
         "first_bar_utc": iso_utc(min(int(s.timestamps[0]) for s in series)),
         "last_bar_utc": iso_utc(max(int(s.timestamps[-1]) for s in series)),
         "unseen_from_utc": _unseen_from(config, series),
         "bars": int(sum(len(s.timestamps) for s in series)),
         "files": [
             {
-                "symbol": s.symbol,
+                "exchange": s.key.exchange,
+                "market": s.key.market,
+                "symbol": s.key.symbol,
+                "timeframe": s.key.timeframe,
                 "file": s.file.name,
                 "sha256": _sha256(s.file),
                 "bars": len(s.timestamps),

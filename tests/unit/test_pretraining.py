@@ -16,8 +16,8 @@ from engine.config import PretrainConfig
 from engine.data.features import compute_features
 from engine.data.store import CandleStore, SeriesKey
 from engine.errors import ConfigError, DataError
+from engine.pretraining import pretrain
 from engine.ssl.checkpoint import load_model
-from engine.ssl.pretrain import pretrain
 
 FIRST_DAY, LAST_DAY = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-06", tz="UTC")
 
