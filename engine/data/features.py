@@ -31,8 +31,9 @@ Seed features of ``relative`` (S = ``SCALE_BARS`` = 168 bars)
     ``return_1`` divided by the standard deviation of ``return_1`` over the
     last S bars (``volatility_S``); 0 where that is 0.
 ``relative_volume``
-    ``log(1 + volume_t)`` minus its mean over the last S bars: the log of
-    volume over its trailing geometric mean.
+    ``log(1 + volume_t / mean volume over the last S bars)``: volume over its
+    trailing level, whatever the unit of volume; 0 while there has been no
+    volume at all.
 ``range_z``
     ``range`` divided by ``volatility_S``; 0 where that is 0.
 ``body_z``
@@ -220,7 +221,7 @@ def compute_features(
         columns = [returns, log_volume, range_, body]
     else:
         scale = _volatility(close, SCALE_BARS).to_numpy()
-        relative_volume = log_volume - _window_mean(log_volume, SCALE_BARS)
+        relative_volume = np.log1p(_ratio(volume.to_numpy(), _window_mean(volume.to_numpy(), SCALE_BARS)))
         columns = [
             _ratio(returns, scale),
             relative_volume,
