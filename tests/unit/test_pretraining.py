@@ -13,11 +13,12 @@ import yaml
 from safetensors.torch import load_file
 
 from engine.config import PretrainConfig
-from engine.data.features import compute_features
+from engine.data.features import RELATIVE_FEATURES, compute_features
 from engine.data.store import CandleStore, SeriesKey
 from engine.errors import ConfigError, DataError
 from engine.pretraining import pretrain
 from engine.ssl.checkpoint import load_model
+from engine.strategy.representations import model_representations
 
 FIRST_DAY, LAST_DAY = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-06", tz="UTC")
 
@@ -29,12 +30,21 @@ class _Killed(Exception):
 @pytest.fixture
 def store(tmp_path, shared_data):
     root = tmp_path / "store"
-    for symbol in ("BTCUSDT", "ETHUSDT"):
+    for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):
         candles = pd.read_parquet(shared_data / f"bybit_linear_{symbol}_1h.parquet")
         ms = candles["timestamp"]
         window = (ms >= FIRST_DAY.value // 10**6) & (ms < LAST_DAY.value // 10**6)
         CandleStore(root).write(SeriesKey("bybit", "linear", symbol, "1h"), candles[window])
+    # Binance spot days around the files' one missing bar (2023-03-24 13:00).
+    candles = pd.read_parquet(shared_data / "binance_spot_BTCUSDT_1h.parquet")
+    ms = candles["timestamp"]
+    window = (ms >= _ms("2023-03-23")) & (ms < _ms("2023-03-27"))
+    CandleStore(root).write(SeriesKey("binance", "spot", "BTCUSDT", "1h"), candles[window])
     return root
+
+
+def _ms(day: str) -> int:
+    return pd.Timestamp(day, tz="UTC").value // 10**6
 
 
 def _spec(store, **training) -> dict:
@@ -180,3 +190,66 @@ def test_a_non_causal_encoder_is_refused(store, tmp_path):
     spec["encoder"]["params"]["causal"] = False
     with pytest.raises(ConfigError, match="must be causal"):
         pretrain(PretrainConfig.model_validate(spec), models_dir=tmp_path)
+
+
+def _wide_spec(store, **binance) -> dict:
+    spec = _spec(store)
+    spec["data"]["also"] = [
+        {
+            "exchange": "bybit",
+            "market": "linear",
+            "symbols": ["SOLUSDT"],
+            "start": "2024-01-02",
+            "end": "2024-01-05",
+        },
+        {
+            "exchange": "binance",
+            "market": "spot",
+            "symbols": ["BTCUSDT"],
+            "start": "2023-03-23",
+            "end": "2023-03-25",
+            "max_gap_bars": 1,
+        }
+        | binance,
+    ]
+    spec["features"] = {"set": "relative", "extras": ["volatility_ratio_6"]}
+    return spec
+
+
+def test_one_pretraining_reads_series_of_several_exchanges_and_ranges(store, tmp_path):
+    card = pretrain(PretrainConfig.model_validate(_wide_spec(store)), models_dir=tmp_path).card
+    data = card["data"]
+    series = [(f["exchange"], f["market"], f["symbol"], f["bars"]) for f in data["files"]]
+    assert series == [
+        ("bybit", "linear", "BTCUSDT", 72),
+        ("bybit", "linear", "ETHUSDT", 72),
+        ("bybit", "linear", "SOLUSDT", 96),
+        ("binance", "spot", "BTCUSDT", 71),  # three days less the missing bar
+    ]
+    for entry in data["files"]:
+        assert entry["sha256"] == hashlib.sha256((store / entry["file"]).read_bytes()).hexdigest()
+    assert data["files"][2]["last_bar_utc"] == "2024-01-05T23:00:00Z"
+    assert data["files"][3]["first_bar_utc"] == "2023-03-23T00:00:00Z"
+    # The latest end of any series: nothing from it on was seen.
+    assert data["unseen_from_utc"] == "2024-01-06T00:00:00Z"
+    assert data["first_bar_utc"] == "2023-03-23T00:00:00Z" and data["bars"] == 72 + 72 + 96 + 71
+    assert [source["exchange"] for source in data["also"]] == ["bybit", "binance"]
+    assert "binance spot 1h candles of BTCUSDT" in card["description"]
+    assert card["features"]["set"] == "relative"
+    assert card["features"]["names"] == [*RELATIVE_FEATURES, "volatility_ratio_6"]
+
+
+def test_a_gap_beyond_a_sources_tolerance_is_a_data_error(store, tmp_path):
+    spec = _wide_spec(store, max_gap_bars=None)
+    with pytest.raises(DataError, match="gap"):
+        pretrain(PretrainConfig.model_validate(spec), models_dir=tmp_path)
+
+
+def test_a_relative_model_represents_bars_with_the_feature_set_of_its_card(store, tmp_path):
+    pretrain(PretrainConfig.model_validate(_wide_spec(store)), models_dir=tmp_path)
+    model = load_model(tmp_path / "tiny_ts2vec")
+    candles = CandleStore(store).load(SeriesKey("bybit", "linear", "ETHUSDT", "1h"))
+    features, _ = compute_features(candles, ["volatility_ratio_6"], "relative")
+    hour = 3_600_000
+    expected = model.embed(features, candles["timestamp"].to_numpy() // hour)
+    assert np.array_equal(model_representations(model, candles, hour), expected)
