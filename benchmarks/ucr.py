@@ -2,8 +2,8 @@
 
 For each seed: train TS2Vec (output 320, hidden 64, depth 10, AdamW lr 0.001,
 batch 8, 200 iterations when the training set holds <= 100,000 values, else
-600, max_train_length 3000) on the training split, z-normalised with the
-training split's mean and standard deviation; encode every series with the
+600, max_train_length 3000) on the training split, normalised as the
+reference implementation normalises it (below); encode every series with the
 averaged weights and max-pool the representations over time into one vector;
 fit an SVM with RBF kernel, with a 5-fold grid search over C as the reference
 implementation does (C = inf without search when the training set is too
@@ -14,6 +14,17 @@ each step's representation sees the whole series (``TS2Vec(causal=False)``).
 With ``--causal`` it is the encoder the engine pretrains for markets: causal
 convolutions in training and encoding. Either way the whole series is encoded
 in one pass and pooled over time.
+
+Normalisation follows the reference implementation's loaders. A univariate
+(UCR) dataset is left as it is, its series being z-normalised one by one in
+the archive, except for the datasets added to the archive in 2018 without
+that normalisation (``UNNORMALISED_UCR``): those are z-normalised with the
+mean and standard deviation of all values of the training split. A
+multivariate (UEA) dataset is standardised channel by channel with the
+training split's statistics. Series of unequal length are padded with
+missing steps at the end; for training, each is moved to the middle of its
+row (the missing steps split evenly before and after it), as the reference
+does, so that random crops do not mostly meet padding at one end.
 
 Datasets come from the ``aeon`` package, which ships some offline (GunPoint,
 ItalyPowerDemand, ArrowHead, OSULeaf, ACSF1, JapaneseVowels, BasicMotions,
@@ -46,10 +57,49 @@ from engine.ssl.train import paper_iterations, train  # noqa: E402
 from engine.ssl.ts2vec import TS2Vec  # noqa: E402
 
 SVM_C = [0.0001, 0.001, 0.01, 0.1, 1, 10, 100, 1000, 10000, np.inf]
+#: UCR datasets of the 2018 archive whose series are not z-normalised in the archive.
+UNNORMALISED_UCR = frozenset(
+    {
+        "AllGestureWiimoteX",
+        "AllGestureWiimoteY",
+        "AllGestureWiimoteZ",
+        "BME",
+        "Chinatown",
+        "Crop",
+        "EOGHorizontalSignal",
+        "EOGVerticalSignal",
+        "Fungi",
+        "GestureMidAirD1",
+        "GestureMidAirD2",
+        "GestureMidAirD3",
+        "GesturePebbleZ1",
+        "GesturePebbleZ2",
+        "GunPointAgeSpan",
+        "GunPointMaleVersusFemale",
+        "GunPointOldVersusYoung",
+        "HouseTwenty",
+        "InsectEPGRegularTrain",
+        "InsectEPGSmallTrain",
+        "MelbournePedestrian",
+        "PickupGestureWiimoteZ",
+        "PigAirwayPressure",
+        "PigArtPressure",
+        "PigCVP",
+        "PLAID",
+        "PowerCons",
+        "Rock",
+        "SemgHandGenderCh2",
+        "SemgHandMovementCh2",
+        "SemgHandSubjectCh2",
+        "ShakeGestureWiimoteZ",
+        "SmoothSubspace",
+        "UMD",
+    }
+)
 
 
 def load(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return train and test series (N x T x C, z-normalised by the train split) and labels."""
+    """Return train and test series (N x T x C, normalised as the reference does) and labels."""
     shipped = Path(aeon.datasets.__file__).parent / "data"
     if not (shipped / dataset).is_dir():
         names = sorted(p.name for p in shipped.iterdir() if p.is_dir())
@@ -59,8 +109,27 @@ def load(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     x_train, y_train = load_classification(dataset, split="train")
     x_test, y_test = load_classification(dataset, split="test")
     x_train, x_test = _padded(x_train), _padded(x_test)
-    mean, std = np.nanmean(x_train), np.nanstd(x_train)
+    if x_train.shape[2] > 1:
+        mean, std = np.nanmean(x_train, axis=(0, 1)), np.nanstd(x_train, axis=(0, 1))
+    elif dataset in UNNORMALISED_UCR:
+        mean, std = np.nanmean(x_train), np.nanstd(x_train)
+    else:
+        return x_train, y_train, x_test, y_test
     return (x_train - mean) / std, y_train, (x_test - mean) / std, y_test
+
+
+def centred(x: np.ndarray) -> np.ndarray:
+    """Return the series (N x T x C) moved so that their missing steps split evenly around them."""
+    present = ~np.isnan(x).all(axis=2)
+    out = np.full_like(x, np.nan)
+    for i, row in enumerate(present):
+        steps = np.flatnonzero(row)
+        if steps.size == 0:
+            continue
+        first, last = steps[0], steps[-1] + 1
+        start = (first + x.shape[1] - last) // 2
+        out[i, start : start + last - first] = x[i, first:last]
+    return out
 
 
 def _padded(series) -> np.ndarray:
@@ -110,7 +179,7 @@ def run_seed(seed: int, data: tuple, causal: bool) -> tuple[float, float, float,
     cpu = time.process_time()
     result = train(
         encoder,
-        list(x_train),
+        list(centred(x_train)),
         iters=iters,
         batch_size=8,
         lr=0.001,
