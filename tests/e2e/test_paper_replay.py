@@ -40,7 +40,7 @@ def _same_book(a: dict, b: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("encoder", [None, "ts2vec_bybit_1h"])
+@pytest.mark.parametrize("encoder", [None, "ts2vec_bybit_1h", "ts2vec_wide_1h"])
 def test_replayed_session_equals_the_backtest_over_2040_bars(
     encoder, store, shared_data, tmp_path, monkeypatch
 ):
