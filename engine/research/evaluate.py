@@ -78,6 +78,7 @@ from engine.strategy.representations import (
     feature_representations,
     hash_candles,
     load_unseen_model,
+    model_feature_matrix,
     model_hash,
     pca_representations,
     train_supervised_encoder,
@@ -441,7 +442,7 @@ class _Run:
             if tuned is None:
                 tuned = finetune(
                     model.encoder,
-                    model.normalise(feature_representations(source.candles, _extras(model))),
+                    model.normalise(model_feature_matrix(model, source.candles)),
                     source.labels,
                     fit,
                     validation,
@@ -454,7 +455,7 @@ class _Run:
         out = {}
         for target in targets:
             dest = self.series[target]
-            features = model.normalise(feature_representations(dest.candles, _extras(model)))
+            features = model.normalise(model_feature_matrix(model, dest.candles))
             dest_bars = bar_numbers(dest.candles, dest.key.interval_ms)
             proba = cached(
                 self.reps.cache_dir,
@@ -465,10 +466,6 @@ class _Run:
             refs = self.references(train, target)
             out[target] = _with_intervals(metrics, correct, refs, self.indices(target), self.level)
         return out
-
-
-def _extras(model: PretrainedModel) -> list[str]:
-    return list(model.card["features"].get("extras", []))
 
 
 def _probe_task(run: _Run, results: dict) -> None:

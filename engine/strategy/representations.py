@@ -146,6 +146,23 @@ def model_features(model: PretrainedModel) -> tuple[list[str], str]:
     return list(spec.get("extras", [])), spec.get("set", "raw")
 
 
+def model_feature_matrix(model: PretrainedModel, candles: pd.DataFrame) -> np.ndarray:
+    """Return the causal features of ``candles`` that the model reads, before normalisation.
+
+    Raises
+    ------
+    DataError
+        If the engine computes other features than the card names.
+    """
+    features, names = compute_features(candles, *model_features(model))
+    if names != model.feature_names:
+        raise DataError(
+            f"model {model.path.name} was trained on features {model.feature_names}; "
+            f"the engine computes {names} for it"
+        )
+    return features
+
+
 def model_representations(
     model: PretrainedModel, candles: pd.DataFrame, interval_ms: int, start: int = 0
 ) -> np.ndarray:
@@ -154,12 +171,7 @@ def model_representations(
     ``interval_ms`` is the length of a bar; earlier rows are context only (see
     ``engine.ssl.infer.encode_series``). Returns (T - start) x D, float32.
     """
-    features, names = compute_features(candles, *model_features(model))
-    if names != model.feature_names:
-        raise DataError(
-            f"model {model.path.name} was trained on features {model.feature_names}; "
-            f"the engine computes {names} for it"
-        )
+    features = model_feature_matrix(model, candles)
     return model.embed(features, bar_numbers(candles, interval_ms), start)
 
 
