@@ -491,6 +491,12 @@ def evaluate(
     for row in main_rows(result.results, train):
         table.add_row(*(row[c] for c in shown))
     console.print(table)
+    if result.results["pretraining_overlap"]:
+        names = ", ".join(result.results["pretraining_overlap"])
+        console.print(
+            f"[bold red]{names} saw these test bars unlabelled in pretraining: "
+            "these figures choose among encoders; they are not out-of-sample results"
+        )
     console.print(f"wrote {folder}")
 
 

@@ -468,6 +468,11 @@ class EvaluateConfig(_Model):
     test: DateRange
     embargo_bars: int = Field(5, ge=0)
     tasks: list[Literal[TASKS]] = Field(default_factory=lambda: list(TASKS), min_length=1)
+    pretraining_overlap: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="allow: evaluate encoders whose pretraining saw test bars (unlabelled), "
+        "to choose among encoders on data before their unseen-from date; the results name them.",
+    )
     finetune: FinetuneSpec = FinetuneSpec()
     label_efficiency: LabelEfficiencySpec = LabelEfficiencySpec()
     anomaly: AnomalySpec = AnomalySpec()

@@ -193,10 +193,17 @@ class Representations:
     ) -> None:
         self.config, self.series, self.cache_dir = config, series, cache_dir
         test_start = day_range_ms(config.test.start, None)[0]
+        checked = test_start if config.pretraining_overlap == "refuse" else None
         self.models: dict[str, PretrainedModel] = {
-            name: load_unseen_model(models_dir, name, test_start, "test.start")
+            name: load_unseen_model(models_dir, name, checked, "test.start")
             for name in config.representations
             if name not in BASELINES
+        }
+        #: Models whose pretraining saw test bars, by name, with their unseen-from date.
+        self.overlapping = {
+            name: model.spec.unseen_from.isoformat()
+            for name, model in self.models.items()
+            if pd.Timestamp(model.spec.unseen_from).value // 1_000_000 > test_start
         }
         self._memo: dict[tuple[str, str, str], np.ndarray | None] = {}
         self._trained: dict[tuple[str, str], object] = {}
@@ -683,6 +690,7 @@ def evaluate(
             for name, s in series.items()
         },
         "embargo_bars": config.embargo_bars,
+        "pretraining_overlap": reps.overlapping,
         "bootstrap": {**config.bootstrap.model_dump(), "block_bars": config.block_bars},
         "inputs": {
             "series": {name: s.sha256 for name, s in series.items()},

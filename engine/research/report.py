@@ -316,6 +316,12 @@ def write_html(evaluation: Evaluation, path: Path) -> None:
         f"{results['bootstrap']['block_bars']} bars). Article figures are the article's "
         "claims, not measurements.</p>",
     ]
+    if results["pretraining_overlap"]:
+        parts.append(
+            '<p class="warning">These encoders saw the test bars, unlabelled, in pretraining '
+            f"({html.escape(', '.join(results['pretraining_overlap']))}): their figures serve "
+            "to choose among encoders, not to report out-of-sample results.</p>"
+        )
     for name, (columns, rows) in tables(results).items():
         parts.append(f'<h2 id="{name}">{html.escape(name.replace("_", " "))}</h2>')
         parts.append(_html_table(columns, rows))
@@ -326,6 +332,7 @@ def write_html(evaluation: Evaluation, path: Path) -> None:
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+        ".warning{color:#a00;font-weight:bold}"
     )
     page = (
         f'<!doctype html><html><head><meta charset="utf-8"><title>Evaluation '

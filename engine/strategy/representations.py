@@ -175,11 +175,14 @@ def model_representations(
     return model.embed(features, bar_numbers(candles, interval_ms), start)
 
 
-def load_unseen_model(models_dir: Path, name: str, first_bar_ms: int, what: str) -> PretrainedModel:
+def load_unseen_model(
+    models_dir: Path, name: str, first_bar_ms: int | None, what: str
+) -> PretrainedModel:
     """Return the model ``models_dir/name``, refusing one that saw the bar at ``first_bar_ms``.
 
     ``what`` names the range that starts at ``first_bar_ms`` in the error
-    message (for example ``"out_of_sample.start"``).
+    message (for example ``"out_of_sample.start"``). ``first_bar_ms=None``
+    skips that check, for choosing among encoders on bars they saw unlabelled.
 
     Raises
     ------
@@ -195,7 +198,7 @@ def load_unseen_model(models_dir: Path, name: str, first_bar_ms: int, what: str)
         )
     model = load_model(folder)
     unseen_from = pd.Timestamp(model.spec.unseen_from)
-    if first_bar_ms < unseen_from.value // 1_000_000:
+    if first_bar_ms is not None and first_bar_ms < unseen_from.value // 1_000_000:
         raise ConfigError(
             f"{what} {pd.Timestamp(first_bar_ms, unit='ms', tz='UTC').date()} overlaps the "
             f"pretraining range of {name}: its card says bars from {unseen_from.isoformat()} "

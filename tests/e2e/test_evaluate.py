@@ -184,3 +184,31 @@ def test_bad_evaluation_files_are_refused_with_exit_code_2(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
+
+
+def test_allowed_pretraining_overlap_runs_and_is_named_in_the_results(
+    shared_data, tmp_path, monkeypatch, run_cli
+):
+    monkeypatch.setenv("ENGINE_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("ENGINE_CACHE_DIR", str(tmp_path / "cache"))
+    spec = {
+        **SHORT,
+        "representations": ["ts2vec_bybit_1h", "features", "majority"],
+        "test_series": [BTC],
+        "train": {"start": "2024-03-01", "end": "2024-05-31"},
+        "test": {"start": "2024-06-01", "end": "2024-07-31"},
+        "tasks": ["probe"],
+        "pretraining_overlap": "allow",
+    }
+    path = tmp_path / "overlap.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    reports = tmp_path / "reports"
+    result = run_cli(
+        "evaluate", path, "--models-dir", REPO_ROOT / "models", "--reports-dir", reports
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "saw these test bars unlabelled in pretraining" in result.stdout
+    folder = next(reports.iterdir())
+    results = json.loads((folder / "results.json").read_text())
+    assert list(results["pretraining_overlap"]) == ["ts2vec_bybit_1h"]
+    assert "not to report out-of-sample results" in (folder / "report.html").read_text()
