@@ -483,7 +483,11 @@ def evaluate(
         bar.update(task, description="writing the report")
         folder = write_run(result, reports_dir, file.read_text(encoding="utf-8"))
     train = spec.train_series[0]
-    table = Table(title=f"{spec.name}: linear probe trained on {train}, tested out of sample")
+    ranges = result.results["ranges"][train]
+    table = Table(
+        title=f"{spec.name}: linear probe trained on {train} {ranges['train'][0][:10]} to "
+        f"{ranges['train'][1][:10]}, tested from {ranges['test'][0][:10]}"
+    )
     shown = ("representation", "probe accuracy", "probe 95% CI", "minus features CI")
     shown += ("minus majority CI", "fine-tuned accuracy", "transfer accuracy", "article probe")
     for column in shown:
