@@ -1,12 +1,13 @@
 """Latency and memory of a paper session replayed over real candles.
 
 The session runs a strategy (by default ``strategies/ssl_cost.yaml``, TS2Vec)
-on the last ``--bars`` hourly bars of ``bybit_linear_BTCUSDT_1h``, served by the
-fake Bybit server with a simulated clock that moves on to the next bar's close
-as soon as a bar is done; the bars before them are the warm-up store.
+on the last ``--bars`` hourly bars of ``bybit_linear_BTCUSDT_1h``, read by the
+replay source (``engine paper run --replay``) with a simulated clock that moves
+on to the next bar's close as soon as a bar is done; the bars before them are
+the warm-up store.
 
-- Latency: from a closed bar's arrival (ccxt's answer) to its decision, fills
-  and book committed to the journal, per bar; p50, p99 and max.
+- Latency: from a closed bar's arrival (the source's answer) to its decision,
+  fills and book committed to the journal, per bar; p50, p99 and max.
 - Store: the session appends every bar to the warm-up store after journaling
   it, as a live session does (one atomic rewrite of the parquet file per bar,
   off the decision's critical path); the time of each write, p50, p99 and max.
@@ -14,9 +15,7 @@ as soon as a bar is done; the bars before them are the warm-up store.
   ``engine paper run`` does. On a 2-core machine that other work shares, two
   OpenMP threads meet at a barrier after every convolution and wait whenever
   the other core is busy: the p99 rose from about 50 ms to about 1 s.
-- Memory: the process's resident set size every ``--sample`` bars. The fake
-  server keeps a log of every request for the tests; the benchmark clears it at
-  each sample, as it is not part of the session.
+- Memory: the process's resident set size every ``--sample`` bars.
 
 Run from the repository root (``ENGINE_SHARED_DATA`` overrides ../shared/data)::
 
@@ -43,8 +42,8 @@ import torch
 from engine.config import StrategyConfig, load_config
 from engine.data.feed import RetryPolicy
 from engine.data.store import CandleStore, FundingKey, SeriesKey
-from engine.paper.replay import replay_exchange
 from engine.paper.session import PaperSession, SessionOptions
+from engine.paper.sources import ReplayClock, replay_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,23 +95,23 @@ def main() -> None:
 
         CandleStore.append = timed_append
         clock_start = time.perf_counter()
-        with replay_exchange(config, shared / key.filename, store) as (fake, exchange, clock):
-            session = PaperSession(config, options, exchange, clock, store)
-            print(f"warm-up {time.perf_counter() - clock_start:.1f} s; replaying {args.bars} bars")
-            clock.jump(session.last_ts + session.interval)
-            memory = [rss_mb()]
-            done = 0
-            while done < args.bars:
-                chunk = min(args.sample, args.bars - done)
-                until = session.last_ts + (chunk + 1) * session.interval
-                session.options = replace(options, until_ms=until)
-                done += session.run()
-                fake.requests.clear()
-                memory.append(rss_mb())
-                print(f"bars {done:>6}: rss {memory[-1]:.1f} MB")
-            bars = session.journal.table("bars")
-            refits = session.journal.table("decisions")["refit"].to_numpy() == 1
-            session.close()
+        clock = ReplayClock(0)
+        source = replay_source(config, shared / key.filename, store, clock)
+        session = PaperSession(config, options, source, clock, store)
+        print(f"warm-up {time.perf_counter() - clock_start:.1f} s; replaying {args.bars} bars")
+        clock.jump(session.last_ts + session.interval)
+        memory = [rss_mb()]
+        done = 0
+        while done < args.bars:
+            chunk = min(args.sample, args.bars - done)
+            until = session.last_ts + (chunk + 1) * session.interval
+            session.options = replace(options, until_ms=until)
+            done += session.run()
+            memory.append(rss_mb())
+            print(f"bars {done:>6}: rss {memory[-1]:.1f} MB")
+        bars = session.journal.table("bars")
+        refits = session.journal.table("decisions")["refit"].to_numpy() == 1
+        session.close()
     latency = bars["latency_ms"].to_numpy()
     slowest = np.argsort(latency)[::-1][:10]
     print(

@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.backtest import Fitted, decide, load_candles, out_of_sample_rows
 from engine.config import StrategyConfig
 from engine.data.store import CandleStore
-
-DECISION_OUTPUTS = ("target", "risk_scale", "mode", "limit_offset", "stop_loss", "take_profit")
+from engine.runner.assemble import check_schedule
+from engine.runner.backtest import decide
+from engine.runner.decisions import DECISION_FIELDS
+from engine.runner.sources import load_candles, out_of_sample_rows
+from engine.runner.walkforward import Fitted
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def _outputs(fitted: Fitted, symbols: list[str]) -> dict[str, np.ndarray]:
     for symbol, history, decisions in zip(symbols, fitted.histories, fitted.decisions, strict=True):
         rows = slice(decisions.start, decisions.stop)
         outputs[f"{symbol} representation"] = history.z[rows]
-        for name in DECISION_OUTPUTS:
+        for name in DECISION_FIELDS:
             outputs[f"{symbol} {name}"] = getattr(decisions, name)
         for name, values in decisions.outputs.items():
             outputs[f"{symbol} component:{name}"] = values
@@ -88,6 +90,7 @@ def audit(
     _, frames = load_candles(config, store)
     timestamps = frames[0]["timestamp"].to_numpy()
     start, stop = out_of_sample_rows(config, timestamps)
+    check_schedule(config, start)
     symbols = config.market.symbols
     base = _outputs(decide(config, frames, start, stop, models_dir, None), symbols)
     fractions = np.arange(1, samples + 1) / (samples + 1)

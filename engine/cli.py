@@ -117,7 +117,8 @@ def run(
     metrics.json, trades.csv, equity.csv, config.yaml (resolved), inputs.json
     (hashes of the data, model and strategy file) and timings.json.
     """
-    from engine.backtest import run_backtest, write_run
+    from engine.report.run import write_run
+    from engine.runner.backtest import run_backtest
 
     cfg = _strategy(strategy, models_dir)
     check_writable(reports_dir, "--reports-dir")
@@ -146,8 +147,8 @@ def compare(
 
     Writes reports/compare-<UTC time>.csv and .md with one row per strategy.
     """
-    from engine.backtest import run_backtest
     from engine.report.compare import write_comparison
+    from engine.runner.backtest import run_backtest
 
     configs = [_strategy(path, models_dir) for path in strategies]
     check_writable(reports_dir, "--reports-dir")
@@ -525,7 +526,8 @@ def paper_run(
         None, help="A run folder of this strategy: use its config.yaml and refit schedule."
     ),
     replay: Path | None = typer.Option(
-        None, help="Recorded candles (parquet) to replay through a local fake Bybit."
+        None,
+        help="Recorded candles (parquet) to replay, released as a simulated clock passes them.",
     ),
     speed: float = typer.Option(0.0, min=0.0, help="Replay: simulated s per real s; 0 instant."),
     feed: Feed = typer.Option(
@@ -558,9 +560,11 @@ def paper_run(
     from engine.data.store import CandleStore
     from engine.data.times import day_start_ms, parse_utc_ms
     from engine.paper.journal import session_lock
-    from engine.paper.replay import load_replay
     from engine.paper.session import SessionOptions
+    from engine.paper.sources import load_replay
 
+    if replay is not None and feed is Feed.ws:
+        raise EngineError("--feed ws watches a live exchange; a --replay reads bars from its file")
     torch.set_num_threads(threads)
     cfg = _strategy(strategy, models_dir)
     if session is not None:
@@ -602,8 +606,8 @@ def _run_session(cfg, options, recorded, speed, streaming, store) -> int:
     import threading
 
     from engine.data.feed import make_exchange
-    from engine.paper.replay import replay_client, replay_exchange
     from engine.paper.session import PaperSession, WallClock
+    from engine.paper.sources import ExchangeSource, ReplayClock, replay_source, series_key
 
     handler = logging.FileHandler(options.journal_dir / f"{options.session}.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -617,21 +621,17 @@ def _run_session(cfg, options, recorded, speed, streaming, store) -> int:
         if recorded is None:
             exchange_id = cfg.market.exchange
             stream = make_exchange(exchange_id, streaming=True) if streaming else None
-            session_run = PaperSession(
-                cfg, options, make_exchange(exchange_id), WallClock(), store, stream
-            )
-            try:
-                return session_run.run(stop)
-            finally:
-                session_run.close()
-        with replay_exchange(cfg, recorded, store, speed) as (fake, client, clock):
-            stream = replay_client(fake, cfg.market.exchange, streaming=True) if streaming else None
-            session_run = PaperSession(cfg, options, client, clock, store, stream)
+            source = ExchangeSource(make_exchange(exchange_id), series_key(cfg), options.retry)
+            session_run = PaperSession(cfg, options, source, WallClock(), store, stream)
+        else:
+            clock = ReplayClock(0, speed)
+            source = replay_source(cfg, recorded, store, clock)
+            session_run = PaperSession(cfg, options, source, clock, store)
             clock.jump(session_run.last_ts + session_run.interval)
-            try:
-                return session_run.run(stop)
-            finally:
-                session_run.close()
+        try:
+            return session_run.run(stop)
+        finally:
+            session_run.close()
     finally:
         logger.removeHandler(handler)
         handler.close()

@@ -24,7 +24,7 @@ def check_strategy(config: StrategyConfig, models_dir: Path) -> None:
     ConfigError, DataError
         The first problem found, as the run would raise it.
     """
-    from engine.backtest import build_pipeline, build_portfolio
+    from engine.runner.assemble import build_pipeline, build_portfolio
 
     if config.encoder is not None:
         start_ms = day_start_ms(config.out_of_sample.start)

@@ -17,9 +17,6 @@ SYMBOL_PATTERN = re.compile(r"^(?P<base>[A-Z0-9]{2,20}?)(?P<quote>USDT|USDC)$")
 SYMBOL_FORM = (
     f"BASEQUOTE with an upper-case base and a quote in {', '.join(QUOTES)} (for example 'BTCUSDT')"
 )
-CCXT_SYMBOL_PATTERN = re.compile(
-    r"^(?P<base>[A-Z0-9]{2,20})/(?P<quote>[A-Z]{3,5})(?::(?P<settle>[A-Z]{3,5}))?$"
-)
 
 TIMEFRAME_MS = {
     "1m": 60_000,
@@ -67,21 +64,3 @@ def to_ccxt(symbol: str, market: str) -> str:
     if check_market(market) == "linear":
         return f"{base}/{quote}:{quote}"
     return f"{base}/{quote}"
-
-
-def from_ccxt(unified: str) -> tuple[str, str]:
-    """Return the exchange symbol and market of a ccxt unified symbol."""
-    match = CCXT_SYMBOL_PATTERN.match(unified)
-    if match is None or match["quote"] not in QUOTES:
-        raise DataError(
-            f"ccxt symbol {unified!r} is not of the form BASE/QUOTE (spot) or "
-            f"BASE/QUOTE:QUOTE (linear perpetual) with a quote in {', '.join(QUOTES)}"
-        )
-    settle = match["settle"]
-    if settle is not None and settle != match["quote"]:
-        raise DataError(
-            f"ccxt symbol {unified!r} settles in {settle}, not in its quote currency: "
-            "only linear (quote-margined) perpetuals are supported"
-        )
-    market = "linear" if settle else "spot"
-    return f"{match['base']}{match['quote']}", market

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import ConfigError, DataError, EngineError
+from engine.runner.decisions import DecisionState
 from engine.sim.enums import account_dt, asset_dt, fill_dt, reject_dt
-from engine.strategy.walkforward import DecisionState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -2,7 +2,7 @@
 
 The journal is turned back into the backtest's result types (the per-bar
 decisions, the event loop's fills, rejects and equity) and handed to
-``engine.backtest.write_run``, so both folders have the same files and columns
+``engine.report.run.write_run``, so both folders have the same files and columns
 and can be diffed: tearsheet.html, metrics.json, trades.csv, equity.csv,
 config.yaml, inputs.json and timings.json.
 """
@@ -14,18 +14,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.backtest import Backtest, Fitted, _iso, performance, write_run
 from engine.config import StrategyConfig
 from engine.errors import DataError
 from engine.paper.journal import Journal
 from engine.paper.session import journal_path
+from engine.report.run import Backtest, bar_time, performance, write_run
+from engine.runner.decisions import DECISION_FIELDS
+from engine.runner.walkforward import Decisions, Fitted
 from engine.sim.enums import account_dt, asset_dt, fill_dt, reject_dt
 from engine.sim.run import SimResult
 from engine.strategy.base import History
 from engine.strategy.representations import hash_candles
-from engine.strategy.walkforward import Decisions
-
-_DECIDED = ("target", "risk_scale", "mode", "limit_offset", "stop_loss", "take_profit")
 
 
 def _records(frame: pd.DataFrame, dtype: np.dtype, bar: np.ndarray) -> np.ndarray:
@@ -60,7 +59,7 @@ def session_backtest(journal_dir: Path, session: str) -> Backtest:
     decisions = Decisions(
         start=0,
         stop=len(bars),
-        **{name: decided[name].to_numpy() for name in _DECIDED},
+        **{name: decided[name].to_numpy() for name in DECISION_FIELDS},
         outputs={name: outputs[name].to_numpy() for name in outputs.columns},
     )
     fitted = Fitted([history], [decisions], np.ones((len(bars), 1)), [{"session": session}])
@@ -80,8 +79,8 @@ def session_backtest(journal_dir: Path, session: str) -> Backtest:
     )
     close, metrics, daily, benchmark = performance(config, fitted, sim, 0, len(bars))
     inputs = {
-        "first_bar": _iso(stamps[0]),
-        "last_bar": _iso(stamps[-1]),
+        "first_bar": bar_time(stamps[0]),
+        "last_bar": bar_time(stamps[-1]),
         "paper_session": session,
         "config_sha256": meta["config_sha256"],
         "assets": [{"candles": f"journal of {session}", "candles_sha256": hash_candles(candles)}],

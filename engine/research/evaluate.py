@@ -68,7 +68,7 @@ from engine.research.volatility import (
 from engine.ssl.checkpoint import PretrainedModel
 from engine.ssl.finetune import finetune
 from engine.ssl.infer import encode_series
-from engine.strategy.base import FitContext, History
+from engine.strategy.base import Costs, FitContext, History
 from engine.strategy.components import AnomalyRisk, ProbeSignal
 from engine.strategy.features import DOWN, UP, Standardiser, direction_labels
 from engine.strategy.representations import (
@@ -96,6 +96,9 @@ REFERENCES = ("features", "majority")
 SUPERVISED = ("supervised", "lstm")
 
 Progress = Callable[[str], None]
+
+#: Evaluation fits probes and anomaly scores to measure representations; it trades nothing.
+NO_COSTS = Costs(maker_fee=0.0, taker_fee=0.0)
 
 
 @dataclass(frozen=True)
@@ -322,7 +325,7 @@ def _fit_probe(
         return lambda zs: np.tile(share, (len(zs), 1))
     probe = _probe(regularisation, config)
     past = History.from_candles(series.candles, z).upto(rows.stop + config.labels.horizon)
-    probe.fit(FitContext(past=past, train=rows))
+    probe.fit(FitContext(past=past, train=rows, costs=NO_COSTS))
     return probe.probabilities
 
 
@@ -538,7 +541,7 @@ def _anomaly(run: _Run, results: dict, curves: dict) -> None:
             )
             risk = AnomalyRisk(threshold=spec.risk_threshold)
             history = History.from_candles(series.candles, z)
-            risk.fit(FitContext(past=history.upto(series.train.stop), train=series.train))
+            risk.fit(FitContext(history.upto(series.train.stop), series.train, costs=NO_COSTS))
             anomaly = np.full(len(close), np.nan)
             anomaly[test] = risk.transform(history, test)["anomaly"]
             scores[f"anomaly_risk:{name}"] = (anomaly, spec.risk_threshold)

@@ -1,1 +1,1 @@
-"""Strategy components fitted walk-forward on encoder representations; per-bar decisions."""
+"""Strategy components by role, fitted on encoder representations; rule-based baselines."""

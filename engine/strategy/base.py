@@ -12,6 +12,15 @@ per-bar outputs for the event loop. It never sees a bar that has not closed:
   rows' own representations and earlier bars only (the lookahead audit checks
   this by changing later bars).
 
+Each role has a base class that declares what the engine reads from it: the
+outputs a component of that role must return (``Signal``: ``score``;
+``Sizing``: ``size``; ``Risk``: ``risk_scale`` and optionally ``stop_loss`` and
+``take_profit``; ``Timing``: ``similarity``) and, for timing, the thresholds
+and the limit order's time to live. Every component lists the outputs its
+``transform`` returns in ``outputs``; ``load_component`` refuses a component
+whose outputs lack its role's, and the runner refuses a ``transform`` that
+returns other names than the listed ones.
+
 Components are named in strategy files as ``package.module:ClassName`` with
 keyword parameters, so a user adds one without touching the engine.
 """
@@ -30,8 +39,6 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from engine.errors import ConfigError
-
-ROLES = ("signal", "sizing", "risk", "timing", "portfolio")
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,27 @@ class History:
 
 
 @dataclass(frozen=True)
+class Costs:
+    """The strategy's trading costs, as fractions of notional, for components that weigh them.
+
+    Attributes
+    ----------
+    maker_fee, taker_fee : float
+        Fee per side of a limit (maker) and a market (taker) fill.
+    """
+
+    maker_fee: float
+    taker_fee: float
+
+    @property
+    def round_trip_fee(self) -> float:
+        """Return the fees of entering and leaving a position at market (two taker fills)."""
+        return 2.0 * self.taker_fee
+
+
+@dataclass(frozen=True)
 class FitContext:
-    """What a component learns from: the known past and the rows to train on.
+    """What a component learns from: the known past, the rows to train on and the costs.
 
     ``signal`` holds the fitted signal's in-sample direction (-1, 0, +1) on the
     training rows, for components that learn from the signal's setups; it is
@@ -81,20 +107,31 @@ class FitContext:
 
     past: History
     train: slice
+    costs: Costs
     signal: np.ndarray | None = None
 
 
 class Component(ABC):
     """A strategy component: fitted on the past, applied bar by bar.
 
-    Subclasses set ``role`` to one of ``ROLES``, take their parameters as
-    keyword arguments, and return from ``transform`` a mapping of output names
-    to arrays with one entry per requested row.
+    Subclasses derive from their role's class (``Signal``, ``Sizing``,
+    ``Risk``, ``Timing``), take their parameters as keyword arguments, list
+    their outputs in ``outputs``, and return from ``transform`` a mapping of
+    exactly those names to arrays with one entry per requested row.
     """
 
     role: ClassVar[str]
+    #: The outputs every component of the role returns; the runner decides from them.
+    required: ClassVar[tuple[str, ...]] = ()
+    #: Outputs of the role that the runner reads when a component returns them.
+    optional: ClassVar[tuple[str, ...]] = ()
     #: Bars after a bar that its training label looks at (0: no forward label).
     horizon: int = 0
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Return the names ``transform`` returns: the role's required outputs by default."""
+        return self.required
 
     @abstractmethod
     def fit(self, context: FitContext) -> None:
@@ -115,6 +152,7 @@ class Signal(Component):
     """
 
     role = "signal"
+    required = ("score",)
     entry: float = 0.5
     exit: float = 0.5
     allow_short: bool = True
@@ -136,6 +174,79 @@ class Signal(Component):
         if abs(score) < self.exit:
             return 0
         return previous
+
+
+class Sizing(Component):
+    """A sizing component: ``size``, the exposure (a fraction of equity) of a new position.
+
+    The size is fixed when a position is entered and held until the direction
+    changes.
+    """
+
+    role = "sizing"
+    required = ("size",)
+
+
+class Risk(Component):
+    """A risk component: ``risk_scale`` in [0, 1] multiplies the exposure on each bar.
+
+    It may also return ``stop_loss`` and ``take_profit``: distances from the
+    entry price, as fractions, or NaN for none.
+    """
+
+    role = "risk"
+    required = ("risk_scale",)
+    optional = ("stop_loss", "take_profit")
+
+
+class Timing(Component):
+    """An execution-timing component: when and how a change of exposure is sent.
+
+    It returns ``similarity`` on each bar. When the exposure changes, the
+    order goes to market if the similarity exceeds ``market_above``, rests as
+    a limit order ``offset`` from the close if it exceeds ``limit_above``, and
+    otherwise waits, at most ``max_wait`` bars before going to market. A limit
+    order rests for ``limit_ttl`` bars.
+
+    Parameters
+    ----------
+    market_above, limit_above : float
+        Similarity thresholds, ``-1 <= limit_above <= market_above <= 1``.
+    offset : float
+        Distance of the limit price from the close, a fraction in (0, 0.1).
+    max_wait : int
+        Bars to wait before a change goes to market.
+    """
+
+    role = "timing"
+    required = ("similarity",)
+
+    def __init__(
+        self, market_above: float, limit_above: float, offset: float, max_wait: int
+    ) -> None:
+        if not -1 <= limit_above <= market_above <= 1:
+            raise ValueError(
+                f"need -1 <= limit_above <= market_above <= 1, got {limit_above}, {market_above}"
+            )
+        if not 0 < offset < 0.1:
+            raise ValueError(f"offset must be in (0, 0.1), got {offset}")
+        if max_wait < 0:
+            raise ValueError(f"max_wait must be >= 0, got {max_wait}")
+        self.market_above, self.limit_above = market_above, limit_above
+        self.offset, self.max_wait = offset, max_wait
+
+    @property
+    def limit_ttl(self) -> int:
+        """Return the bars a limit order rests: until the wait ends in a market order."""
+        return max(1, self.max_wait)
+
+
+ROLE_CLASSES: dict[str, type[Component]] = {
+    "signal": Signal,
+    "sizing": Sizing,
+    "risk": Risk,
+    "timing": Timing,
+}
 
 
 class Portfolio(ABC):
@@ -169,7 +280,8 @@ def load_component(path: str, params: dict[str, Any], role: str) -> Component | 
     ------
     ConfigError
         If the module or class does not exist, is not a concrete component of
-        ``role``, or rejects the parameters.
+        ``role``, rejects the parameters, or does not list its role's required
+        outputs.
     """
     module_name, _, class_name = path.partition(":")
     try:
@@ -189,15 +301,25 @@ def load_component(path: str, params: dict[str, Any], role: str) -> Component | 
             f"components.{role}: {path!r} is an abstract base class; expected a concrete "
             f"{role} component that implements every method"
         )
-    if cls.role != role:
+    expected = ROLE_CLASSES.get(role, Portfolio)
+    if not issubclass(cls, expected):
         raise ConfigError(
-            f"components.{role}: {path!r} is a {cls.role} component; expected a {role} component"
+            f"components.{role}: {path!r} is a {cls.role} component; expected a {role} component "
+            f"(a subclass of {expected.__module__}.{expected.__name__})"
         )
     _check_params(cls, params, f"components.{role}.params")
     try:
-        return cls(**params)
+        component = cls(**params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"components.{role}.params: {exc}") from None
+    if isinstance(component, Component):
+        missing = [name for name in component.required if name not in component.outputs]
+        if missing:
+            raise ConfigError(
+                f"components.{role}: {path!r} lists the outputs {list(component.outputs)}; "
+                f"a {role} component must output {list(component.required)}"
+            )
+    return component
 
 
 def _check_params(cls: type, params: dict[str, Any], where: str) -> None:

@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from engine.strategy.base import Component, FitContext, History, Signal
+from engine.strategy.base import FitContext, History, Risk, Signal, Sizing, Timing
 from engine.strategy.features import (
     DOWN,
     UP,
@@ -137,14 +137,15 @@ class ProbeSignal(Signal):
         return {"score": proba[:, UP] - proba[:, DOWN]}
 
 
-class PrototypeSizing(Component):
+class PrototypeSizing(Sizing):
     """Size by similarity to the signal's profitable setups, scaled to a volatility target.
 
     The prototype is the mean standardised representation of the fitting
     window's profitable setups: rows where the fitted signal took a direction
-    and the price moved that way over ``horizon`` bars by more than the round
-    trip cost. conviction_t = base_size * max(cos(z_t, prototype), 0) *
-    target_vol / realised_vol_t, capped at ``max_leverage``.
+    and the price moved that way over ``horizon`` bars by more than the fees of
+    a round trip at market (the strategy's ``costs``). conviction_t =
+    base_size * max(cos(z_t, prototype), 0) * target_vol / realised_vol_t,
+    capped at ``max_leverage``.
 
     Parameters
     ----------
@@ -158,11 +159,7 @@ class PrototypeSizing(Component):
         Bars of one-bar log returns in the realised volatility.
     max_leverage : float
         Cap of the absolute exposure.
-    round_trip_cost : float
-        Move a setup must beat to count as profitable (default 0.0006).
     """
-
-    role = "sizing"
 
     def __init__(
         self,
@@ -171,7 +168,6 @@ class PrototypeSizing(Component):
         target_vol: float = 0.01,
         vol_window: int = 48,
         max_leverage: float = 1.0,
-        round_trip_cost: float = 0.0006,
     ) -> None:
         _check(horizon >= 1, f"horizon must be >= 1, got {horizon}")
         _check(base_size > 0, f"base_size must be > 0, got {base_size}")
@@ -180,14 +176,13 @@ class PrototypeSizing(Component):
         _check(max_leverage > 0, f"max_leverage must be > 0, got {max_leverage}")
         self.horizon, self.base_size, self.target_vol = horizon, base_size, target_vol
         self.vol_window, self.max_leverage = vol_window, max_leverage
-        self.round_trip_cost = round_trip_cost
 
     def fit(self, context: FitContext) -> None:
         """Fit the prototype of profitable setups."""
         past, train = context.past, context.train
         ret = forward_return(past.close, self.horizon)[train]
         _check(not np.isnan(ret).any(), "sizing labels reach past the last closed bar")
-        self._scale, self._prototype = _prototype(context, ret, self.round_trip_cost)
+        self._scale, self._prototype = _prototype(context, ret, context.costs.round_trip_fee)
 
     def transform(self, history: History, rows: slice) -> dict[str, np.ndarray]:
         """Return ``size``, the capped conviction of each row."""
@@ -199,7 +194,7 @@ class PrototypeSizing(Component):
         return {"size": np.minimum(size, self.max_leverage)}
 
 
-class AnomalyRisk(Component):
+class AnomalyRisk(Risk):
     """Scale exposure down when z_t is far from the fitting window's representations.
 
     The anomaly score is the largest absolute z-score of z_t over dimensions,
@@ -211,8 +206,6 @@ class AnomalyRisk(Component):
     than ``drawdown_brake`` (a fraction) below its highest close of the last
     ``brake_window`` bars, the risk scale is multiplied by ``brake_scale``.
     """
-
-    role = "risk"
 
     def __init__(
         self,
@@ -238,6 +231,12 @@ class AnomalyRisk(Component):
         self.drawdown_brake, self.brake_window = drawdown_brake, brake_window
         self.brake_scale = brake_scale
 
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Return ``anomaly`` and ``risk_scale``, and ``drawdown`` with the brake."""
+        brake = () if self.drawdown_brake is None else ("drawdown",)
+        return ("anomaly", "risk_scale", *brake)
+
     def fit(self, context: FitContext) -> None:
         """Fit the mean and standard deviation of the training representations."""
         self._scale = Standardiser(context.past.z[context.train])
@@ -259,7 +258,7 @@ class AnomalyRisk(Component):
         return out
 
 
-class SimilarityTiming(Component):
+class SimilarityTiming(Timing):
     """Choose how to execute from the similarity of z_t to favourable execution patterns.
 
     A fitting-window row is a favourable pattern for acting at once when the
@@ -269,10 +268,8 @@ class SimilarityTiming(Component):
     more than it saved. When a new target arrives, the mode is market if the
     similarity exceeds ``market_above``, a limit order ``offset`` away from the
     close if it exceeds ``limit_above``, else wait, at most ``max_wait`` bars
-    before going to market.
+    before going to market (see ``Timing``).
     """
-
-    role = "timing"
 
     def __init__(
         self,
@@ -283,14 +280,8 @@ class SimilarityTiming(Component):
         max_wait: int = 3,
     ) -> None:
         _check(horizon >= 1, f"horizon must be >= 1, got {horizon}")
-        _check(
-            -1 <= limit_above <= market_above <= 1,
-            f"need -1 <= limit_above <= market_above <= 1, got {limit_above}, {market_above}",
-        )
-        _check(0 < offset < 0.1, f"offset must be in (0, 0.1), got {offset}")
-        _check(max_wait >= 0, f"max_wait must be >= 0, got {max_wait}")
-        self.horizon, self.market_above, self.limit_above = horizon, market_above, limit_above
-        self.offset, self.max_wait = offset, max_wait
+        super().__init__(market_above, limit_above, offset, max_wait)
+        self.horizon = horizon
 
     def fit(self, context: FitContext) -> None:
         """Fit the prototype of favourable immediate executions."""

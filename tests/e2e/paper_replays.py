@@ -1,4 +1,4 @@
-"""Replays of paper sessions through the fake Bybit server, shared by the paper tests."""
+"""Replays of paper sessions, from the parquet file or through the fake Bybit server."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from fakes.exchange import fake_client, fake_exchange
 
 from engine.config import StrategyConfig
 from engine.data.feed import RetryPolicy
 from engine.data.store import CandleStore, SeriesKey
 from engine.paper.journal import TABLES
-from engine.paper.replay import replay_client, replay_exchange
 from engine.paper.session import PaperSession, SessionOptions
+from engine.paper.sources import ReplayClock, replay_source
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOUR = 3_600_000
@@ -63,10 +64,22 @@ def store(shared_data, tmp_path) -> CandleStore:
 
 
 def _replay(
-    config, store, shared_data, journal_dir, until_ms, session="s", outage=None, feed="rest", **kw
+    config,
+    store,
+    shared_data,
+    journal_dir,
+    until_ms,
+    session="s",
+    outage=None,
+    feed="rest",
+    through="exchange",
+    **kw,
 ):
     # Replay a session up to `until_ms`; return its journal's tables and the paths requested.
-    # With feed "ws" the session watches the fake's stream; `kw` overrides SessionOptions.
+    # Through "exchange" the real ccxt client asks the fake Bybit server (with feed "ws" the
+    # session watches the fake's stream); through "file" the replay source reads the parquet
+    # file, as `engine paper run --replay` does, and no path is requested. `kw` overrides
+    # SessionOptions.
     options = SessionOptions(
         session,
         journal_dir=journal_dir,
@@ -76,10 +89,22 @@ def _replay(
         outage_pause_ms=HOUR,
     )
     options = replace(options, **kw)
-    with replay_exchange(config, shared_data / CANDLES, store) as (fake, exchange, clock):
-        streaming = feed == "ws"
-        stream = replay_client(fake, config.market.exchange, True) if streaming else None
-        paper = PaperSession(config, options, exchange, clock, store, stream)
+    if through == "file":
+        clock = ReplayClock(0)
+        source = replay_source(config, shared_data / CANDLES, store, clock)
+        paper = PaperSession(config, options, source, clock, store)
+        clock.jump(paper.last_ts + paper.interval)
+        paper.run()
+        tables = {name: paper.journal.table(name) for name in TABLES}
+        paper.close()
+        return tables, []
+    with fake_exchange(config, shared_data / CANDLES, store, options.retry) as (
+        fake,
+        source,
+        clock,
+    ):
+        stream = fake_client(fake, config.market.exchange, True) if feed == "ws" else None
+        paper = PaperSession(config, options, source, clock, store, stream)
         clock.jump(paper.last_ts + paper.interval)
         if outage is not None:
             outage(paper, fake)

@@ -7,10 +7,10 @@ from functools import partial
 
 import pandas as pd
 import pytest
+from fakes.bybit import FakeBybit
 
 from engine import cli
 from engine.data import feed
-from engine.data.fake_bybit import FakeBybit
 from engine.data.feed import RetryPolicy, make_exchange, update_candles, update_funding
 from engine.data.store import CandleStore, FundingKey, SeriesKey
 

@@ -103,11 +103,19 @@ def test_a_signal_ends_the_session_cleanly_after_the_current_bar(
     strategy = tmp_path / "paper.yaml"
     strategy.write_text(yaml.safe_dump(spec))
     journal = tmp_path / "j" / "s.sqlite"
-    command = [
-        sys.executable, "-c", "from engine.cli import main; main()",
-        "paper", "run", str(strategy), "--session", "s", "--replay", str(shared_data / CANDLES),
-        "--speed", "7200", "--journal-dir", str(tmp_path / "j"), "--feed", feed,
-    ]  # fmt: skip
+    if feed == "ws":
+        # A stream needs an exchange: the fake server's, as `engine paper run --feed ws` would
+        # watch Bybit's.
+        command = [
+            sys.executable, str(Path(__file__).with_name("streamed_session.py")), str(strategy),
+            str(shared_data / CANDLES), str(tmp_path / "j"), "7200",
+        ]  # fmt: skip
+    else:
+        command = [
+            sys.executable, "-c", "from engine.cli import main; main()",
+            "paper", "run", str(strategy), "--session", "s", "--replay", str(shared_data / CANDLES),
+            "--speed", "7200", "--journal-dir", str(tmp_path / "j"),
+        ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while _count(journal) < 3 and time.monotonic() < deadline:

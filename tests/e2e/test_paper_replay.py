@@ -1,4 +1,4 @@
-"""Paper sessions replayed through the fake Bybit server: parity, outage, resume, secrets."""
+"""Replayed paper sessions: parity with engine run, outage, resume, secrets, replay files."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fakes.exchange import fake_exchange
 from paper_replays import (
     CANDLES,
     HOUR,
@@ -21,13 +22,14 @@ from paper_replays import (
     store_before,
 )
 
-from engine.backtest import run_backtest, write_run
 from engine.data.feed import RetryPolicy
 from engine.data.store import CandleStore
 from engine.data.times import iso_utc
 from engine.errors import EngineError
-from engine.paper.replay import replay_exchange
 from engine.paper.session import PaperSession, SessionOptions
+from engine.paper.sources import ReplayClock, replay_source
+from engine.report.run import write_run
+from engine.runner.backtest import run_backtest
 
 __all__ = ["store"]  # the fixture
 
@@ -40,14 +42,18 @@ def _same_book(a: dict, b: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("encoder", [None, "ts2vec_bybit_1h", "ts2vec_wide_1h"])
+@pytest.mark.parametrize(
+    ("encoder", "through"),
+    [(None, "file"), ("ts2vec_bybit_1h", "file"), ("ts2vec_wide_1h", "file"), (None, "exchange")],
+)
 def test_replayed_session_equals_the_backtest_over_2040_bars(
-    encoder, store, shared_data, tmp_path, monkeypatch
+    encoder, through, store, shared_data, tmp_path, monkeypatch
 ):
     # The session encodes each new bar from the bars up to it; the backtest, the whole series.
     monkeypatch.setenv("ENGINE_CACHE_DIR", str(tmp_path / "cache"))
     config = _config("2025-06-01", "2025-08-24", encoder)
-    tables, _ = _replay(config, store, shared_data, tmp_path / "j", _ms("2025-08-25"))
+    until = _ms("2025-08-25")
+    tables, _ = _replay(config, store, shared_data, tmp_path / "j", until, through=through)
     backtest = run_backtest(config, REPO_ROOT / "models", CandleStore(shared_data), cache_dir=None)
     history = backtest.fitted.histories[0]
     rows = np.searchsorted(history.timestamp, tables["bars"]["ts"])
@@ -244,8 +250,12 @@ def test_a_bar_still_open_on_the_exchanges_clock_is_never_used(store, shared_dat
     bars = tables["bars"]
     assert (bars["received_ms"] >= bars["ts"] + HOUR).all()
     options = SessionOptions("lag", journal_dir=tmp_path / "j", retry=RetryPolicy(0, 0.0, 0.0))
-    with replay_exchange(config, shared_data / CANDLES, store) as (fake, exchange, clock):
-        paper = PaperSession(config, options, exchange, clock, store)
+    with fake_exchange(config, shared_data / CANDLES, store, options.retry) as (
+        fake,
+        source,
+        clock,
+    ):
+        paper = PaperSession(config, options, source, clock, store)
         first = paper.last_ts + HOUR
         clock.jump(first + HOUR + 5_000)
         fake.now_ms = first + HOUR - 1  # the exchange's clock: the bar has not closed
@@ -262,8 +272,34 @@ def test_a_replay_without_the_funding_it_charges_is_refused(shared_data, tmp_pat
     # error up front, not a session waiting forever on the exchange's refusals.
     config = _config("2025-05-01", "2025-05-10")
     empty = CandleStore(tmp_path / "store")
-    with (
-        pytest.raises(EngineError, match="no funding rates for BTCUSDT to replay"),
-        replay_exchange(config, shared_data / CANDLES, empty),
-    ):
-        pass
+    with pytest.raises(EngineError, match="no funding rates for BTCUSDT to replay"):
+        replay_source(config, shared_data / CANDLES, empty, ReplayClock(0))
+
+
+def test_a_replay_releases_a_bar_only_once_the_clock_passes_its_close(shared_data, store):
+    config = _config("2025-06-01", "2025-06-30")
+    clock = ReplayClock(0)
+    source = replay_source(config, shared_data / CANDLES, store, clock)
+    first = _ms("2025-06-01")
+    assert source.closed_bars(first, first + HOUR - 1).empty
+    bars = source.closed_bars(first, first + 3 * HOUR + 1)
+    assert bars["timestamp"].tolist() == [first, first + HOUR, first + 2 * HOUR]
+    clock.jump(first + 5 * HOUR)
+    assert source.time_ms() == first + 5 * HOUR
+    rates = source.funding(first, first + 24 * HOUR, first + 8 * HOUR)
+    assert rates["timestamp"].tolist() == [first, first + 8 * HOUR]
+
+
+def test_a_replay_of_a_missing_file_is_refused(shared_data, store, tmp_path):
+    with pytest.raises(EngineError, match="replay file .* does not exist"):
+        replay_source(
+            _config("2025-06-01", "2025-06-30"), tmp_path / "no.parquet", store, ReplayClock(0)
+        )
+
+
+def test_a_replay_with_a_bar_stream_is_refused(shared_data, tmp_path, run_cli):
+    strategy = REPO_ROOT / "strategies" / "ssl_cost.yaml"
+    replay = ("--replay", shared_data / CANDLES, "--journal-dir", tmp_path / "j")
+    result = run_cli("paper", "run", strategy, *replay, "--feed", "ws")
+    assert result.exit_code == 2
+    assert "--feed ws watches a live exchange" in result.stderr

@@ -10,11 +10,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from fakes.exchange import fake_client, fake_exchange
 from paper_replays import CANDLES, HOUR, PUBLIC, _config, _ms, _replay, store
 
 from engine.data.feed import RetryPolicy
 from engine.paper.journal import TABLES
-from engine.paper.replay import replay_client, replay_exchange
 from engine.paper.session import POLL_MARGIN_MS, PaperSession, SessionOptions
 
 __all__ = ["store"]  # the fixture
@@ -144,16 +144,16 @@ def test_a_bar_the_stream_shows_open_is_never_processed(store, shared_data, tmp_
         stream_wait_s=0.05,
         outage_pause_ms=10,
     )
-    with replay_exchange(config, shared_data / CANDLES, store) as (fake, exchange, _):
+    with fake_exchange(config, shared_data / CANDLES, store, options.retry) as (fake, source, _):
         # Locally the bar closed a second ago; on the exchange it is 20 minutes old.
         fake.now_ms = bar + HOUR // 3
         clock = _FrozenClock(bar + HOUR + 1_000)
-        stream = replay_client(fake, "bybit", streaming=True)
+        stream = fake_client(fake, "bybit", streaming=True)
         started, result = threading.Event(), {}
 
         def session() -> None:
             # The journal's connection belongs to the thread that runs the session.
-            paper = result["paper"] = PaperSession(config, options, exchange, clock, store, stream)
+            paper = result["paper"] = PaperSession(config, options, source, clock, store, stream)
             started.set()
             paper.run()
             result["bars"] = paper.journal.table("bars")

@@ -175,8 +175,9 @@ def test_run_fetches_missing_candles_and_funding_through_ccxt(
 ):
     from functools import partial
 
+    from fakes.bybit import FakeBybit
+
     from engine.data import feed
-    from engine.data.fake_bybit import FakeBybit
 
     candles = pd.read_parquet(shared_data / "bybit_linear_BTCUSDT_1h.parquet")
     rates = pd.read_parquet(shared_data / "bybit_linear_BTCUSDT_funding_8h.parquet")

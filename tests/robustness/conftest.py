@@ -34,8 +34,8 @@ def _snapshot(paths: Iterable[Path]) -> dict[str, str]:
 def _imported():
     # Import the heavy modules once, so that each case's time bound measures
     # the command and not torch's or pandas' import.
-    import engine.backtest  # noqa: F401
     import engine.paper.session  # noqa: F401
+    import engine.runner.backtest  # noqa: F401
 
 
 @pytest.fixture

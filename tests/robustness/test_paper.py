@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from fakes.exchange import fake_exchange
 
 from engine.config import StrategyConfig
 from engine.data.feed import RetryPolicy
 from engine.data.store import CandleStore, SeriesKey
 from engine.paper.journal import session_lock
-from engine.paper.replay import replay_exchange
 from engine.paper.session import PaperSession, SessionOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,8 +74,12 @@ def test_a_bar_that_keeps_failing_logs_attempts_1_2_4_8_only(shared_data, tmp_pa
         retry=RetryPolicy(retries=0, base_delay_s=0.0, max_delay_s=0.0),
         outage_pause_ms=HOUR,
     )
-    with replay_exchange(config, shared_data / CANDLES, store) as (fake, exchange, clock):
-        paper = PaperSession(config, options, exchange, clock, store)
+    with fake_exchange(config, shared_data / CANDLES, store, options.retry) as (
+        fake,
+        source,
+        clock,
+    ):
+        paper = PaperSession(config, options, source, clock, store)
         clock.jump(paper.last_ts + paper.interval)
         fake.inject("server_error", times=100)
         processed = paper.run()

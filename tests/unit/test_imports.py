@@ -1,14 +1,19 @@
-"""Importing the package touches no network."""
+"""Importing the package touches no network and needs no test tooling."""
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import pkgutil
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import engine
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_importing_every_module_opens_no_connection():
@@ -46,3 +51,34 @@ def test_the_encoders_know_no_configs_no_store_and_no_trading():
                     assert any(name == a or name.startswith(f"{a}.") for a in allowed), (
                         f"{path.name} imports {name}"
                     )
+
+
+def test_the_engine_imports_only_its_runtime_dependencies():
+    # Every third-party module the package imports must come from a distribution in
+    # [project].dependencies, so a plain `pip install .` (without [dev]) can run it.
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {_canonical(re.split(r"[<>=!~ \[;]", spec)[0]) for spec in project["dependencies"]}
+    dev = {
+        _canonical(re.split(r"[<>=!~ \[;]", spec)[0])
+        for spec in project["optional-dependencies"]["dev"]
+    }
+    providers = importlib.metadata.packages_distributions()
+    imported = set()
+    for path in (REPO_ROOT / "engine").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"engine"}
+    assert {"torch", "ccxt", "sklearn", "quantstats"} <= third_party
+    for module in sorted(third_party):
+        distributions = {_canonical(name) for name in providers.get(module, [])}
+        assert distributions & runtime, (
+            f"engine imports {module} ({distributions}), not a runtime dependency"
+        )
+        assert not distributions & dev, f"engine imports {module}, which only [dev] installs"
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()

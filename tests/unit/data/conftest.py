@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pandas as pd
 import pytest
 
-from engine.data.fake_bybit import FakeBybit
+from fakes.bybit import FakeBybit
 from engine.data.feed import RetryPolicy, make_exchange
 from engine.data.store import CandleStore
 

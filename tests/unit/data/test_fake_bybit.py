@@ -9,7 +9,7 @@ import aiohttp
 import ccxt
 import pytest
 
-from engine.data.fake_bybit import FakeBybit
+from fakes.bybit import FakeBybit
 
 from .helpers import HOUR, make_candles
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pytest
 
-from engine.data.fake_bybit import KLINE_PATH
+from fakes.bybit import KLINE_PATH
 from engine.data.feed import fetch_ohlcv, make_exchange, update_candles
 from engine.errors import DataError, ExchangeError
 
@@ -189,7 +189,7 @@ def test_importing_the_engine_opens_no_connection():
         "    raise AssertionError('network I/O during import')\n"
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
-        "import engine.cli, engine.data.feed, engine.data.importers, engine.data.fake_bybit\n"
+        "import engine.cli, engine.data.feed, engine.data.importers\n"
         "engine.data.feed.make_exchange()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.data.symbols import from_ccxt, split_symbol, timeframe_ms, to_ccxt
+from engine.data.symbols import split_symbol, timeframe_ms, to_ccxt
 from engine.errors import DataError
 
 
@@ -15,9 +15,8 @@ from engine.errors import DataError
         ("ETHUSDC", "spot", "ETH/USDC"),
     ],
 )
-def test_symbol_maps_to_ccxt_and_back(symbol, market, unified):
+def test_symbol_maps_to_ccxt(symbol, market, unified):
     assert to_ccxt(symbol, market) == unified
-    assert from_ccxt(unified) == (symbol, market)
 
 
 def test_split_symbol_returns_base_and_quote():
@@ -28,13 +27,6 @@ def test_split_symbol_returns_base_and_quote():
 def test_malformed_symbol_is_a_data_error_naming_it(symbol):
     with pytest.raises(DataError, match=repr(symbol).replace("'", ".")):
         to_ccxt(symbol, "linear")
-
-
-def test_inverse_or_unknown_ccxt_symbols_are_refused():
-    with pytest.raises(DataError, match="settles in BTC"):
-        from_ccxt("BTC/USDT:BTC")
-    with pytest.raises(DataError, match="not of the form"):
-        from_ccxt("BTCUSDT")
 
 
 def test_unknown_market_and_timeframe_name_the_choices():

@@ -9,9 +9,9 @@ import pytest
 
 from engine.errors import ConfigError, DataError
 from engine.paper.journal import BarRecord, Journal
+from engine.runner.decisions import DecisionState
 from engine.sim.enums import fill_dt, reject_dt
 from engine.sim.run import new_state
-from engine.strategy.walkforward import DecisionState
 
 META = {"config_sha256": "a" * 64, "symbols": '["BTCUSDT"]', "strategy": "s"}
 

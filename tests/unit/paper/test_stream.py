@@ -9,12 +9,12 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from fakes.bybit import FakeBybit
+from fakes.exchange import fake_client
 
-from engine.data.fake_bybit import FakeBybit
 from engine.data.feed import RetryPolicy, make_exchange
 from engine.data.store import SeriesKey
 from engine.errors import DataError
-from engine.paper.replay import replay_client
 from engine.paper.stream import BarStream
 
 HOUR = 3_600_000
@@ -47,7 +47,7 @@ def fake():
 
 
 def test_a_bar_counts_as_closed_only_once_a_later_bar_streams(fake):
-    stream = BarStream(replay_client(fake, "bybit", True), KEY, RetryPolicy(1, 0.05, 0.2))
+    stream = BarStream(fake_client(fake, "bybit", True), KEY, RetryPolicy(1, 0.05, 0.2))
     stop, seen = threading.Event(), []
     try:
         # Bar 5 is open and streaming: bar 4 has closed, bar 5 has not.
@@ -65,7 +65,7 @@ def test_a_bar_counts_as_closed_only_once_a_later_bar_streams(fake):
 
 
 def test_a_lost_stream_is_reported_and_reconnected_with_backoff(fake):
-    stream = BarStream(replay_client(fake, "bybit", True), KEY, RetryPolicy(1, 0.05, 0.2))
+    stream = BarStream(fake_client(fake, "bybit", True), KEY, RetryPolicy(1, 0.05, 0.2))
     stop, seen = threading.Event(), []
     try:
         assert stream.wait_past(STAMPS[4], 30, stop)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.strategy.base import History
+from engine.strategy.base import Costs, History
 
 
 def make_history(n: int = 1500, dims: int = 8, seed: int = 0, predictive: bool = True) -> History:
@@ -47,3 +47,7 @@ def with_future_changed(history: History, t: int, seed: int = 99) -> History:
 @pytest.fixture
 def history() -> History:
     return make_history()
+
+
+#: 0.03% per side, the strategies' default fees.
+COSTS = Costs(maker_fee=0.0003, taker_fee=0.0003)

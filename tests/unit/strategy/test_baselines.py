@@ -6,14 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engine.runner.decisions import Pipeline
+from engine.runner.schedule import RefitSchedule
+from engine.runner.walkforward import walk_forward
 from engine.strategy.baselines import BuyAndHold, RsiReversion, SmaCross
-from engine.strategy.walkforward import Pipeline, walk_forward
 
-from .conftest import make_history, with_future_changed
+from .conftest import COSTS, make_history, with_future_changed
 
 
 def test_buy_and_hold_is_long_on_every_out_of_sample_bar(history):
-    decisions = walk_forward(history, Pipeline(BuyAndHold()), 1000, 1200, 500, 100, 0)
+    decisions = walk_forward(
+        history, Pipeline(BuyAndHold()), RefitSchedule(1000, 500, 100, 0), 1200, COSTS
+    )
     assert (decisions.target == 1.0).all()
     assert decisions.mode[0] == 0 and (decisions.mode[1:] == 2).all()  # market once, then wait
 
@@ -60,5 +64,7 @@ def test_bad_parameters_are_refused():
 
 def test_history_without_information_still_runs(history):
     flat = make_history(predictive=False)
-    decisions = walk_forward(flat, Pipeline(SmaCross(5, 20)), 1000, 1100, 500, 50, 0)
+    decisions = walk_forward(
+        flat, Pipeline(SmaCross(5, 20)), RefitSchedule(1000, 500, 50, 0), 1100, COSTS
+    )
     assert set(np.unique(decisions.target)) <= {-1.0, 0.0, 1.0}

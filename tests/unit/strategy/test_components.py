@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from engine.errors import ConfigError
-from engine.strategy.base import FitContext, load_component
+from engine.strategy.base import Costs, FitContext, History, Sizing, load_component
 from engine.strategy.components import (
     AnomalyRisk,
     ProbeSignal,
@@ -23,13 +23,13 @@ from engine.strategy.features import (
     realised_volatility,
 )
 
-from .conftest import make_history, with_future_changed
+from .conftest import COSTS, make_history, with_future_changed
 
 TRAIN = slice(100, 1000)
 
 
 def _fit(component, history, stop=1010, signal=None):
-    component.fit(FitContext(history.upto(stop), TRAIN, signal))
+    component.fit(FitContext(history.upto(stop), TRAIN, COSTS, signal))
     return component
 
 
@@ -91,7 +91,7 @@ def test_long_only_signal_flattens_instead_of_shorting():
 
 def test_probe_refuses_training_rows_whose_label_is_not_known_yet(history):
     with pytest.raises(ValueError, match="embargo must be at least the label horizon"):
-        ProbeSignal(horizon=5).fit(FitContext(history.upto(1003), TRAIN))
+        ProbeSignal(horizon=5).fit(FitContext(history.upto(1003), TRAIN, COSTS))
 
 
 def test_sizing_is_capped_zero_when_dissimilar_and_inverse_to_volatility(history):
@@ -108,6 +108,20 @@ def test_sizing_is_capped_zero_when_dissimilar_and_inverse_to_volatility(history
     expected = np.minimum(base_size * np.maximum(cos, 0) * 0.003 / vol, 1.5)
     np.testing.assert_allclose(size, expected, rtol=1e-12)
     assert (size[cos <= 0] == 0).all() and (size > 0).any()
+
+
+def test_sizing_prototype_counts_only_moves_beyond_the_strategys_round_trip_fees(history):
+    signal = _fit(ProbeSignal(), history)
+    in_sample = signal.direction(signal.transform(history, TRAIN)["score"])
+    ret = forward_return(history.upto(1010).close, 5)[TRAIN]
+    for taker_fee in (0.0, 0.0003, 0.002):
+        costs = Costs(maker_fee=0.0, taker_fee=taker_fee)
+        sizing = PrototypeSizing()
+        sizing.fit(FitContext(history.upto(1010), TRAIN, costs, in_sample))
+        chosen = (in_sample != 0) & (in_sample * ret > 2 * taker_fee)
+        expected = sizing._scale(history.z[TRAIN])[chosen].mean(axis=0)
+        np.testing.assert_array_equal(sizing._prototype, expected)
+    assert costs.round_trip_fee == 0.004
 
 
 def test_risk_scales_down_or_flattens_anomalous_bars(history):
@@ -186,3 +200,32 @@ def test_load_component_builds_a_named_class_with_parameters():
 def test_load_component_explains_what_is_wrong(path, params, role, message):
     with pytest.raises(ConfigError, match=message):
         load_component(path, params, role)
+
+
+class MisnamedSizing(Sizing):
+    """A sizing component whose output is not the role's ``size``."""
+
+    outputs = ("sizes",)
+
+    def fit(self, context: FitContext) -> None:
+        """Nothing to fit."""
+
+    def transform(self, history: History, rows: slice) -> dict[str, np.ndarray]:
+        """Return a constant size under the wrong name."""
+        return {"sizes": np.ones(rows.stop - rows.start)}
+
+
+def test_a_component_without_its_roles_output_is_refused_at_load_time():
+    with pytest.raises(
+        ConfigError, match=r"lists the outputs \['sizes'\]; .* must output \['size'\]"
+    ):
+        load_component(f"{__name__}:MisnamedSizing", {}, "sizing")
+
+
+def test_timing_declares_its_thresholds_and_the_limit_orders_time_to_live():
+    timing = SimilarityTiming(market_above=0.9, limit_above=0.2, offset=0.002, max_wait=4)
+    assert (timing.market_above, timing.limit_above, timing.offset) == (0.9, 0.2, 0.002)
+    assert timing.limit_ttl == 4
+    assert SimilarityTiming(max_wait=0).limit_ttl == 1
+    with pytest.raises(ValueError, match="limit_above <= market_above"):
+        SimilarityTiming(market_above=0.1, limit_above=0.5)

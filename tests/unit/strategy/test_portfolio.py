@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from engine.errors import ConfigError
+from engine.runner.schedule import RefitSchedule
+from engine.runner.walkforward import portfolio_weights
 from engine.strategy.base import FitContext, History, load_component
 from engine.strategy.portfolio import ClusterPortfolio
-from engine.strategy.walkforward import portfolio_weights
 
-from .conftest import make_history, with_future_changed
+from .conftest import COSTS, make_history, with_future_changed
 
 
 def _asset(seed: int, centre: float, vol: float) -> History:
@@ -24,7 +25,7 @@ def _asset(seed: int, centre: float, vol: float) -> History:
 def test_assets_with_similar_representations_share_a_cluster_and_risk_is_equal():
     assets = [_asset(1, 0.0, 0.01), _asset(2, 0.0, 0.01), _asset(3, 5.0, 0.03)]
     portfolio = ClusterPortfolio(clusters=2)
-    portfolio.fit([FitContext(a, slice(100, 1100)) for a in assets])
+    portfolio.fit([FitContext(a, slice(100, 1100), COSTS) for a in assets])
     labels = portfolio.labels
     assert labels[0] == labels[1] != labels[2]
     weights = portfolio.weights()
@@ -40,15 +41,19 @@ def test_assets_with_similar_representations_share_a_cluster_and_risk_is_equal()
 def test_one_cluster_gives_equal_weights():
     assets = [_asset(s, 0.0, 0.01) for s in range(4)]
     portfolio = ClusterPortfolio(clusters=1)
-    portfolio.fit([FitContext(a, slice(100, 1100)) for a in assets])
+    portfolio.fit([FitContext(a, slice(100, 1100), COSTS) for a in assets])
     np.testing.assert_allclose(portfolio.weights(), 0.25)
 
 
 def test_weights_up_to_t_ignore_bars_after_t():
     assets = [make_history(seed=s) for s in range(3)]
     changed = [with_future_changed(a, 1234, seed=50 + i) for i, a in enumerate(assets)]
-    before = portfolio_weights(assets, ClusterPortfolio(2), 1000, 1450, 600, 100, 5)
-    after = portfolio_weights(changed, ClusterPortfolio(2), 1000, 1450, 600, 100, 5)
+    before = portfolio_weights(
+        assets, ClusterPortfolio(2), RefitSchedule(1000, 600, 100, 5), 1450, COSTS
+    )
+    after = portfolio_weights(
+        changed, ClusterPortfolio(2), RefitSchedule(1000, 600, 100, 5), 1450, COSTS
+    )
     np.testing.assert_array_equal(before[: 1234 - 1000 + 1], after[: 1234 - 1000 + 1])
     assert not np.array_equal(before, after)
     np.testing.assert_allclose(before.sum(axis=1), 1.0)

@@ -1,22 +1,23 @@
-"""Walk-forward fitting: windows roll forward with an embargo; decisions never look ahead."""
+"""Walk-forward over the refit schedule: windows roll forward with an embargo; no lookahead."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from strategy.conftest import COSTS, with_future_changed
 
-from engine.errors import ConfigError, DataError
+from engine.errors import ConfigError, DataError, EngineError
+from engine.runner.decisions import DecisionState, Pipeline, time_bar
+from engine.runner.schedule import RefitSchedule
+from engine.runner.walkforward import walk_forward
 from engine.sim.enums import Mode
-from engine.strategy.base import Component, FitContext, History
+from engine.strategy.base import FitContext, History, Timing
 from engine.strategy.components import (
     AnomalyRisk,
     ProbeSignal,
     PrototypeSizing,
     SimilarityTiming,
 )
-from engine.strategy.walkforward import DecisionState, Pipeline, time_bar, walk_forward
-
-from .conftest import with_future_changed
 
 
 def _pipeline() -> Pipeline:
@@ -42,7 +43,9 @@ class _RecordingSignal(ProbeSignal):
 
 def test_windows_roll_forward_with_the_embargo_before_each_block(history):
     signal = _RecordingSignal()
-    decisions = walk_forward(history, Pipeline(signal), 1000, 1400, 500, 150, 7)
+    decisions = walk_forward(
+        history, Pipeline(signal), RefitSchedule(1000, 500, 150, 7), 1400, COSTS
+    )
     assert signal.seen == [(1000, 493, 993), (1150, 643, 1143), (1300, 793, 1293)]
     assert decisions.refits == [(r, s, e) for r, s, e in signal.seen]
     assert len(decisions.target) == 400
@@ -51,18 +54,20 @@ def test_windows_roll_forward_with_the_embargo_before_each_block(history):
 def test_embargo_shorter_than_a_label_horizon_is_refused(history):
     pipeline = Pipeline(ProbeSignal(horizon=5), timing=SimilarityTiming(horizon=8))
     with pytest.raises(ConfigError, match=r"embargo_bars is 5; expected at least .* \(8 bars\)"):
-        walk_forward(history, pipeline, 1000, 1100, 500, 50, 5)
+        RefitSchedule(1000, 500, 50, 5).check(pipeline.horizon())
 
 
 def test_too_little_history_before_the_out_of_sample_start_is_refused(history):
     with pytest.raises(DataError, match="needs fit_bars \\+ embargo_bars = 805 bars"):
-        walk_forward(history, Pipeline(ProbeSignal()), 800, 900, 800, 50, 5)
+        RefitSchedule(800, 800, 50, 5).check(Pipeline(ProbeSignal()).horizon())
 
 
 def test_changing_bars_after_t_leaves_every_decision_up_to_t_bit_identical(history):
     t = 1234
-    before = walk_forward(history, _pipeline(), 1000, 1450, 600, 100, 5)
-    after = walk_forward(with_future_changed(history, t), _pipeline(), 1000, 1450, 600, 100, 5)
+    before = walk_forward(history, _pipeline(), RefitSchedule(1000, 600, 100, 5), 1450, COSTS)
+    after = walk_forward(
+        with_future_changed(history, t), _pipeline(), RefitSchedule(1000, 600, 100, 5), 1450, COSTS
+    )
     upto = t - 1000 + 1
     for name in ("target", "risk_scale", "mode", "limit_offset"):
         np.testing.assert_array_equal(getattr(before, name)[:upto], getattr(after, name)[:upto])
@@ -81,16 +86,24 @@ class _PeekingSignal(ProbeSignal):
 
 def test_a_peeking_component_changes_the_past_when_the_future_changes(history):
     t = 1234
-    before = walk_forward(history, Pipeline(_PeekingSignal()), 1000, 1450, 600, 100, 5)
+    before = walk_forward(
+        history, Pipeline(_PeekingSignal()), RefitSchedule(1000, 600, 100, 5), 1450, COSTS
+    )
     changed = with_future_changed(history, t)
-    after = walk_forward(changed, Pipeline(_PeekingSignal()), 1000, 1450, 600, 100, 5)
+    after = walk_forward(
+        changed, Pipeline(_PeekingSignal()), RefitSchedule(1000, 600, 100, 5), 1450, COSTS
+    )
     upto = t - 1000 + 1
     assert not np.array_equal(before.outputs["score"][:upto], after.outputs["score"][:upto])
 
 
 def test_size_is_fixed_at_entry_and_targets_carry_direction(history):
     decisions = walk_forward(
-        history, Pipeline(ProbeSignal(), PrototypeSizing()), 1000, 1450, 600, 100, 5
+        history,
+        Pipeline(ProbeSignal(), PrototypeSizing()),
+        RefitSchedule(1000, 600, 100, 5),
+        1450,
+        COSTS,
     )
     direction = np.sign(decisions.target)
     size = np.abs(decisions.target)
@@ -100,9 +113,9 @@ def test_size_is_fixed_at_entry_and_targets_carry_direction(history):
     assert (direction != 0).any() and (direction == 0).any()
 
 
-class _Timing(Component):
-    role = "timing"
-    market_above, limit_above, offset, max_wait = 0.8, 0.5, 0.002, 2
+class _Timing(Timing):
+    def __init__(self) -> None:
+        super().__init__(market_above=0.8, limit_above=0.5, offset=0.002, max_wait=2)
 
     def fit(self, context: FitContext) -> None:
         """Nothing to fit."""
@@ -152,3 +165,17 @@ def test_without_timing_every_change_is_a_market_order():
     exposure = np.array([0.0, 0.5, 0.5, -0.5, 0.0])
     mode, _ = _timing(None, exposure, None)
     assert mode.tolist() == [Mode.WAIT, Mode.MARKET, Mode.WAIT, Mode.MARKET, Mode.MARKET]
+
+
+class _UndeclaredOutput(ProbeSignal):
+    """A signal that returns an output it does not list."""
+
+    def transform(self, history: History, rows: slice) -> dict[str, np.ndarray]:
+        return super().transform(history, rows) | {"extra": np.zeros(rows.stop - rows.start)}
+
+
+def test_a_transform_returning_an_unlisted_output_is_an_error(history):
+    with pytest.raises(EngineError, match=r"returned \['extra', 'score'\]; it lists .*\['score'\]"):
+        walk_forward(
+            history, Pipeline(_UndeclaredOutput()), RefitSchedule(1000, 600, 100, 5), 1100, COSTS
+        )

@@ -1,4 +1,4 @@
-"""A fake Bybit v5 server (REST and public websocket stream) on 127.0.0.1 for tests and replays.
+"""A fake Bybit v5 server (REST and public websocket stream) on 127.0.0.1 for tests.
 
 It serves the public market-data endpoints that ccxt's ``bybit`` client calls
 to load markets, fetch candles and fetch funding-rate history, from candles and

@@ -1,0 +1,7 @@
+"""Synthetic histories for runner tests: the strategy tests' own."""
+
+from __future__ import annotations
+
+from strategy.conftest import history
+
+__all__ = ["history"]
