@@ -35,6 +35,8 @@ __all__ = [
     "EncoderSpec",
     "EvaluateConfig",
     "FeaturesConfig",
+    "FinetuneSpec",
+    "FinetunedRepresentation",
     "MarketSpec",
     "PretrainConfig",
     "StoreConfig",
@@ -243,6 +245,46 @@ class PcaRepresentation(_Model):
     fit_end: dt.date = Field(description="Last day of the bars the PCA is fitted on.")
 
 
+class FinetuneSpec(_Model):
+    """How a pretrained encoder is fine-tuned with a classification head."""
+
+    mode: Literal["frozen", "partial", "full"] = Field(
+        "full", description="Train the head only, the head and the encoder's last layer, or all."
+    )
+    iters: int = Field(150, gt=0)
+    batch_size: int = Field(8, gt=0)
+    crop_length: int = Field(384, gt=1, description="Bars per training crop.")
+    loss_bars: int = Field(128, gt=0, description="Last bars of each crop that carry the loss.")
+    lr: float = Field(0.0001, gt=0.0)
+    hidden: int = Field(64, gt=0, description="Hidden units of the MLP head.")
+    eval_every: int = Field(25, gt=0)
+    patience: int = Field(3, gt=0, description="Evaluations without improvement before stopping.")
+
+
+class FinetunedRepresentation(FinetuneSpec):
+    """A pretrained encoder fine-tuned with a classification head on direction labels.
+
+    Fine-tuned once on the labels of bars from ``fit_start`` to ``fit_end``
+    (the last 20% of them validate, for early stopping); its representation
+    then feeds the components walk-forward.
+    """
+
+    kind: Literal["finetuned"]
+    encoder: Name = Field(description="A pretrained model folder in models/.")
+    fit_start: dt.date = Field(description="First day of the labelled bars it is tuned on.")
+    fit_end: dt.date = Field(description="Last day of the labelled bars it is tuned on.")
+    horizon: int = Field(5, gt=0)
+    threshold: float = Field(0.005, gt=0.0)
+
+    @field_validator("fit_end")
+    @classmethod
+    def _after_fit_start(cls, end: dt.date, info: ValidationInfo) -> dt.date:
+        start = info.data.get("fit_start")
+        if start is not None and end <= start:
+            raise ValueError(f"a date after fit_start ({start})")
+        return end
+
+
 class SupervisedRepresentation(_Model):
     """Baseline representation: an encoder architecture trained supervised from scratch."""
 
@@ -289,7 +331,10 @@ class StrategyConfig(_Model):
     encoder: Name | None = Field(None, description="A pretrained model folder in models/.")
     representation: (
         Annotated[
-            PcaRepresentation | SupervisedRepresentation | FeatureRepresentation,
+            PcaRepresentation
+            | SupervisedRepresentation
+            | FeatureRepresentation
+            | FinetunedRepresentation,
             Field(discriminator="kind"),
         ]
         | None
@@ -307,7 +352,7 @@ class StrategyConfig(_Model):
         if (self.encoder is None) == (self.representation is None):
             raise ValueError(
                 "exactly one of 'encoder' (a model in models/) and 'representation' "
-                "(a baseline: pca, supervised or features)"
+                "(a baseline: pca, supervised or features; or a fine-tuned encoder: finetuned)"
             )
         return self
 
@@ -390,22 +435,6 @@ class Baselines(_Model):
     pca: PcaBaseline = PcaBaseline()
     supervised: SupervisedBaseline = SupervisedBaseline()
     lstm: LstmBaseline = LstmBaseline()
-
-
-class FinetuneSpec(_Model):
-    """How a pretrained encoder is fine-tuned with a classification head."""
-
-    mode: Literal["frozen", "partial", "full"] = Field(
-        "full", description="Train the head only, the head and the encoder's last layer, or all."
-    )
-    iters: int = Field(150, gt=0)
-    batch_size: int = Field(8, gt=0)
-    crop_length: int = Field(384, gt=1, description="Bars per training crop.")
-    loss_bars: int = Field(128, gt=0, description="Last bars of each crop that carry the loss.")
-    lr: float = Field(0.0001, gt=0.0)
-    hidden: int = Field(64, gt=0, description="Hidden units of the MLP head.")
-    eval_every: int = Field(25, gt=0)
-    patience: int = Field(3, gt=0, description="Evaluations without improvement before stopping.")
 
 
 class LabelEfficiencySpec(_Model):

@@ -26,8 +26,10 @@ def check_strategy(config: StrategyConfig, models_dir: Path) -> None:
     """
     from engine.runner.assemble import build_pipeline, build_portfolio
 
-    if config.encoder is not None:
+    spec = config.representation
+    encoder = spec.encoder if spec is not None and spec.kind == "finetuned" else config.encoder
+    if encoder is not None:
         start_ms = day_start_ms(config.out_of_sample.start)
-        load_unseen_model(models_dir, config.encoder, start_ms, "out_of_sample.start")
+        load_unseen_model(models_dir, encoder, start_ms, "out_of_sample.start")
     build_pipeline(config)
     build_portfolio(config)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.config import StrategyConfig
+from engine.config import FinetuneSpec, StrategyConfig
 from engine.data.symbols import timeframe_ms
-from engine.data.times import day_range_ms
+from engine.data.times import day_range_ms, day_start_ms
 from engine.errors import ConfigError
 from engine.runner.decisions import Pipeline
 from engine.runner.schedule import RefitSchedule
@@ -26,6 +26,7 @@ from engine.strategy.representations import (
     cached,
     cached_model_representations,
     feature_representations,
+    finetuned_representations,
     hash_candles,
     load_unseen_model,
     model_hash,
@@ -63,6 +64,8 @@ def compute_representation(
             f"representation.fit_end {spec.fit_end} must be before out_of_sample.start"
         )
     fit_stop = int(np.searchsorted(candles["timestamp"].to_numpy(), cut))
+    if spec.kind == "finetuned":
+        return _finetuned(config, candles, start_ms, fit_stop, models_dir, cache_dir)
     if spec.kind == "pca":
         z = pca_representations(candles, fit_stop, spec.window, spec.dims, spec.extras)
         return z, {"representation": "pca"}
@@ -85,6 +88,41 @@ def compute_representation(
         ),
     )
     return z, {"representation": "supervised", "settings_sha256": settings}
+
+
+def _finetuned(
+    config: StrategyConfig,
+    candles: pd.DataFrame,
+    start_ms: int,
+    fit_stop: int,
+    models_dir: Path,
+    cache_dir: Path | None,
+) -> tuple[np.ndarray, dict]:
+    # The strategy's encoder fine-tuned on the labelled bars fit_start..fit_end, cached by
+    # the settings, the model and the candles.
+    spec = config.representation
+    model = load_unseen_model(models_dir, spec.encoder, start_ms, "out_of_sample.start")
+    first = int(np.searchsorted(candles["timestamp"].to_numpy(), day_start_ms(spec.fit_start)))
+    digest = hashlib.sha256(
+        f"{spec.model_dump_json()}|{model_hash(model)}|{config.seed}".encode()
+    ).hexdigest()[:20]
+    settings = spec.model_dump(include=set(FinetuneSpec.model_fields))
+    z = cached(
+        cache_dir,
+        f"finetuned-{digest}-{hash_candles(candles)[:20]}-blocks{BLOCK_BARS}",
+        lambda: finetuned_representations(
+            model,
+            candles,
+            timeframe_ms(config.market.timeframe),
+            slice(first, fit_stop),
+            spec.horizon,
+            spec.threshold,
+            settings,
+            config.seed,
+        ),
+    )
+    source = {"representation": "finetuned", "model": spec.encoder, "settings_sha256": digest}
+    return z, {**source, "model_sha256": model_hash(model)}
 
 
 def build_pipeline(config: StrategyConfig) -> Pipeline:

@@ -33,7 +33,7 @@ from engine.data.features import compute_features
 from engine.errors import ConfigError, DataError
 from engine.ssl.base import Encoder
 from engine.ssl.checkpoint import PretrainedModel, load_model
-from engine.ssl.infer import BLOCK_BARS
+from engine.ssl.infer import BLOCK_BARS, encode_series
 from engine.strategy.features import Standardiser, direction_labels
 
 CACHE_DIR_ENV = "ENGINE_CACHE_DIR"
@@ -292,8 +292,6 @@ def supervised_representations(
     output (T x D, float32), encoded as for a pretrained encoder (bars are
     ``interval_ms`` long).
     """
-    from engine.ssl.infer import encode_series
-
     features, _ = compute_features(candles, extras)
     usable = max(fit_stop - horizon, 0)
     scaled = Standardiser(features[: max(usable, 1)])(features).astype(np.float32)
@@ -302,6 +300,45 @@ def supervised_representations(
         scaled, labels, slice(0, usable), architecture, params, iters, crop_length, seed
     )
     return encode_series(encoder, scaled, bar_numbers(candles, interval_ms))
+
+
+def finetuned_representations(
+    model: PretrainedModel,
+    candles: pd.DataFrame,
+    interval_ms: int,
+    fit: slice,
+    horizon: int,
+    threshold: float,
+    settings: dict,
+    seed: int,
+) -> np.ndarray:
+    """Return the causal representation of ``model`` fine-tuned on the direction labels of ``fit``.
+
+    The encoder and an MLP head are fine-tuned (``engine.ssl.finetune``) on
+    the three-class labels of the rows of ``fit`` whose horizon ends inside
+    it, the last 20% of them early-stopping the rest (``horizon`` rows apart);
+    no bar from ``fit.stop`` on is read. ``settings`` holds ``finetune``'s
+    keyword arguments (mode, iterations, ...). Returns the tuned encoder's
+    encoding of every bar (T x D, float32), as for a pretrained encoder.
+    """
+    from engine.ssl.finetune import finetune
+
+    features = model.normalise(model_feature_matrix(model, candles))
+    labels = direction_labels(candles["close"].to_numpy()[: fit.stop], horizon, threshold)
+    usable = fit.stop - horizon
+    validation = max(1, (usable - fit.start) // 5)
+    bars = bar_numbers(candles, interval_ms)
+    tuned = finetune(
+        model.encoder,
+        features[: fit.stop],
+        labels,
+        slice(fit.start, usable - validation - horizon),
+        slice(usable - validation, usable),
+        bars=bars[: fit.stop],
+        seed=seed,
+        **settings,
+    )
+    return encode_series(tuned.encoder, features, bars)
 
 
 def pca_representations(

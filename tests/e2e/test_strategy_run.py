@@ -205,7 +205,7 @@ SHIPPED = sorted(p.stem for p in (REPO_ROOT / "strategies").glob("*.yaml"))
 def test_the_main_strategy_runs_with_the_shipped_encoder(env, run_cli):
     folder = _run(run_cli, _strategy(env, "ssl_cost", out_of_sample=SHORT_RANGE), env / "r")
     inputs = json.loads((folder / "inputs.json").read_text())
-    assert inputs["assets"][0]["model"] == "ts2vec_bybit_1h"
+    assert inputs["assets"][0]["model"] == "cost_bybit_1h"
     equity = pd.read_csv(folder / "equity.csv")
     for output in ("score", "size", "risk_scale", "anomaly", "similarity"):
         assert equity[f"{output}_BTCUSDT"].notna().all()

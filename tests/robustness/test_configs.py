@@ -150,15 +150,15 @@ CONFIG_CASES = {
         "import path of the form",
     ),
     "missing_encoder": (
-        _swap("encoder: ts2vec_bybit_1h", "encoder: ts2vec_missing"),
+        _swap("encoder: cost_bybit_1h", "encoder: ts2vec_missing"),
         "no model folder",
     ),
     "encoder_name_escaping_the_models_folder": (
-        _swap("encoder: ts2vec_bybit_1h", "encoder: ../models/ts2vec_bybit_1h"),
+        _swap("encoder: cost_bybit_1h", "encoder: ../models/cost_bybit_1h"),
         "encoder",
     ),
     "encoder_name_dot_dot": (
-        _swap("encoder: ts2vec_bybit_1h", "encoder: '..'"),
+        _swap("encoder: cost_bybit_1h", "encoder: '..'"),
         "encoder",
     ),
     "out_of_sample_inside_the_pretraining_range": (

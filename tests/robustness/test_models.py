@@ -11,6 +11,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 MODEL = "ts2vec_bybit_1h"
+#: The shipped strategy file that reads MODEL.
+STRATEGY = "ssl_ts2vec_bybit.yaml"
 COMMANDS = ["validate", "run"]
 
 
@@ -211,7 +213,7 @@ WEIGHT_CASES = {
 def test_damaged_model_is_refused_as_damaged(case, command, refused, models, strategies, tmp_path):
     folder = models / MODEL
     {**CARD_CASES, **WEIGHT_CASES}[case](folder)
-    args = [command, strategies / "ssl_cost.yaml", "--models-dir", models]
+    args = [command, strategies / STRATEGY, "--models-dir", models]
     if command == "run":
         args += ["--reports-dir", tmp_path / "reports"]
     refused(*args, stored=[models, strategies], says=f"model {folder} is damaged: ")
@@ -220,7 +222,7 @@ def test_damaged_model_is_refused_as_damaged(case, command, refused, models, str
 
 def test_unknown_normalisation_minmax_names_the_key_and_the_known_ones(refused, models, strategies):
     CARD_CASES["unknown_normalisation_minmax"](models / MODEL)
-    result = refused("validate", strategies / "ssl_cost.yaml", "--models-dir", models)
+    result = refused("validate", strategies / STRATEGY, "--models-dir", models)
     assert "features.normalisation: got 'minmax'; expected 'zscore' or 'none'" in result.stderr
 
 
@@ -229,7 +231,7 @@ def test_model_folder_without_one_of_its_files_is_refused(missing, refused, mode
     (models / MODEL / missing).unlink()
     refused(
         "validate",
-        strategies / "ssl_cost.yaml",
+        strategies / STRATEGY,
         "--models-dir",
         models,
         stored=[models],
@@ -242,7 +244,7 @@ def test_card_that_is_a_folder_is_refused(refused, models, strategies):
     (models / MODEL / "card.json").mkdir()
     refused(
         "validate",
-        strategies / "ssl_cost.yaml",
+        strategies / STRATEGY,
         "--models-dir",
         models,
         says="not a model folder",
@@ -250,11 +252,11 @@ def test_card_that_is_a_folder_is_refused(refused, models, strategies):
 
 
 def test_missing_encoder_is_refused_by_validate(refused, models, strategies):
-    text = (strategies / "ssl_cost.yaml").read_text().replace(MODEL, "no_such_model")
-    (strategies / "ssl_cost.yaml").write_text(text)
+    text = (strategies / STRATEGY).read_text().replace(MODEL, "no_such_model")
+    (strategies / STRATEGY).write_text(text)
     refused(
         "validate",
-        strategies / "ssl_cost.yaml",
+        strategies / STRATEGY,
         "--models-dir",
         models,
         says="no model folder",
