@@ -1,7 +1,8 @@
 """Numba kernels of the event loop: ``step_nb`` advances the book one bar, ``run_nb`` all bars.
 
 Both run the same loop, ``advance_nb``, which is the one place the rules below
-live; the paper session calls ``step_nb`` once per closed bar.
+live; a paper session continues ``run_nb`` from the saved book one closed bar
+at a time (``engine.sim.simulate(..., state=...)``).
 
 The book holds N assets and one cash balance in the quote currency (USDT) shared
 by all of them, as with USDT-margined perpetuals under cross margin. ``cash``
@@ -1089,8 +1090,9 @@ def step_nb(
 ):
     """Advance the book by bar ``t``, in place; return the fill and reject counts.
 
-    The paper session calls this once per closed bar with one-row inputs and
-    ``t = 0``. Arguments are those of ``advance_nb``.
+    Called with one-row inputs and ``t = 0`` it steps a saved book by one bar;
+    the parity tests check that stepping bar by bar equals ``run_nb``.
+    Arguments are those of ``advance_nb``.
 
     Assumptions
     -----------
