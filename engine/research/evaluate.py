@@ -51,12 +51,18 @@ from engine.research.anomaly import (
     detection_metrics,
     large_move_events,
     large_moves,
+    resampled_auc,
     roc_points,
     trailing_max_abs_z,
     volatility_zscore,
 )
 from engine.research.baselines import indicator_representations, lstm_representations, train_lstm
-from engine.research.stats import block_bootstrap_indices, mean_estimate, paired_difference
+from engine.research.stats import (
+    block_bootstrap_indices,
+    mean_estimate,
+    paired_difference,
+    percentile_interval,
+)
 from engine.research.volatility import (
     fit_har,
     fit_ridge,
@@ -545,14 +551,28 @@ def _anomaly(run: _Run, results: dict, curves: dict) -> None:
             anomaly = np.full(len(close), np.nan)
             anomaly[test] = risk.transform(history, test)["anomaly"]
             scores[f"anomaly_risk:{name}"] = (anomaly, spec.risk_threshold)
+        indices = block_bootstrap_indices(
+            test.stop - test.start,
+            max(config.block_bars, 2 * spec.within),
+            config.bootstrap.reps,
+            config.bootstrap.seed,
+        )
         for move in spec.moves:
             event_name = f"abs_return>{move:g}_within_{spec.within}"
             events = large_move_events(close, move, spec.within)[test]
             moves = large_moves(close, move)[test]
+            # The trivial detector comes first: every other AUC is paired with its own.
+            trivial = resampled_auc(scores["vol_zscore"][0][test], events, indices)
+            point: dict[str, float] = {}
             for detector, (score, flag_above) in scores.items():
                 metrics = detection_metrics(
                     score[test], events, flag_above, spec.within, moves=moves
                 )
+                aucs = resampled_auc(score[test], events, indices)
+                metrics["roc_auc_ci"] = _nan_interval(aucs, run.level)
+                point.setdefault("vol_zscore", metrics["roc_auc"])
+                metrics["roc_auc_minus_vol_zscore"] = metrics["roc_auc"] - point["vol_zscore"]
+                metrics["roc_auc_minus_vol_zscore_ci"] = _nan_interval(aucs - trivial, run.level)
                 results["anomaly"].setdefault(detector, {}).setdefault(target, {})[event_name] = (
                     metrics
                 )
@@ -560,6 +580,12 @@ def _anomaly(run: _Run, results: dict, curves: dict) -> None:
                 curves.setdefault("roc", {}).setdefault(target, {}).setdefault(event_name, {})[
                     detector
                 ] = (fpr.tolist(), tpr.tolist())
+
+
+def _nan_interval(samples: np.ndarray, level: float) -> list[float]:
+    # The percentile interval of the replicates that have a value (NaN without any).
+    finite = samples[np.isfinite(samples)]
+    return list(percentile_interval(finite, level)) if finite.size else [np.nan, np.nan]
 
 
 def _volatility(run: _Run, results: dict) -> None:

@@ -77,6 +77,14 @@ def transfer_target(results: dict, train: str) -> str | None:
     return (eth or targets or [None])[0]
 
 
+def _auc(value: float | None, pair: list | None, sign: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if not pair or pair[0] is None:
+        return f"{value:{sign}.3f}"
+    return f"{value:{sign}.3f} [{pair[0]:{sign}.3f}, {pair[1]:{sign}.3f}]"
+
+
 def main_rows(results: dict, train: str) -> list[dict[str, str]]:
     """Return the main table's rows, one per representation, as display strings."""
     target = transfer_target(results, train)
@@ -158,7 +166,7 @@ def tables(results: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
         )
     if results["anomaly"]:
         columns = ["detector", "series", "event", "flag rate", "precision", "recall", "lift"]
-        columns += ["ROC AUC", "lead time (bars)"]
+        columns += ["ROC AUC [CI]", "AUC minus vol z-score [CI]", "lead time (bars)"]
         rows_a = []
         for detector, by_series in results["anomaly"].items():
             for target, by_event in by_series.items():
@@ -172,7 +180,12 @@ def tables(results: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
                             _pct(m.get("precision")),
                             _pct(m.get("recall")),
                             "n/a" if m.get("lift") is None else f"{m['lift']:.2f}",
-                            "n/a" if m.get("roc_auc") is None else f"{m['roc_auc']:.3f}",
+                            _auc(m.get("roc_auc"), m.get("roc_auc_ci")),
+                            _auc(
+                                m.get("roc_auc_minus_vol_zscore"),
+                                m.get("roc_auc_minus_vol_zscore_ci"),
+                                "+",
+                            ),
                             "n/a"
                             if m.get("lead_time_bars") is None
                             else f"{m['lead_time_bars']:.1f}",

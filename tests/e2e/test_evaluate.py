@@ -112,6 +112,11 @@ def test_finetuning_label_efficiency_anomaly_and_volatility_are_reported(evaluat
     for detector in ("vol_zscore", "max_abs_z:ts2vec_bybit_1h", "anomaly_risk:ts2vec_bybit_1h"):
         m = results["anomaly"][detector][DOGE][event]
         assert 0.0 <= m["flag_rate"] <= 1.0 and 0.0 <= m["roc_auc"] <= 1.0
+        assert 0.0 <= m["roc_auc_ci"][0] <= m["roc_auc_ci"][1] <= 1.0
+        low, high = m["roc_auc_minus_vol_zscore_ci"]
+        assert -1.0 <= low <= high <= 1.0
+    trivial = results["anomaly"]["vol_zscore"][DOGE][event]
+    assert trivial["roc_auc_minus_vol_zscore_ci"] == [0.0, 0.0]
     vol = results["volatility"]["ts2vec_bybit_1h"][ETH]
     assert vol["qlike_minus_har_ci"][0] <= vol["qlike_minus_har"] <= vol["qlike_minus_har_ci"][1]
     assert np.isfinite(vol["har_r2"])

@@ -183,3 +183,34 @@ def test_bad_anomaly_inputs_are_named():
         large_move_events(np.array([1.0, 0.0, 2.0]), 0.01, 1)
     with pytest.raises(ValueError, match="score and events must be 1-D of the same length"):
         detection_metrics(np.zeros(4), np.zeros(5), 1.0, 1)
+
+
+def test_resampled_auc_equals_sklearn_on_each_replicate_with_ties_and_missing_rows():
+    from sklearn.metrics import roc_auc_score
+
+    from engine.research.anomaly import resampled_auc
+    from engine.research.stats import block_bootstrap_indices
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    events = (rng.random(n) < 0.08).astype(float)
+    score = np.round(rng.normal(size=n) + 0.7 * events, 1)
+    score[:40] = np.nan
+    events[-5:] = np.nan
+    indices = block_bootstrap_indices(n, 24, 20, seed=1)
+    aucs = resampled_auc(score, events, indices)
+    known = np.isfinite(score) & np.isfinite(events)
+    for rep, rows in enumerate(indices):
+        kept = rows[known[rows]]
+        assert aucs[rep] == pytest.approx(roc_auc_score(events[kept], score[kept]), abs=1e-12)
+    whole = resampled_auc(score, events, np.arange(n)[None, :])[0]
+    assert whole == pytest.approx(roc_auc_score(events[known], score[known]), abs=1e-12)
+
+
+def test_resampled_auc_is_nan_for_a_replicate_with_one_class():
+    from engine.research.anomaly import resampled_auc
+
+    score = np.arange(10.0)
+    events = np.array([0.0] * 9 + [1.0])
+    aucs = resampled_auc(score, events, np.array([[0, 1, 2, 3], [0, 1, 8, 9]]))
+    assert np.isnan(aucs[0]) and aucs[1] == 1.0
