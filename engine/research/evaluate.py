@@ -124,11 +124,6 @@ class Series:
         """Return the closes."""
         return self.candles["close"].to_numpy(dtype=np.float64)
 
-    @property
-    def history(self) -> History:
-        """Return the candles as a component ``History`` without representations."""
-        return History.from_candles(self.candles, np.zeros((len(self.candles), 0)))
-
 
 @dataclass
 class Evaluation:
@@ -507,8 +502,8 @@ def _label_efficiency(run: _Run, results: dict) -> None:
     labels = series.labels[series.test]
     for name in run.reps.names:
         run.progress(f"label efficiency {name}")
-        z_train = run.reps.get(name, train, train)
-        z_test = run.reps.get(name, train, train)
+        z = run.reps.get(name, train, train)
+        tested = np.zeros((len(labels), 0)) if z is None else z[series.test]
         curve = results["label_efficiency"].setdefault(name, {})
         for size in spec.sizes:
             windows = min(spec.windows, (rows.stop - rows.start) // size)
@@ -516,11 +511,8 @@ def _label_efficiency(run: _Run, results: dict) -> None:
             for k in range(windows):
                 stop = rows.stop - k * size
                 window = slice(stop - size, stop)
-                predict = _fit_probe(z_train, series, window, spec.regularisation, config)
-                proba = predict(
-                    np.zeros((len(labels), 0)) if z_test is None else z_test[series.test]
-                )
-                scores.append(float((proba.argmax(axis=1) == labels).mean()))
+                predict = _fit_probe(z, series, window, spec.regularisation, config)
+                scores.append(float((predict(tested).argmax(axis=1) == labels).mean()))
             curve[str(size)] = {
                 "windows": windows,
                 "mean": float(np.mean(scores)) if scores else None,

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from browser import open_page
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -122,25 +123,11 @@ def test_finetuning_label_efficiency_anomaly_and_volatility_are_reported(evaluat
     assert np.isfinite(vol["har_r2"])
 
 
-def test_report_renders_in_headless_chromium(evaluated, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.fail("headless Chromium (Debian package chromium) is required for this test")
+def test_report_renders_in_headless_chromium(evaluated):
     folder, _, _ = evaluated
-    errors: list[str] = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(chromium),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 1600})
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto((folder / "report.html").resolve().as_uri())
-        page.wait_for_load_state("load")
+    with open_page(folder / "report.html") as (page, errors):
         text = page.inner_text("body")
         widths = page.eval_on_selector_all("img", "images => images.map(i => i.naturalWidth)")
-        browser.close()
     assert errors == []
     assert "Label efficiency" in text and "Transfer" in text and "ROC" in text and "PCA" in text
     assert len(widths) >= 4 and min(widths) > 100

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from browser import open_page
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -73,26 +74,11 @@ def test_a_second_run_writes_an_identical_metrics_file(env, run_cli):
 
 
 def test_tearsheet_renders_in_headless_chromium(env, run_cli):
-    playwright = pytest.importorskip("playwright.sync_api")
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.fail("headless Chromium (Debian package chromium) is required for this test")
     folder = _run(run_cli, _strategy(env, "sma_cross", out_of_sample=SHORT_RANGE), env / "r")
-    errors: list[str] = []
     shot = env / "tearsheet.png"
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(chromium),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 1600})
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto((folder / "tearsheet.html").resolve().as_uri())
-        page.wait_for_load_state("load")
+    with open_page(folder / "tearsheet.html") as (page, errors):
         text = page.inner_text("body")
         page.screenshot(path=str(shot), full_page=False)
-        browser.close()
     assert errors == []
     assert "sma_cross: out-of-sample 2025-03-01 to 2025-04-30" in text
     assert "Sharpe" in text and "Max Drawdown" in text
