@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from engine import config
 from engine.atomic import check_writable
-from engine.errors import DataError, EngineError
+from engine.errors import ConfigError, DataError, EngineError
 
 app = typer.Typer(
     help="Backtest and paper-trade crypto strategies built on self-supervised encoders.",
@@ -36,6 +37,11 @@ paper_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(paper_app, name="paper")
+models_app = typer.Typer(
+    help="The model registry: list versions, show one, compare two, migrate old folders.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
 
 # Output that is not a terminal (a log, a pipe) gets wide tables rather than
 # tables cut to 80 columns.
@@ -52,7 +58,21 @@ def _root(
     _options["debug"] = debug
 
 
-_MODELS_HELP = "Folder of pretrained encoders (models/<name>/)."
+_MODELS_HELP = "The model registry: versions of pretrained encoders (models/<name>/<version>/)."
+_MLFLOW_HELP = (
+    "Log to MLflow (the [mlflow] extra): to $ENGINE_MLFLOW_URI, else a local store in "
+    "reports/mlflow/. Setting ENGINE_MLFLOW_URI turns logging on without this flag."
+)
+
+
+def _tracking(enabled: bool, reports_dir: Path) -> str | None:
+    # The tracking URI, checked before any work starts; None when tracking is off.
+    from engine.tracking import require_mlflow, tracking_uri
+
+    uri = tracking_uri(enabled, reports_dir)
+    if uri is not None:
+        require_mlflow()
+    return uri
 
 
 @app.command()
@@ -110,18 +130,21 @@ def run(
     strategy: Path = typer.Argument(..., help="A strategy file, e.g. strategies/ssl_cost.yaml."),
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
     reports_dir: Path = typer.Option(Path("reports"), help="Where the run folder is written."),
+    mlflow: bool = typer.Option(False, "--mlflow", help=_MLFLOW_HELP),
 ) -> None:
     """Backtest a strategy out-of-sample and write a run folder with a QuantStats tearsheet.
 
     The run folder reports/<strategy>-<UTC time>/ holds tearsheet.html,
     metrics.json, trades.csv, equity.csv, config.yaml (resolved), inputs.json
-    (hashes of the data, model and strategy file) and timings.json.
+    (hashes of the data and strategy file, the exact model version) and
+    timings.json.
     """
     from engine.report.run import write_run
     from engine.runner.backtest import run_backtest
 
     cfg = _strategy(strategy, models_dir)
     check_writable(reports_dir, "--reports-dir")
+    uri = _tracking(mlflow, reports_dir)
     with console.status("starting") as status:
         result = run_backtest(cfg, models_dir, progress=status.update)
         status.update("writing the run folder and tearsheet")
@@ -135,6 +158,10 @@ def run(
     timings = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in result.timings.items())
     console.print(f"time: {timings}")
     console.print(f"wrote {folder}")
+    if uri is not None:
+        from engine.tracking import track_backtest
+
+        console.print(f"logged MLflow run {track_backtest(uri, result, folder)} to {uri}")
 
 
 @app.command()
@@ -414,12 +441,34 @@ def pretrain(
     resume: bool = typer.Option(
         True, "--resume/--no-resume", help="Continue from the last checkpoint of this run."
     ),
-    models_dir: Path = typer.Option(Path("models"), help="Folder of model folders."),
+    models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
+    parent: str | None = typer.Option(
+        None,
+        "--from",
+        help="Continue pretraining this version (NAME or NAME@VERSION) on the bars it never saw.",
+    ),
+    until: datetime | None = typer.Option(
+        None,
+        formats=["%Y-%m-%d"],
+        help="With --from: the last day (UTC) of the newer bars; default the last bar.",
+    ),
+    mlflow: bool = typer.Option(False, "--mlflow", help=_MLFLOW_HELP),
+    reports_dir: Path = typer.Option(
+        Path("reports"), help="Where the local MLflow store is (with --mlflow)."
+    ),
 ) -> None:
-    """Pretrain a self-supervised encoder and write models/<name>/."""
+    """Pretrain a self-supervised encoder and write a new version models/<name>/<version>/.
+
+    With --from, continue pretraining that version on the bars from its
+    unseen-from date to --until, and write a child version that names it as
+    its parent.
+    """
     from engine.pretraining import pretrain as run_pretraining
 
     spec = config.load_config(file, config.PretrainConfig)
+    if until is not None and parent is None:
+        raise ConfigError("--until: continues a version; name it with --from NAME@VERSION")
+    uri = _tracking(mlflow, reports_dir)
     bar = _timed_bar(f"pretrain {spec.name}", "loss {task.fields[loss]:.4f}")
     with bar:
         task = bar.add_task("pretrain", total=None, loss=float("nan"))
@@ -429,16 +478,148 @@ def pretrain(
             if not console.is_terminal and (iteration % 25 == 0 or iteration == iters):
                 console.print(f"iteration {iteration}/{iters}, loss {loss:.4f}", highlight=False)
 
-        result = run_pretraining(spec, models_dir=models_dir, resume=resume, progress=progress)
+        result = run_pretraining(
+            spec,
+            models_dir=models_dir,
+            resume=resume,
+            progress=progress,
+            parent=parent,
+            until=None if until is None else until.date(),
+        )
     card, training = result.card, result.card["training"]
     if training["resumed_from"] is not None:
         console.print(f"resumed from iteration {training['resumed_from']}")
+    version = result.version
     console.print(
-        f"{result.folder}: {card['kind']}, {card['encoder']['parameters']:,} parameters, "
+        f"{version.ref} ({version.path}): {card['kind']}, "
+        f"{card['encoder']['parameters']:,} parameters, "
         f"{training['iters']} iterations in {training['seconds']:.0f} s, "
         f"final loss {training['final_loss']:.4f}; trained on {card['data']['first_bar_utc']} "
         f"to {card['data']['last_bar_utc']}, unseen from {card['data']['unseen_from_utc']}"
+        + (f"; parent {version.parent}" if version.parent else "")
     )
+    if uri is not None:
+        from engine.tracking import track_pretraining
+
+        console.print(f"logged MLflow run {track_pretraining(uri, version)} to {uri}")
+
+
+# --- engine models -----------------------------------------------------------
+
+
+@models_app.command("ls")
+def models_ls(
+    models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
+) -> None:
+    """List every model's versions, oldest first; * marks the one a bare name resolves to."""
+    from engine.models.registry import Registry
+
+    registry = Registry(models_dir)
+    table = Table(title=f"models in {models_dir}")
+    for column in ("model", "version", "created (UTC)", "origin", "parent", "kind"):
+        table.add_column(column)
+    table.add_column("bars")
+    table.add_column("unseen from")
+    for name in registry.names():
+        versions = registry.versions(name)
+        for version in versions:
+            data = version.card.get("data") or {}
+            table.add_row(
+                name,
+                version.version + (" *" if version is versions[-1] else ""),
+                version.created_utc[:19].replace("T", " "),
+                str(version.lineage.get("origin", "")),
+                version.parent or "",
+                str(version.card.get("kind", "")),
+                f"{data.get('first_bar_utc', '?')[:10]} to {data.get('last_bar_utc', '?')[:10]}",
+                str(data.get("unseen_from_utc", "?"))[:16],
+            )
+    console.print(table)
+    unversioned = sorted(p.parent.name for p in models_dir.glob("*/card.json"))
+    if unversioned:
+        console.print(
+            f"unversioned model folders: {', '.join(unversioned)}; "
+            f"run `engine models migrate --models-dir {models_dir}`"
+        )
+
+
+@models_app.command("show")
+def models_show(
+    model: str = typer.Argument(..., help="NAME (the latest version) or NAME@VERSION."),
+    models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
+) -> None:
+    """Show a version: lineage, data, features, encoder, training."""
+    from engine.models.compare import card_sections
+    from engine.models.registry import Registry
+
+    registry = Registry(models_dir)
+    version = registry.resolve(model)
+    console.print(f"{version.ref}  {version.path}", highlight=False)
+    console.print(f"lineage: {' <- '.join(_ancestry(registry, version))}", highlight=False)
+    for section, values in card_sections(version.card).items():
+        table = Table(title=section, show_header=False)
+        table.add_column("key")
+        table.add_column("value", overflow="fold")
+        for key, value in values.items():
+            table.add_row(key, _shown(value))
+        console.print(table)
+
+
+def _ancestry(registry, version) -> list[str]:
+    # The version's reference, its parent's, and so on, as far as they are stored.
+    chain, seen = [version.ref], {version.ref}
+    while version.parent and version.parent not in seen:
+        try:
+            version = registry.resolve(version.parent)
+        except ConfigError:
+            chain.append(f"{version.parent} (not stored)")
+            break
+        chain.append(version.ref)
+        seen.add(version.ref)
+    return chain
+
+
+def _shown(value, width: int = 200) -> str:
+    text = str(value)
+    return text if len(text) <= width else f"{text[: width - 3]}..."
+
+
+@models_app.command("diff")
+def models_diff(
+    a: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    b: str = typer.Argument(..., help="NAME or NAME@VERSION."),
+    models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
+) -> None:
+    """Compare two versions: configuration, data and metrics, key by key."""
+    from engine.models.compare import diff_cards
+    from engine.models.registry import Registry
+
+    registry = Registry(models_dir)
+    left, right = registry.resolve(a), registry.resolve(b)
+    for section, rows in diff_cards(left.card, right.card).items():
+        if not rows:
+            console.print(f"{section}: the same", highlight=False)
+            continue
+        table = Table(title=section)
+        table.add_column("key")
+        table.add_column(left.ref, overflow="fold")
+        table.add_column(right.ref, overflow="fold")
+        for key, x, y in rows:
+            table.add_row(key, _shown(x, 80), _shown(y, 80))
+        console.print(table)
+
+
+@models_app.command("migrate")
+def models_migrate(
+    models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
+) -> None:
+    """Move every unversioned model folder models/<name>/ into models/<name>/<version>/."""
+    from engine.models.registry import Registry
+
+    made = Registry(models_dir).migrate()
+    for version in made:
+        console.print(f"{version.ref}: {version.path}", highlight=False)
+    console.print(f"migrated {len(made)} model folder(s)")
 
 
 # --- engine evaluate --------------------------------------------------------
@@ -452,6 +633,7 @@ def evaluate(
     store: Path | None = typer.Option(None, help=_STORE_HELP),
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
     reports_dir: Path = typer.Option(Path("reports"), help="Where the run folder is written."),
+    mlflow: bool = typer.Option(False, "--mlflow", help=_MLFLOW_HELP),
 ) -> None:
     """Measure what representations know, out of sample, with bootstrap intervals.
 
@@ -470,6 +652,7 @@ def evaluate(
 
     spec = config.load_config(file, config.EvaluateConfig)
     check_writable(reports_dir, "--reports-dir")
+    uri = _tracking(mlflow, reports_dir)
     bar = _timed_bar(f"evaluate {spec.name}", "{task.description}")
     started = time.monotonic()
     with bar:
@@ -503,6 +686,11 @@ def evaluate(
             "these figures choose among encoders; they are not out-of-sample results"
         )
     console.print(f"wrote {folder}")
+    if uri is not None:
+        from engine.tracking import track_evaluation
+
+        run_id = track_evaluation(uri, result.results, folder)
+        console.print(f"logged MLflow run {run_id} to {uri}")
 
 
 # --- engine paper: run, status, report --------------------------------------

@@ -75,6 +75,9 @@ Fee = Annotated[float, Field(ge=0.0, lt=0.01)]
 #: A name that becomes a file or folder name: no separator, no leading dot.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+#: A model in the registry: ``NAME`` (its latest version) or ``NAME@VERSION``.
+MODEL_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*(@[0-9a-f]{4,64})?$"
+ModelName = Annotated[str, Field(pattern=MODEL_REF_PATTERN, max_length=170)]
 
 
 def check_name(value: str, what: str) -> str:
@@ -270,7 +273,9 @@ class FinetunedRepresentation(FinetuneSpec):
     """
 
     kind: Literal["finetuned"]
-    encoder: Name = Field(description="A pretrained model folder in models/.")
+    encoder: ModelName = Field(
+        description="A pretrained model in models/: NAME (latest version) or NAME@VERSION."
+    )
     fit_start: dt.date = Field(description="First day of the labelled bars it is tuned on.")
     fit_end: dt.date = Field(description="Last day of the labelled bars it is tuned on.")
     horizon: int = Field(5, gt=0)
@@ -328,7 +333,9 @@ class StrategyConfig(_Model):
     seed: int = Field(42, ge=0)
     market: MarketSpec
     store: StoreConfig = StoreConfig()
-    encoder: Name | None = Field(None, description="A pretrained model folder in models/.")
+    encoder: ModelName | None = Field(
+        None, description="A pretrained model in models/: NAME (latest version) or NAME@VERSION."
+    )
     representation: (
         Annotated[
             PcaRepresentation
@@ -485,9 +492,11 @@ class EvaluateConfig(_Model):
     name: Name
     seed: int = Field(42, ge=0)
     store: StoreConfig = StoreConfig()
-    representations: list[Name] = Field(
+    representations: list[ModelName] = Field(
         min_length=1,
-        description=f"Model folders in models/, or baselines: {', '.join(BASELINES)}.",
+        description=(
+            f"Models in models/ (NAME or NAME@VERSION), or baselines: {', '.join(BASELINES)}."
+        ),
     )
     baselines: Baselines = Baselines()
     train_series: list[SeriesName] = Field(min_length=1)

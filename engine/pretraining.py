@@ -16,8 +16,17 @@
 4. build the encoder with ``torch.manual_seed(seed)`` and train it
    (``engine.ssl.train``), checkpointing to ``<models_dir>/<name>/checkpoints/``
    and resuming from there after an interruption;
-5. write ``<models_dir>/<name>/weights.safetensors`` (the averaged weights) and
-   ``card.json``.
+5. publish the averaged weights and ``card.json`` as a new version
+   ``<models_dir>/<name>/<version>/`` (``engine.models.registry``).
+
+Continued pretraining (``parent=NAME@VERSION``, ``until=DAY``) trains that
+version further on the bars it never saw: every series from the parent's
+``unseen_from_utc`` to the end of ``until`` (their features computed with the
+earlier bars as causal context), normalised with the parent's statistics,
+starting from the parent's weights, with the config's training settings. The
+config must ask for the parent's features and encoder. Its checkpoints go to
+``<models_dir>/<name>/checkpoints/from-<parent version>/``, so it resumes like
+a pretraining, and the new version names the parent in its lineage.
 
 The card holds the data files with their series, SHA-256 hashes and the
 exact first and last bars used, the first instant never seen in pretraining
@@ -29,6 +38,7 @@ config itself.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import platform
 import sys
@@ -45,9 +55,11 @@ from engine.data.features import compute_features
 from engine.data.store import CandleStore, SeriesKey
 from engine.data.times import day_range_ms, iso_utc
 from engine.errors import ConfigError, DataError
-from engine.ssl.checkpoint import save_model
+from engine.models.registry import ModelVersion, Registry
+from engine.ssl.checkpoint import PretrainedModel
 from engine.ssl.registry import build_encoder
 from engine.ssl.train import Progress, paper_iterations, train
+from engine.strategy.representations import model_features
 
 CHECKPOINT_FOLDER = "checkpoints"
 _LIBRARIES = ("ssl-engine", "torch", "numpy", "pandas", "pyarrow", "safetensors", "pydantic")
@@ -59,14 +71,19 @@ class PretrainResult:
 
     Attributes
     ----------
-    folder : Path
-        The model folder.
+    version : ModelVersion
+        The new version in the registry (its folder, reference and card).
     card : dict
         The model card, as written to ``card.json``.
     """
 
-    folder: Path
+    version: ModelVersion
     card: dict[str, Any]
+
+    @property
+    def folder(self) -> Path:
+        """Return the version's folder, ``<models_dir>/<name>/<version>/``."""
+        return self.version.path
 
 
 @dataclass(frozen=True)
@@ -84,42 +101,59 @@ def pretrain(
     models_dir: Path = Path("models"),
     resume: bool = True,
     progress: Progress | None = None,
+    parent: str | None = None,
+    until: dt.date | None = None,
 ) -> PretrainResult:
-    """Pretrain the encoder ``config`` describes and write its model folder.
+    """Pretrain the encoder ``config`` describes and publish it as a new version.
+
+    With ``parent``, continue pretraining that version instead of starting
+    afresh (see the module docstring).
 
     Parameters
     ----------
     config : PretrainConfig
         The parsed pretraining file.
     models_dir : Path
-        Folder of model folders; the model goes to ``models_dir / config.name``.
+        The model registry; the version goes to ``models_dir / config.name``.
     resume : bool
         Continue from the last checkpoint of an interrupted run with the same
-        config and data, if there is one.
+        config and data (and parent), if there is one.
     progress : callable or None
         Called as ``progress(iteration, iters, loss)`` after each iteration.
+    parent : str or None
+        ``NAME`` or ``NAME@VERSION`` of the version to continue from.
+    until : date or None
+        With ``parent``: the last day of the newer bars (inclusive, UTC);
+        None reads to each series' last bar.
 
     Raises
     ------
     DataError
         If a series has no bars in its range, or a feature is constant.
     ConfigError
-        If the encoder config is invalid, or the checkpoint to resume belongs
-        to another run.
+        If the encoder config is invalid, the checkpoint to resume belongs to
+        another run, or (with ``parent``) the parent is unknown, reads other
+        features or holds another encoder than ``config`` describes, or
+        ``until`` is before the parent's first unseen day.
     """
+    registry = Registry(models_dir)
+    if parent is None:
+        base, after_ms = None, None
+    else:
+        base = registry.load(parent)
+        config, after_ms = _continued(config, base, until)
     series = [
-        _load(config, source, symbol) for source in _sources(config) for symbol in source.symbols
+        _load(config, source, symbol, after_ms)
+        for source in _sources(config)
+        for symbol in source.symbols
     ]
     names = series[0].names
     stacked = np.concatenate([s.features for s in series])
-    mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+    if base is None:
+        mean, std = _statistics(config, names, stacked)
+    else:
+        mean, std = np.asarray(base.spec.features.mean), np.asarray(base.spec.features.std)
     if config.features.normalisation == "zscore":
-        flat = [name for name, value in zip(names, std, strict=True) if not value > 0]
-        if flat:
-            raise DataError(
-                f"feature(s) {', '.join(flat)} are constant over the pretraining data; "
-                "they cannot be z-scored"
-            )
         inputs = [(s.features - mean) / std for s in series]
     else:
         inputs = [s.features for s in series]
@@ -131,9 +165,18 @@ def pretrain(
             f"encoder.params: a non-causal {encoder.kind} encoder sees future bars; "
             "pretrained encoders must be causal"
         )
+    checkpoints = models_dir / config.name / CHECKPOINT_FOLDER
+    if base is not None:
+        if encoder.kind != base.encoder.kind or encoder.config() != base.encoder.config():
+            raise ConfigError(
+                f"--from {base.name} holds a {base.encoder.kind} encoder with config "
+                f"{base.encoder.config()}; the config describes a {encoder.kind} encoder with "
+                f"config {encoder.config()}"
+            )
+        encoder.load_state_dict(base.encoder.state_dict())
+        checkpoints = checkpoints / f"from-{base.path.name}"
     training = config.training
     iters = training.iters or paper_iterations(int(stacked.size))
-    folder = models_dir / config.name
     result = train(
         encoder,
         inputs,
@@ -142,7 +185,7 @@ def pretrain(
         lr=training.lr,
         max_train_length=training.max_train_length,
         seed=config.seed,
-        checkpoint_dir=folder / CHECKPOINT_FOLDER,
+        checkpoint_dir=checkpoints,
         checkpoint_every=training.checkpoint_every,
         resume=resume,
         progress=progress,
@@ -152,7 +195,7 @@ def pretrain(
         "name": config.name,
         "kind": result.encoder.kind,
         "description": (
-            f"{result.encoder.kind} encoder pretrained on "
+            f"{result.encoder.kind} encoder {'pretrained' if base is None else 'continued'} on "
             f"{'; '.join(_describe(source) for source in _sources(config))}; bars from "
             f"{_unseen_from(config, series)} on were never seen in pretraining"
         ),
@@ -195,8 +238,53 @@ def pretrain(
         "libraries": _libraries(),
         "config": config.model_dump(mode="json"),
     }
-    save_model(folder, result.encoder, card)
-    return PretrainResult(folder=folder, card=card)
+    version = registry.publish(
+        config.name,
+        result.encoder,
+        card,
+        parent=None if base is None else base.name,
+        origin="pretrain" if base is None else "continue",
+    )
+    return PretrainResult(version=version, card=version.card)
+
+
+def _statistics(config: PretrainConfig, names: list[str], stacked: np.ndarray):
+    # The z-score statistics of every feature over the pretraining bars of all series.
+    mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+    if config.features.normalisation == "zscore":
+        flat = [name for name, value in zip(names, std, strict=True) if not value > 0]
+        if flat:
+            raise DataError(
+                f"feature(s) {', '.join(flat)} are constant over the pretraining data; "
+                "they cannot be z-scored"
+            )
+    return mean, std
+
+
+def _continued(
+    config: PretrainConfig, base: PretrainedModel, until: dt.date | None
+) -> tuple[PretrainConfig, int]:
+    # The config of a continued pretraining: every source from the parent's first
+    # unseen day to ``until``, the parent's features; and the first bar it may read.
+    extras, feature_set = model_features(base)
+    wanted = (config.features.set, list(config.features.extras), config.features.normalisation)
+    had = (feature_set, extras, base.spec.features.normalisation)
+    if wanted != had:
+        raise ConfigError(
+            f"--from {base.name} reads features (set, extras, normalisation) {had}; "
+            f"the config asks for {wanted}"
+        )
+    unseen = base.spec.unseen_from.astimezone(dt.UTC)
+    if until is not None and until < unseen.date():
+        raise ConfigError(
+            f"--until {until}: expected a day on or after {unseen.date()}, the first day "
+            f"{base.name} never saw"
+        )
+    window = {"start": unseen.date(), "end": until}
+    data = config.data.model_copy(
+        update={**window, "also": [s.model_copy(update=window) for s in config.data.also]}
+    )
+    return config.model_copy(update={"data": data}), int(unseen.timestamp() * 1000)
 
 
 def _sources(config: PretrainConfig) -> list[MarketSpec]:
@@ -210,7 +298,15 @@ def _describe(source: MarketSpec) -> str:
     )
 
 
-def _load(config: PretrainConfig, source: PretrainData | PretrainSource, symbol: str) -> _Series:
+def _load(
+    config: PretrainConfig,
+    source: PretrainData | PretrainSource,
+    symbol: str,
+    after_ms: int | None = None,
+) -> _Series:
+    # The bars of one series in its range and their features. With ``after_ms`` (a
+    # continued pretraining) the features of the bars from ``after_ms`` on are computed
+    # with the earlier bars as their causal context.
     gaps = config.data.store.max_gap_bars
     if isinstance(source, PretrainSource) and source.max_gap_bars is not None:
         gaps = source.max_gap_bars
@@ -218,17 +314,21 @@ def _load(config: PretrainConfig, source: PretrainData | PretrainSource, symbol:
     key = SeriesKey(source.exchange, source.market, symbol, source.timeframe)
     candles = store.load(key, config.data.store.gap_policy, gaps)
     start, stop = day_range_ms(source.start, source.end)
-    keep = candles["timestamp"].to_numpy() >= start
+    stamps = candles["timestamp"].to_numpy()
+    keep = stamps >= start if after_ms is None else np.ones(len(candles), dtype=bool)
     if stop is not None:
-        keep &= candles["timestamp"].to_numpy() < stop
+        keep &= stamps < stop
     candles = candles[keep].reset_index(drop=True)
-    if len(candles) < 2:
+    features, names = compute_features(candles, config.features.extras, config.features.set)
+    rows = candles["timestamp"].to_numpy() >= (start if after_ms is None else after_ms)
+    if rows.sum() < 2:
         raise DataError(
-            f"{store.path(key)}: {len(candles)} bar(s) from {source.start} to "
+            f"{store.path(key)}: {int(rows.sum())} bar(s) from {source.start} to "
             f"{source.end or 'the last bar'}; pretraining needs at least 2 per series"
         )
-    features, names = compute_features(candles, config.features.extras, config.features.set)
-    return _Series(key, store.path(key), candles["timestamp"].to_numpy(), features, names)
+    return _Series(
+        key, store.path(key), candles["timestamp"].to_numpy()[rows], features[rows], names
+    )
 
 
 def _sha256(path: Path) -> str:

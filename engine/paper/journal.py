@@ -179,7 +179,9 @@ class Journal:
             )
         rows = [*meta.items(), ("session", self.session)]
         if known:
-            rows = [(name, meta[name]) for name in ("config_sha256", "config") if name in meta]
+            rows = [
+                (name, meta[name]) for name in ("config_sha256", "config", "model") if name in meta
+            ]
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(rows))

@@ -83,6 +83,7 @@ def session_backtest(journal_dir: Path, session: str) -> Backtest:
         "last_bar": bar_time(stamps[-1]),
         "paper_session": session,
         "config_sha256": meta["config_sha256"],
+        "model": meta.get("model") or None,
         "assets": [{"candles": f"journal of {session}", "candles_sha256": hash_candles(candles)}],
     }
     return Backtest(config, stamps, close, fitted, sim, metrics, daily, benchmark, inputs)

@@ -71,13 +71,13 @@ from engine.data.times import iso_utc
 from engine.data.times import now_ms as wall_ms
 from engine.data.validate import CANDLE_COLUMNS, find_violations, raise_on_violations
 from engine.errors import ConfigError, DataError, EngineError
+from engine.models.registry import Registry
 from engine.paper.journal import BarRecord, Journal
 from engine.paper.sources import BarSource, series_key
 from engine.paper.stream import BarStream
 from engine.runner.assemble import compute_representation
 from engine.runner.stepper import Bars, BarStepper
 from engine.sim.run import SETTLEMENT_MS, align_funding
-from engine.ssl.checkpoint import load_model
 from engine.strategy.representations import default_cache_dir
 
 DEFAULT_JOURNAL_DIR = Path("reports") / "paper"
@@ -210,6 +210,7 @@ class PaperSession:
         self.journal = Journal(journal_path(options.journal_dir, options.session), options.session)
         candles = store.load(self.key, config.store.gap_policy, config.store.max_gap_bars)
         meta = self.journal.meta()
+        model = self._pin_encoder(meta)
         warmup_until = int(meta["warmup_until"]) if meta else int(candles["timestamp"].iloc[-1])
         candles = candles[candles["timestamp"] <= warmup_until].reset_index(drop=True)
         first_ms = warmup_until + self.interval
@@ -224,12 +225,14 @@ class PaperSession:
                 "anchor_ms": str(anchor_ms),
                 "initial_capital": repr(config.initial_capital),
                 "config": config.model_dump_json(),
+                "model": model,
             },
             options.force,
         )
+        config = self.config
         encoder = None
         if config.encoder is not None:
-            encoder = load_model(options.models_dir / config.encoder)
+            encoder = Registry(options.models_dir).load(config.encoder)
         z, _ = compute_representation(
             config, candles, anchor_ms, options.models_dir, default_cache_dir()
         )
@@ -249,6 +252,17 @@ class PaperSession:
         # The last bar known to be in the bar store; None until the first write.
         self._stored_until: int | None = None
         self.stream = None if stream is None else BarStream(stream, self.key, options.retry)
+
+    def _pin_encoder(self, meta: dict[str, str]) -> str:
+        # A resumed session keeps the exact encoder version it started with (journaled
+        # as "model"), whatever version its strategy's model name resolves to later.
+        if self.config.encoder is None:
+            return ""
+        same = meta.get("config_sha256") == config_hash(self.config)
+        pinned = meta.get("model") if same else None
+        pinned = pinned or Registry(self.options.models_dir).resolve(self.config.encoder).ref
+        self.config = self.config.model_copy(update={"encoder": pinned})
+        return pinned
 
     def close(self) -> None:
         """Close the bar stream, if any, and the journal."""

@@ -716,6 +716,7 @@ def evaluate(
         "inputs": {
             "series": {name: s.sha256 for name, s in series.items()},
             "models": {name: model_hash(model) for name, model in reps.models.items()},
+            "model_versions": {name: model.name for name, model in reps.models.items()},
         },
         "probe": {},
         "finetuned": {},

@@ -54,7 +54,7 @@ def compute_representation(
     if config.encoder is not None:
         model = load_unseen_model(models_dir, config.encoder, start_ms, "out_of_sample.start")
         z = cached_model_representations(model, candles, interval, cache_dir)
-        return z, {"model": config.encoder, "model_sha256": model_hash(model)}
+        return z, {"model": model.name, "model_sha256": model_hash(model)}
     spec = config.representation
     if spec.kind == "features":
         return feature_representations(candles, spec.extras), {"representation": "features"}
@@ -121,7 +121,7 @@ def _finetuned(
             config.seed,
         ),
     )
-    source = {"representation": "finetuned", "model": spec.encoder, "settings_sha256": digest}
+    source = {"representation": "finetuned", "model": model.name, "settings_sha256": digest}
     return z, {**source, "model_sha256": model_hash(model)}
 
 

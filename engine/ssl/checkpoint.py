@@ -3,7 +3,8 @@
 Nothing here unpickles: tensors are read with ``safetensors`` and everything
 else (encoder config, optimiser settings, loss curve, model card) is JSON.
 
-A model folder ``models/<name>/`` holds two files:
+A model folder (a version ``models/<name>/<version>/``, see
+``engine.models.registry``) holds two files:
 
 - ``weights.safetensors``: the encoder's state dict; its metadata holds the
   encoder ``kind`` and its ``config`` (JSON), so the folder rebuilds the encoder
@@ -79,12 +80,16 @@ class PretrainedModel:
         The card's checked, typed fields.
     path : Path
         The model folder.
+    name : str
+        What the model is called in messages and records (the folder's name
+        unless the loader gives another, such as ``name@version``).
     """
 
     encoder: Encoder
     card: dict[str, Any]
     spec: ModelCard
     path: Path
+    name: str
 
     @property
     def feature_names(self) -> list[str]:
@@ -97,7 +102,7 @@ class PretrainedModel:
         names = self.feature_names
         if features.ndim != 2 or features.shape[1] != len(names):
             raise DataError(
-                f"model {self.path.name} expects features of shape (T, {len(names)}) "
+                f"model {self.name} expects features of shape (T, {len(names)}) "
                 f"({', '.join(names)}), got {features.shape}"
             )
         spec = self.spec.features
@@ -126,8 +131,10 @@ def save_model(folder: Path, encoder: Encoder, card: dict[str, Any]) -> None:
     write_text(folder / CARD_FILE, json.dumps(card, indent=2) + "\n")
 
 
-def load_model(folder: str | Path) -> PretrainedModel:
+def load_model(folder: str | Path, name: str | None = None) -> PretrainedModel:
     """Load the encoder and card of a model folder, without unpickling anything.
+
+    ``name`` is what the model is called (default: the folder's name).
 
     The card is checked against ``ModelCard``, and the weights' names, shapes
     and dtypes against the encoder the card and the weights' metadata name;
@@ -152,7 +159,9 @@ def load_model(folder: str | Path) -> PretrainedModel:
         encoder = _fitting_encoder(kind, config, state, spec)
     except _Damaged as exc:
         raise DataError(f"model {folder} is damaged: {exc}") from None
-    return PretrainedModel(encoder=encoder.eval(), card=card, spec=spec, path=folder)
+    return PretrainedModel(
+        encoder=encoder.eval(), card=card, spec=spec, path=folder, name=name or folder.name
+    )
 
 
 class _Damaged(Exception):

@@ -31,8 +31,9 @@ from sklearn.decomposition import PCA
 from engine.atomic import atomic_path, write_text
 from engine.data.features import compute_features
 from engine.errors import ConfigError, DataError
+from engine.models.registry import Registry, content_hash
 from engine.ssl.base import Encoder
-from engine.ssl.checkpoint import PretrainedModel, load_model
+from engine.ssl.checkpoint import PretrainedModel
 from engine.ssl.infer import BLOCK_BARS, encode_series
 from engine.strategy.features import Standardiser, direction_labels
 
@@ -157,7 +158,7 @@ def model_feature_matrix(model: PretrainedModel, candles: pd.DataFrame) -> np.nd
     features, names = compute_features(candles, *model_features(model))
     if names != model.feature_names:
         raise DataError(
-            f"model {model.path.name} was trained on features {model.feature_names}; "
+            f"model {model.name} was trained on features {model.feature_names}; "
             f"the engine computes {names} for it"
         )
     return features
@@ -178,38 +179,35 @@ def model_representations(
 def load_unseen_model(
     models_dir: Path, name: str, first_bar_ms: int | None, what: str
 ) -> PretrainedModel:
-    """Return the model ``models_dir/name``, refusing one that saw the bar at ``first_bar_ms``.
+    """Return the model version ``name`` (``NAME`` or ``NAME@VERSION``) names in ``models_dir``.
 
-    ``what`` names the range that starts at ``first_bar_ms`` in the error
-    message (for example ``"out_of_sample.start"``). ``first_bar_ms=None``
-    skips that check, for choosing among encoders on bars they saw unlabelled.
+    The model is refused if it saw the bar at ``first_bar_ms``; ``what`` names
+    the range that starts there in the error message (for example
+    ``"out_of_sample.start"``). ``first_bar_ms=None`` skips that check, for
+    choosing among encoders on bars they saw unlabelled. The model's ``name``
+    is the exact version, ``NAME@VERSION``.
 
     Raises
     ------
     ConfigError
-        If there is no such model folder, or its card says the model was
-        pretrained on bars at or after ``first_bar_ms``.
+        If there is no such model or version (see ``Registry.resolve``), or
+        its card says the model was pretrained on bars at or after
+        ``first_bar_ms``.
     """
-    folder = models_dir / name
-    if not folder.is_dir():
-        raise ConfigError(
-            f"no model folder {folder}; expected one of "
-            f"{sorted(p.parent.name for p in models_dir.glob('*/card.json'))}"
-        )
-    model = load_model(folder)
+    model = Registry(models_dir).load(name)
     unseen_from = pd.Timestamp(model.spec.unseen_from)
     if first_bar_ms is not None and first_bar_ms < unseen_from.value // 1_000_000:
         raise ConfigError(
             f"{what} {pd.Timestamp(first_bar_ms, unit='ms', tz='UTC').date()} overlaps the "
-            f"pretraining range of {name}: its card says bars from {unseen_from.isoformat()} "
-            "on were never seen; start the range there or later"
+            f"pretraining range of {model.name}: its card says bars from "
+            f"{unseen_from.isoformat()} on were never seen; start the range there or later"
         )
     return model
 
 
 def model_hash(model: PretrainedModel) -> str:
     """Return the SHA-256 of the model folder's weights and card."""
-    return hash_files(model.path / "weights.safetensors", model.path / "card.json")
+    return content_hash(model.path)
 
 
 def cached_model_representations(
