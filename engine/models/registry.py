@@ -229,8 +229,8 @@ class Registry:
 
         The card gets a ``lineage`` section (``parent``, ``created_utc``,
         ``origin``); its ``data`` section should hold the data range and
-        ``unseen_from_utc``. Publishing content that is already stored
-        returns the stored version.
+        ``unseen_from_utc``. Files whose version is already stored give
+        that stored version.
 
         Parameters
         ----------

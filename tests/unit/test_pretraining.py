@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 
@@ -16,6 +17,7 @@ from engine.config import PretrainConfig
 from engine.data.features import RELATIVE_FEATURES, compute_features
 from engine.data.store import CandleStore, SeriesKey
 from engine.errors import ConfigError, DataError
+from engine.models.registry import Registry
 from engine.pretraining import pretrain
 from engine.ssl.checkpoint import load_model
 from engine.strategy.representations import model_representations
@@ -74,13 +76,13 @@ def _config(store, **training) -> PretrainConfig:
 def test_pretrain_writes_weights_and_a_complete_card(store, tmp_path):
     result = pretrain(_config(store), models_dir=tmp_path / "models")
     folder = tmp_path / "models" / "tiny_ts2vec"
-    assert result.folder == folder
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "card.json",
-        "checkpoints",
-        "weights.safetensors",
-    ]
-    card = json.loads((folder / "card.json").read_text())
+    assert result.folder == folder / result.version.version
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["checkpoints", result.version.version]
+    )
+    assert sorted(p.name for p in result.folder.iterdir()) == ["card.json", "weights.safetensors"]
+    card = json.loads((result.folder / "card.json").read_text())
+    assert card["lineage"]["parent"] is None and card["lineage"]["origin"] == "pretrain"
     data = card["data"]
     assert data["first_bar_utc"] == "2024-01-01T00:00:00Z"
     assert data["last_bar_utc"] == "2024-01-03T23:00:00Z"
@@ -115,8 +117,7 @@ def test_normalisation_statistics_come_from_the_pretraining_bars_only(store, tmp
 
 
 def test_the_model_folder_loads_and_embeds_causally(store, tmp_path):
-    pretrain(_config(store), models_dir=tmp_path)
-    model = load_model(tmp_path / "tiny_ts2vec")
+    model = load_model(pretrain(_config(store), models_dir=tmp_path).folder)
     features = np.random.default_rng(0).standard_normal((50, 5))
     out = model.embed(features)
     assert out.shape == (50, 8) and out.dtype == np.float32
@@ -137,8 +138,8 @@ def test_resume_after_a_kill_gives_the_same_model_as_an_uninterrupted_run(store,
     resumed = pretrain(_config(store, iters=6), models_dir=tmp_path / "b")
     assert resumed.card["training"]["resumed_from"] == 4
     assert resumed.card["training"]["loss_curve"] == uninterrupted.card["training"]["loss_curve"]
-    a = load_file(tmp_path / "a" / "tiny_ts2vec" / "weights.safetensors")
-    b = load_file(tmp_path / "b" / "tiny_ts2vec" / "weights.safetensors")
+    a = load_file(uninterrupted.folder / "weights.safetensors")
+    b = load_file(resumed.folder / "weights.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[key], b[key]) for key in a)
 
@@ -170,7 +171,7 @@ def test_cli_pretrain_writes_the_model_and_prints_a_summary(store, tmp_path, run
     result = run_cli("pretrain", path, "--models-dir", tmp_path / "models")
     assert result.exit_code == 0, result.stderr
     assert "tiny_ts2vec" in result.stdout and "unseen from 2024-01-04T00:00:00Z" in result.stdout
-    assert (tmp_path / "models" / "tiny_ts2vec" / "weights.safetensors").is_file()
+    assert Registry(tmp_path / "models").load("tiny_ts2vec").name in result.stdout
     again = run_cli("pretrain", path, "--models-dir", tmp_path / "models")
     assert "resumed from iteration 4" in again.stdout
 
@@ -246,10 +247,90 @@ def test_a_gap_beyond_a_sources_tolerance_is_a_data_error(store, tmp_path):
 
 
 def test_a_relative_model_represents_bars_with_the_feature_set_of_its_card(store, tmp_path):
-    pretrain(PretrainConfig.model_validate(_wide_spec(store)), models_dir=tmp_path)
-    model = load_model(tmp_path / "tiny_ts2vec")
+    model = load_model(
+        pretrain(PretrainConfig.model_validate(_wide_spec(store)), models_dir=tmp_path).folder
+    )
     candles = CandleStore(store).load(SeriesKey("bybit", "linear", "ETHUSDT", "1h"))
     features, _ = compute_features(candles, ["volatility_ratio_6"], "relative")
     hour = 3_600_000
     expected = model.embed(features, candles["timestamp"].to_numpy() // hour)
     assert np.array_equal(model_representations(model, candles, hour), expected)
+
+
+def test_continued_pretraining_trains_the_parent_on_its_unseen_bars_into_a_child(store, tmp_path):
+    parent = pretrain(_config(store), models_dir=tmp_path).version
+    child = pretrain(
+        _config(store), models_dir=tmp_path, parent="tiny_ts2vec", until=dt.date(2024, 1, 5)
+    ).version
+    assert child.parent == parent.ref and child.lineage["origin"] == "continue"
+    assert Registry(tmp_path).resolve("tiny_ts2vec") == child
+    data = child.card["data"]
+    assert data["first_bar_utc"] == "2024-01-04T00:00:00Z"
+    assert data["last_bar_utc"] == "2024-01-05T23:00:00Z"
+    assert data["unseen_from_utc"] == "2024-01-06T00:00:00Z" and data["bars"] == 2 * 48
+    assert child.card["features"]["mean"] == parent.card["features"]["mean"]
+    assert child.card["features"]["std"] == parent.card["features"]["std"]
+    before = load_file(parent.path / "weights.safetensors")
+    after = load_file(child.path / "weights.safetensors")
+    assert any(not torch.equal(before[key], after[key]) for key in before)
+
+
+def test_continued_pretraining_resumes_to_the_weights_of_an_uninterrupted_run(store, tmp_path):
+    def continued(models_dir, progress=None):
+        return pretrain(
+            _config(store, iters=6),
+            models_dir=models_dir,
+            parent="tiny_ts2vec",
+            until=dt.date(2024, 1, 5),
+            progress=progress,
+        )
+
+    for folder in ("a", "b"):
+        pretrain(_config(store), models_dir=tmp_path / folder)
+    whole = continued(tmp_path / "a")
+
+    def kill(iteration, iters, loss):
+        if iteration == 5:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        continued(tmp_path / "b", kill)
+    resumed = continued(tmp_path / "b")
+    assert resumed.card["training"]["resumed_from"] == 4
+    a = load_file(whole.folder / "weights.safetensors")
+    b = load_file(resumed.folder / "weights.safetensors")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_continued_pretraining_refuses_an_until_before_the_parents_unseen_bars(store, tmp_path):
+    pretrain(_config(store), models_dir=tmp_path)
+    with pytest.raises(ConfigError, match="--until 2024-01-02: expected a day on or after"):
+        pretrain(
+            _config(store), models_dir=tmp_path, parent="tiny_ts2vec", until=dt.date(2024, 1, 2)
+        )
+
+
+def test_continued_pretraining_refuses_another_encoder_than_the_parents(store, tmp_path):
+    pretrain(_config(store), models_dir=tmp_path)
+    spec = _spec(store)
+    spec["encoder"]["params"]["depth"] = 3
+    with pytest.raises(ConfigError, match="holds a ts2vec encoder with config"):
+        pretrain(PretrainConfig.model_validate(spec), models_dir=tmp_path, parent="tiny_ts2vec")
+
+
+def test_cli_pretrain_from_a_version_writes_a_child_and_names_its_parent(store, tmp_path, run_cli):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(_spec(store)))
+    models = tmp_path / "models"
+    assert run_cli("pretrain", path, "--models-dir", models).exit_code == 0
+    parent = Registry(models).resolve("tiny_ts2vec").ref
+    result = run_cli(
+        "pretrain", path, "--models-dir", models, "--from", parent, "--until", "2024-01-05"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert f"parent {parent}" in result.stdout
+    assert "unseen from 2024-01-06T00:00:00Z" in result.stdout
+    unknown = run_cli("pretrain", path, "--models-dir", models, "--from", "tiny_ts2vec@0000")
+    assert unknown.exit_code == 2 and "is not a version of tiny_ts2vec" in unknown.stderr
+    alone = run_cli("pretrain", path, "--models-dir", models, "--until", "2024-01-05")
+    assert alone.exit_code == 2 and "--until: continues a version" in alone.stderr

@@ -266,4 +266,4 @@ def test_cli_refuses_a_strategy_whose_component_module_does_not_exist(tmp_path, 
     folder = tmp_path / "strategies"
     folder.mkdir()
     result = run_cli("validate", _write(folder, STRATEGY), "--models-dir", REPO_ROOT / "models")
-    assert result.exit_code == 2 and "no model folder" in result.stderr
+    assert result.exit_code == 2 and "no model 'ts2vec_btc_1h'" in result.stderr

@@ -13,11 +13,12 @@ from causality import assert_future_independent, assert_one_pass_equals_windowed
 
 from engine.data.features import compute_features
 from engine.errors import ConfigError
+from engine.models.registry import Registry
 from engine.ssl.checkpoint import load_model
 from engine.ssl.cost import CoST, TrailingFourierLayer
 
 SERIES_LENGTH = 60
-SHIPPED = Path(__file__).resolve().parents[3] / "models" / "cost_bybit_1h"
+SHIPPED = Registry(Path(__file__).resolve().parents[3] / "models").resolve("cost_bybit_1h").path
 
 
 def _model(**overrides) -> CoST:

@@ -16,6 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from engine.data.store import CandleStore, SeriesKey
+from engine.models.registry import Registry
 
 SPEC = {
     "name": "killed",
@@ -64,9 +65,11 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path, shared_da
     resumed = _engine("pretrain", str(config), "--models-dir", str(tmp_path / "b"), env=env)
     out, err = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, err.decode()
-    card = json.loads((tmp_path / "b" / "killed" / "card.json").read_text())
+    folder_a = Registry(tmp_path / "a").resolve("killed").path
+    folder_b = Registry(tmp_path / "b").resolve("killed").path
+    card = json.loads((folder_b / "card.json").read_text())
     assert 0 < card["training"]["resumed_from"] < 300
-    a = load_file(tmp_path / "a" / "killed" / "weights.safetensors")
-    b = load_file(tmp_path / "b" / "killed" / "weights.safetensors")
+    a = load_file(folder_a / "weights.safetensors")
+    b = load_file(folder_b / "weights.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[key], b[key]) for key in a)
