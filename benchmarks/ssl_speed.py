@@ -8,7 +8,7 @@ forward call per bar, and also batched), and reports the measured ratio. It
 also checks on a short slice that the series encoding equals encoding each
 trailing window of receptive-field length separately. Run::
 
-    python benchmarks/ssl_speed.py --model models/ts2vec_bybit_1h \\
+    python benchmarks/ssl_speed.py --model ts2vec_bybit_1h \\
         --candles ../shared/data/binance_spot_BTCUSDT_1m.parquet
 
 The candles are read from the given file in place (any store file name).
@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from engine.data.features import compute_features  # noqa: E402
 from engine.data.store import CandleStore, parse_filename  # noqa: E402
-from engine.ssl.checkpoint import load_model  # noqa: E402
+from engine.models.registry import Registry  # noqa: E402
 from engine.ssl.infer import encode_series  # noqa: E402
 from engine.strategy.representations import bar_numbers  # noqa: E402
 
@@ -56,7 +56,10 @@ def timed(function, *args) -> tuple[float, object]:
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=Path("models/ts2vec_bybit_1h"))
+    parser.add_argument(
+        "--model", default="ts2vec_bybit_1h", help="NAME or NAME@VERSION in --models-dir."
+    )
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument(
         "--candles", type=Path, default=Path("../shared/data/binance_spot_BTCUSDT_1m.parquet")
     )
@@ -67,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = load_model(args.model)
+    model = Registry(args.models_dir).load(args.model)
     encoder = model.encoder
     key = parse_filename(args.candles.name)
     candles = CandleStore(args.candles.parent).load(key, gap_policy="drop")

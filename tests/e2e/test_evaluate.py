@@ -148,7 +148,7 @@ def _config(tmp_path: Path, **changes) -> Path:
         ({"test_series": ["bybit:linear:BTC:1h"]}, "test_series[0]: got 'bybit:linear:BTC:1h'"),
         ({"train_series": ["BTCUSDT"]}, "exchange:market:SYMBOL:timeframe"),
         ({"tasks": ["probe", "backtest"]}, "tasks[1]: got 'backtest'"),
-        ({"representations": ["no_such_model"]}, "no model folder"),
+        ({"representations": ["no_such_model"]}, "no model 'no_such_model'"),
         ({"test_series": ["binance:spot:DOTUSDT:1h"]}, "has no binance_spot_DOTUSDT_1h.parquet"),
         (
             {

@@ -127,7 +127,7 @@ def test_audit_catches_a_deliberately_leaky_component(env, run_cli, monkeypatch)
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"encoder": "no_such_model", "representation": None}, "no model folder"),
+        ({"encoder": "no_such_model", "representation": None}, "no model 'no_such_model'"),
         ({"components": {"signal": {"class": "engine.strategy.nowhere:X"}}}, "cannot import"),
         ({"out_of_sample": {"start": "2030-01-01"}}, "holds 0 bars"),
         ({"market": {"symbols": ["DOGEUSDT"], "timeframe": "1h"}}, "DOGEUSDT"),

@@ -151,7 +151,7 @@ CONFIG_CASES = {
     ),
     "missing_encoder": (
         _swap("encoder: cost_bybit_1h", "encoder: ts2vec_missing"),
-        "no model folder",
+        "no model 'ts2vec_missing'",
     ),
     "encoder_name_escaping_the_models_folder": (
         _swap("encoder: cost_bybit_1h", "encoder: ../models/cost_bybit_1h"),

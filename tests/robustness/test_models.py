@@ -10,10 +10,17 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from engine.models.registry import Registry
+
 MODEL = "ts2vec_bybit_1h"
 #: The shipped strategy file that reads MODEL.
 STRATEGY = "ssl_ts2vec_bybit.yaml"
 COMMANDS = ["validate", "run"]
+
+
+def _version(models):
+    # The folder of MODEL's latest version.
+    return Registry(models).resolve(MODEL).path
 
 
 def _card(folder):
@@ -211,7 +218,7 @@ WEIGHT_CASES = {
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("case", sorted({**CARD_CASES, **WEIGHT_CASES}))
 def test_damaged_model_is_refused_as_damaged(case, command, refused, models, strategies, tmp_path):
-    folder = models / MODEL
+    folder = _version(models)
     {**CARD_CASES, **WEIGHT_CASES}[case](folder)
     args = [command, strategies / STRATEGY, "--models-dir", models]
     if command == "run":
@@ -221,14 +228,14 @@ def test_damaged_model_is_refused_as_damaged(case, command, refused, models, str
 
 
 def test_unknown_normalisation_minmax_names_the_key_and_the_known_ones(refused, models, strategies):
-    CARD_CASES["unknown_normalisation_minmax"](models / MODEL)
+    CARD_CASES["unknown_normalisation_minmax"](_version(models))
     result = refused("validate", strategies / STRATEGY, "--models-dir", models)
     assert "features.normalisation: got 'minmax'; expected 'zscore' or 'none'" in result.stderr
 
 
 @pytest.mark.parametrize("missing", ["card.json", "weights.safetensors"])
 def test_model_folder_without_one_of_its_files_is_refused(missing, refused, models, strategies):
-    (models / MODEL / missing).unlink()
+    (_version(models) / missing).unlink()
     refused(
         "validate",
         strategies / STRATEGY,
@@ -240,8 +247,8 @@ def test_model_folder_without_one_of_its_files_is_refused(missing, refused, mode
 
 
 def test_card_that_is_a_folder_is_refused(refused, models, strategies):
-    (models / MODEL / "card.json").unlink()
-    (models / MODEL / "card.json").mkdir()
+    (_version(models) / "card.json").unlink()
+    (_version(models) / "card.json").mkdir()
     refused(
         "validate",
         strategies / STRATEGY,
@@ -259,5 +266,5 @@ def test_missing_encoder_is_refused_by_validate(refused, models, strategies):
         strategies / STRATEGY,
         "--models-dir",
         models,
-        says="no model folder",
+        says="no model 'no_such_model'",
     )

@@ -15,8 +15,8 @@ from causality import (
 )
 
 from engine.data.features import compute_features
+from engine.models.registry import Registry
 from engine.ssl.base import Encoder
-from engine.ssl.checkpoint import load_model
 from engine.ssl.infer import BLOCK_BARS, encode_series, window_bars
 from engine.ssl.registry import ENCODERS, build_encoder
 from engine.ssl.ts2vec import TS2Vec
@@ -167,7 +167,7 @@ def test_bad_bar_numbers_or_start_are_refused(bars, start, message):
 
 @pytest.mark.parametrize("name", ["ts2vec_bybit_1h", "cost_bybit_1h"])
 def test_shipped_models_encode_each_real_bar_alone_as_the_series_does(name, shared_data):
-    model = load_model(REPO_ROOT / "models" / name)
+    model = Registry(REPO_ROOT / "models").load(name)
     candles = pd.read_parquet(shared_data / "bybit_linear_BTCUSDT_1h.parquet").head(6000)
     features, _ = compute_features(candles, model.card["features"]["extras"])
     bars = candles["timestamp"].to_numpy() // 3_600_000

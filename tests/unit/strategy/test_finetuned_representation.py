@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.data.store import CandleStore, SeriesKey
-from engine.ssl.checkpoint import load_model
+from engine.models.registry import Registry
 from engine.strategy.representations import finetuned_representations, model_representations
 
 REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
@@ -22,7 +22,7 @@ def candles(shared_data):
 
 @pytest.fixture(scope="module")
 def model():
-    return load_model(REPO_ROOT / "models" / "cost_bybit_1h")
+    return Registry(REPO_ROOT / "models").load("cost_bybit_1h")
 
 
 def _represent(model, candles):

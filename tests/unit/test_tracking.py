@@ -1,0 +1,123 @@
+"""MLflow tracking against a local SQLite store (no server): runs, pretraining, and no mlflow."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from engine.config import StrategyConfig, load_config
+from engine.errors import ConfigError
+from engine.tracking import ENV_URI, log_run, track_backtest, tracking_uri
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+mlflow = pytest.importorskip("mlflow")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    # One store for the module: creating MLflow's tables takes seconds.
+    return tracking_uri(True, tmp_path_factory.mktemp("reports"))
+
+
+def _client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def test_tracking_is_off_unless_asked_and_the_variable_wins(monkeypatch, tmp_path):
+    monkeypatch.delenv(ENV_URI, raising=False)
+    assert tracking_uri(False, tmp_path) is None
+    assert tracking_uri(True, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow/mlflow.db"
+    monkeypatch.setenv(ENV_URI, "http://tracking.example:5000")
+    assert tracking_uri(False, tmp_path) == "http://tracking.example:5000"
+
+
+def test_a_run_logs_params_metrics_series_artifacts_and_model_versions(store, tmp_path):
+    artifact = tmp_path / "folder"
+    artifact.mkdir()
+    (artifact / "metrics.json").write_text("{}")
+    run_id = log_run(
+        store,
+        experiment="unit",
+        run_name="one",
+        params={"market": {"symbols": ["BTCUSDT"]}, "seed": 7},
+        metrics={"sharpe": 0.5, "missing": None, "nan": float("nan")},
+        series={"loss": [3.0, 2.0, 1.5]},
+        artifacts=[artifact],
+        models=["cost_bybit_1h@6cf526b32216"],
+    )
+    client = _client(store)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"market.symbols": '["BTCUSDT"]', "seed": "7"}
+    assert run.data.metrics == {"sharpe": 0.5, "loss": 1.5}
+    assert [m.value for m in client.get_metric_history(run_id, "loss")] == [3.0, 2.0, 1.5]
+    assert run.data.tags["engine.models"] == "cost_bybit_1h@6cf526b32216"
+    assert [a.path for a in client.list_artifacts(run_id, "folder")] == ["folder/metrics.json"]
+
+
+def test_a_backtest_logs_its_strategy_metrics_and_exact_model(store, tmp_path):
+    config = load_config(REPO_ROOT / "strategies" / "ssl_cost.yaml", StrategyConfig)
+    folder = tmp_path / "ssl_cost-20260101T000000Z"
+    folder.mkdir()
+    (folder / "metrics.json").write_text("{}")
+    result = SimpleNamespace(
+        config=config,
+        metrics={"total_return": 0.06, "trades": 237},
+        inputs={"assets": [{"model": "cost_bybit_1h@6cf526b32216"}]},
+    )
+    run = _client(store).get_run(track_backtest(store, result, folder))
+    assert run.data.params["encoder"] == "cost_bybit_1h"
+    assert run.data.metrics["total_return"] == 0.06
+    assert run.data.tags["engine.models"] == "cost_bybit_1h@6cf526b32216"
+
+
+def test_cli_pretrain_with_mlflow_logs_the_version(monkeypatch, tmp_path, run_cli, shared_data):
+    import pandas as pd
+    import yaml
+
+    from engine.data.store import CandleStore, SeriesKey
+
+    candles = pd.read_parquet(shared_data / "bybit_linear_BTCUSDT_1h.parquet").head(72)
+    CandleStore(tmp_path / "store").write(SeriesKey("bybit", "linear", "BTCUSDT", "1h"), candles)
+    first = pd.Timestamp(int(candles["timestamp"].iloc[0]), unit="ms").date()
+    spec = {
+        "name": "tracked",
+        "data": {
+            "store": {"path": str(tmp_path / "store")},
+            "exchange": "bybit",
+            "market": "linear",
+            "symbols": ["BTCUSDT"],
+            "timeframe": "1h",
+            "start": str(first),
+        },
+        "encoder": {"kind": "ts2vec", "params": {"output_dims": 4, "hidden_dims": 4, "depth": 1}},
+        "training": {"iters": 3, "batch_size": 2, "max_train_length": 24},
+    }
+    path = tmp_path / "tracked.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv(ENV_URI, uri)
+    result = run_cli("pretrain", path, "--models-dir", tmp_path / "models")
+    assert result.exit_code == 0, result.stderr
+    [run] = _client(uri).search_runs(
+        [_client(uri).get_experiment_by_name("engine pretrain").experiment_id]
+    )
+    assert run.data.tags["engine.models"].startswith("tracked@")
+    assert run.data.tags["engine.models"] in result.stdout
+    assert len(_client(uri).get_metric_history(run.info.run_id, "loss")) == 3
+
+
+def test_asking_for_mlflow_without_it_says_how_to_install(monkeypatch, run_cli, tmp_path):
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    monkeypatch.delenv(ENV_URI, raising=False)
+    with pytest.raises(ConfigError, match=r'pip install -e "\.\[mlflow\]"'):
+        log_run("sqlite:///unused.db", experiment="x", run_name="y", params={})
+    strategy = REPO_ROOT / "strategies" / "buy_and_hold.yaml"
+    result = run_cli("run", strategy, "--mlflow", "--reports-dir", tmp_path)
+    assert result.exit_code == 2 and "MLflow is not installed" in result.stderr
+    assert "Traceback" not in result.stderr
