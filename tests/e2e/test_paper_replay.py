@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from dataclasses import replace
 
@@ -26,6 +27,7 @@ from engine.data.feed import RetryPolicy
 from engine.data.store import CandleStore
 from engine.data.times import iso_utc
 from engine.errors import EngineError
+from engine.models.registry import Registry
 from engine.paper.session import PaperSession, SessionOptions
 from engine.paper.sources import ReplayClock, replay_source
 from engine.report.run import write_run
@@ -303,3 +305,24 @@ def test_a_replay_with_a_bar_stream_is_refused(shared_data, tmp_path, run_cli):
     result = run_cli("paper", "run", strategy, *replay, "--feed", "ws")
     assert result.exit_code == 2
     assert "--feed ws watches a live exchange" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_session_keeps_the_encoder_version_it_started_with(store, shared_data, tmp_path):
+    models = tmp_path / "models"
+    registry = Registry(models)
+    shipped = Registry(REPO_ROOT / "models").resolve("cost_bybit_1h")
+    shutil.copytree(shipped.path, models / "cost_bybit_1h" / shipped.version)
+    config = _config("2025-06-01", "2025-06-30", "cost_bybit_1h")
+    _replay(config, store, shared_data, tmp_path / "j", _ms("2025-06-02"), models_dir=models)
+    model = registry.load("cost_bybit_1h")
+    card = {key: value for key, value in model.card.items() if key != "lineage"}
+    newer = registry.publish("cost_bybit_1h", model.encoder, card, parent=shipped.ref)
+    assert registry.resolve("cost_bybit_1h") == newer
+    tables, _ = _replay(
+        config, store, shared_data, tmp_path / "j", _ms("2025-06-03"), models_dir=models
+    )
+    assert len(tables["bars"]) == 48
+    with sqlite3.connect(tmp_path / "j" / "s.sqlite") as db:
+        [(pinned,)] = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchall()
+    assert pinned == shipped.ref

@@ -11,6 +11,8 @@ import pytest
 import yaml
 from browser import open_page
 
+from engine.models.registry import Registry
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
@@ -188,10 +190,20 @@ def test_run_fetches_missing_candles_and_funding_through_ccxt(
 SHIPPED = sorted(p.stem for p in (REPO_ROOT / "strategies").glob("*.yaml"))
 
 
-def test_the_main_strategy_runs_with_the_shipped_encoder(env, run_cli):
+def test_the_main_strategy_runs_with_the_shipped_encoder(env, run_cli, monkeypatch):
+    # Tracked in a local MLflow file store (the quickest store to create).
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setenv("ENGINE_MLFLOW_URI", (env / "mlruns").as_uri())
     folder = _run(run_cli, _strategy(env, "ssl_cost", out_of_sample=SHORT_RANGE), env / "r")
     inputs = json.loads((folder / "inputs.json").read_text())
-    assert inputs["assets"][0]["model"] == "cost_bybit_1h"
+    version = Registry(REPO_ROOT / "models").resolve("cost_bybit_1h").ref
+    assert inputs["assets"][0]["model"] == version
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=(env / "mlruns").as_uri())
+    [run] = client.search_runs([client.get_experiment_by_name("engine run").experiment_id])
+    assert run.data.tags["engine.models"] == version and run.info.run_name == folder.name
+    assert run.data.metrics["trades"] == json.loads((folder / "metrics.json").read_text())["trades"]
     equity = pd.read_csv(folder / "equity.csv")
     for output in ("score", "size", "risk_scale", "anomaly", "similarity"):
         assert equity[f"{output}_BTCUSDT"].notna().all()
