@@ -10,7 +10,7 @@ import pytest
 
 from engine.config import StrategyConfig, load_config
 from engine.errors import ConfigError
-from engine.tracking import ENV_URI, log_run, track_backtest, tracking_uri
+from engine.tracking import ENV_URI, log_run, track_backtest, track_evaluation, tracking_uri
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 mlflow = pytest.importorskip("mlflow")
@@ -121,3 +121,21 @@ def test_asking_for_mlflow_without_it_says_how_to_install(monkeypatch, run_cli, 
     result = run_cli("run", strategy, "--mlflow", "--reports-dir", tmp_path)
     assert result.exit_code == 2 and "MLflow is not installed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_evaluation_logs_every_figure_and_the_exact_models(store, tmp_path):
+    results = {
+        "representations": {"cost_bybit_1h": "cost", "features": "features"},
+        "train_series": ["bybit:linear:BTCUSDT:1h"],
+        "embargo_bars": 5,
+        "inputs": {"model_versions": {"cost_bybit_1h": "cost_bybit_1h@6cf526b32216"}},
+        "probe": {"cost_bybit_1h": {"bybit:linear:BTCUSDT:1h": {"accuracy": 0.53}}},
+        "volatility": {"features": {"bybit:linear:BTCUSDT:1h": {"qlike": None}}},
+    }
+    folder = tmp_path / "evaluate-seed-20260101T000000Z"
+    folder.mkdir()
+    (folder / "results.json").write_text("{}")
+    run = _client(store).get_run(track_evaluation(store, results, folder))
+    assert run.data.metrics == {"probe.cost_bybit_1h.bybit:linear:BTCUSDT:1h.accuracy": 0.53}
+    assert run.data.params["embargo_bars"] == "5"
+    assert run.data.tags["engine.models"] == "cost_bybit_1h@6cf526b32216"
