@@ -151,6 +151,11 @@ def pretrain(
     stacked = np.concatenate([s.features for s in series])
     if base is None:
         mean, std = _statistics(config, names, stacked)
+    elif names != base.feature_names:
+        raise DataError(
+            f"{base.name} was trained on features {base.feature_names}; "
+            f"the engine computes {names} for it"
+        )
     else:
         mean, std = np.asarray(base.spec.features.mean), np.asarray(base.spec.features.std)
     if config.features.normalisation == "zscore":
@@ -248,7 +253,9 @@ def pretrain(
     return PretrainResult(version=version, card=version.card)
 
 
-def _statistics(config: PretrainConfig, names: list[str], stacked: np.ndarray):
+def _statistics(
+    config: PretrainConfig, names: list[str], stacked: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     # The z-score statistics of every feature over the pretraining bars of all series.
     mean, std = stacked.mean(axis=0), stacked.std(axis=0)
     if config.features.normalisation == "zscore":

@@ -250,6 +250,34 @@ class Registry:
         card = {**card, "lineage": lineage}
         return self._commit(name, lambda folder: save_model(folder, encoder, card))
 
+    def publish_child(
+        self,
+        parent: str | ModelRef,
+        encoder: Encoder,
+        *,
+        data: dict[str, Any],
+        training: dict[str, Any],
+        origin: str,
+    ) -> ModelVersion:
+        """Write ``encoder``, trained further from the version ``parent``, as its child.
+
+        The child's card is the parent's with ``data`` merged into its data
+        section (give at least ``first_bar_utc``, ``last_bar_utc`` and
+        ``unseen_from_utc`` of the bars it was trained on) and ``training``
+        in place of its training section; the lineage names the parent.
+        The child takes the parent's name.
+
+        Raises
+        ------
+        ConfigError
+            As ``resolve``, for ``parent``.
+        """
+        base = self.resolve(parent)
+        card = {key: value for key, value in base.card.items() if key != "lineage"}
+        card["data"] = {**(card.get("data") or {}), **data}
+        card["training"] = training
+        return self.publish(base.name, encoder, card, parent=base.ref, origin=origin)
+
     def migrate(self) -> list[ModelVersion]:
         """Move every unversioned model folder ``<name>/`` into ``<name>/<version>/``.
 

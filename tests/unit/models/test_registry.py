@@ -121,3 +121,17 @@ def test_migrate_versions_old_folders_and_they_load(tmp_path, encoder, card):
 def test_a_model_ref_prints_as_it_parses():
     assert str(ModelRef.parse("cost_bybit_1h@6cf526b3")) == "cost_bybit_1h@6cf526b3"
     assert ModelRef.parse("cost_bybit_1h") == ModelRef("cost_bybit_1h", None)
+
+
+def test_a_child_takes_the_parents_card_with_its_own_data_and_training(tmp_path, encoder, card):
+    registry = Registry(tmp_path)
+    parent = registry.publish("tiny", encoder(0), card())
+    window = {"first_bar_utc": "2025-01-01T00:00:00Z", "unseen_from_utc": "2025-02-01T00:00:00Z"}
+    child = registry.publish_child(
+        "tiny", encoder(1), data=window, training={"iters": 3}, origin="refit"
+    )
+    assert child.parent == parent.ref and child.lineage["origin"] == "refit"
+    assert child.card["data"] == {**parent.card["data"], **window}
+    assert child.card["training"] == {"iters": 3}
+    assert child.card["features"] == parent.card["features"]
+    assert registry.load("tiny").spec.unseen_from.isoformat() == "2025-02-01T00:00:00+00:00"
