@@ -535,7 +535,7 @@ def models_ls(
                 str(data.get("unseen_from_utc", "?"))[:16],
             )
     console.print(table)
-    unversioned = sorted(p.parent.name for p in models_dir.glob("*/card.json"))
+    unversioned = registry.unversioned()
     if unversioned:
         console.print(
             f"unversioned model folders: {', '.join(unversioned)}; "

@@ -151,6 +151,10 @@ class Registry:
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self._version_dirs(p))
 
+    def unversioned(self) -> list[str]:
+        """Return the names of model folders that predate versions (``<name>/card.json``)."""
+        return sorted(path.parent.name for path in self.root.glob(f"*/{CARD_FILE}"))
+
     def versions(self, name: str) -> list[ModelVersion]:
         """Return the versions of model ``name``, oldest first (the last is the latest).
 
@@ -286,8 +290,9 @@ class Registry:
         weights are moved unchanged. Returns the versions made.
         """
         made = []
-        for card_path in sorted(self.root.glob(f"*/{CARD_FILE}")):
-            folder = card_path.parent
+        for name in self.unversioned():
+            folder = self.root / name
+            card_path = folder / CARD_FILE
             try:
                 card = json.loads(card_path.read_text(encoding="utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -308,7 +313,7 @@ class Registry:
                 os.link(weights, target / WEIGHTS_FILE)
                 (target / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", "utf-8")
 
-            made.append(self._commit(folder.name, fill))
+            made.append(self._commit(name, fill))
             weights.unlink()
             card_path.unlink()
         return made
