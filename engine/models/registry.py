@@ -20,10 +20,11 @@ then the greatest version) or ``name@version``, where the version may be any
 unambiguous prefix of at least 4 digits.
 
 ``publish`` writes a version into a hidden temporary folder beside the
-versions, flushes it, and renames it to its version in one step, so a crash
-never leaves a half-written version visible: readers list only folders named
-by a version, and the next ``publish`` removes leftovers. Nothing ever
-changes a version once written.
+versions (``.incoming-<pid>-...``), flushes it, and renames it to its version
+in one step, so a crash never leaves a half-written version visible: readers
+list only folders named by a version, and the next ``publish`` removes the
+leftovers of processes that no longer run. Nothing ever changes a version
+once written.
 """
 
 from __future__ import annotations
@@ -310,7 +311,7 @@ class Registry:
             }
 
             def fill(target: Path, weights: Path = weights, card: dict = card) -> None:
-                os.link(weights, target / WEIGHTS_FILE)
+                shutil.copyfile(weights, target / WEIGHTS_FILE)
                 (target / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", "utf-8")
 
             made.append(self._commit(name, fill))
@@ -323,8 +324,9 @@ class Registry:
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
         for leftover in folder.glob(f"{_TEMP_PREFIX}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=folder))
+            if not _writer_alive(leftover.name):
+                shutil.rmtree(leftover, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir=folder))
         try:
             fill(staging)
             for path in staging.iterdir():
@@ -363,6 +365,20 @@ class Registry:
 
 def _now_utc() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
+
+
+def _writer_alive(staging: str) -> bool:
+    # Whether the process that named a staging folder ".incoming-<pid>-..." still runs.
+    pid = staging.removeprefix(_TEMP_PREFIX).split("-", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -93,17 +93,20 @@ def test_a_crash_while_publishing_leaves_no_version_visible(tmp_path, monkeypatc
     assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == [kept.version]
 
 
-def test_a_leftover_staging_folder_is_invisible_and_cleared_by_the_next_publish(
+def test_a_dead_writers_staging_folder_is_invisible_and_cleared_by_the_next_publish(
     tmp_path, encoder, card
 ):
     registry = Registry(tmp_path)
     registry.publish("tiny", encoder(0), card())
-    leftover = tmp_path / "tiny" / ".incoming-killed"
-    leftover.mkdir()
-    (leftover / "weights.safetensors").write_bytes(b"half")
+    # A pid above Linux's largest (2**22) belongs to no process; this process is alive.
+    dead = tmp_path / "tiny" / ".incoming-99999999-x"
+    live = tmp_path / "tiny" / f".incoming-{os.getpid()}-x"
+    for leftover in (dead, live):
+        leftover.mkdir()
+        (leftover / "weights.safetensors").write_bytes(b"half")
     assert len(registry.versions("tiny")) == 1
     registry.publish("tiny", encoder(1), card())
-    assert not leftover.exists() and len(registry.versions("tiny")) == 2
+    assert not dead.exists() and live.exists() and len(registry.versions("tiny")) == 2
 
 
 def test_migrate_versions_old_folders_and_they_load(tmp_path, encoder, card):
