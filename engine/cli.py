@@ -136,8 +136,8 @@ def run(
 
     The run folder reports/<strategy>-<UTC time>/ holds tearsheet.html,
     metrics.json, trades.csv, equity.csv, config.yaml (resolved), inputs.json
-    (hashes of the data and strategy file, the exact model version) and
-    timings.json.
+    (hashes of the data, model and strategy file, and the exact model
+    version, NAME@VERSION) and timings.json.
     """
     from engine.report.run import write_run
     from engine.runner.backtest import run_backtest
