@@ -715,7 +715,9 @@ def paper_run(
     ),
     replay: Path | None = typer.Option(
         None,
-        help="Recorded candles (parquet) to replay, released as a simulated clock passes them.",
+        help="Recorded candles to replay, released as a simulated clock passes them: a parquet "
+        "file of a single-symbol strategy, or a folder holding each symbol's file named as the "
+        "store names it (e.g. bybit_linear_BTCUSDT_1h.parquet).",
     ),
     speed: float = typer.Option(0.0, min=0.0, help="Replay: simulated s per real s; 0 instant."),
     feed: Feed = typer.Option(
@@ -795,7 +797,7 @@ def _run_session(cfg, options, recorded, speed, streaming, store) -> int:
 
     from engine.data.feed import make_exchange
     from engine.paper.session import PaperSession, WallClock
-    from engine.paper.sources import ExchangeSource, ReplayClock, replay_source, series_key
+    from engine.paper.sources import ExchangeSource, ReplayClock, replay_source, series_keys
 
     handler = logging.FileHandler(options.journal_dir / f"{options.session}.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -809,7 +811,7 @@ def _run_session(cfg, options, recorded, speed, streaming, store) -> int:
         if recorded is None:
             exchange_id = cfg.market.exchange
             stream = make_exchange(exchange_id, streaming=True) if streaming else None
-            source = ExchangeSource(make_exchange(exchange_id), series_key(cfg), options.retry)
+            source = ExchangeSource(make_exchange(exchange_id), series_keys(cfg), options.retry)
             session_run = PaperSession(cfg, options, source, WallClock(), store, stream)
         else:
             clock = ReplayClock(0, speed)

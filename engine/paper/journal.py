@@ -1,12 +1,15 @@
 """The crash-safe journal of a paper session: one SQLite database per session.
 
 The database runs in WAL mode with ``synchronous=FULL``. Everything one bar
-produced (the bar, its funding rate, the component outputs, the decision and
+produced for every asset of the session (the bar, its funding rate and
+representation, the component outputs, the portfolio weight, the decision and
 the decision state, fills, rejected orders, the balance, the positions with
 their open orders, and the event loop's state arrays) is written in one
 transaction, so after a crash (even ``kill -9``) the journal holds either all of
-a bar or none of it. Every per-bar table is keyed by (session, bar timestamp):
-writing a bar twice is an integrity error, never a silent duplicate.
+a bar or none of it. Every per-bar table is keyed by (session, bar timestamp),
+with the asset (its index in the session's ``symbols``) where a table has a
+row per asset: writing a bar twice is an integrity error, never a silent
+duplicate.
 
 The event loop's state is stored as the raw bytes of its ``account_dt`` and
 ``asset_dt`` records, read back with ``numpy.frombuffer``: nothing is pickled.
@@ -32,19 +35,19 @@ from engine.sim.enums import account_dt, asset_dt, fill_dt, reject_dt
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS bars (
-    session TEXT NOT NULL, ts INTEGER NOT NULL,
+    session TEXT NOT NULL, ts INTEGER NOT NULL, asset INTEGER NOT NULL,
     open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
     volume REAL NOT NULL, funding REAL NOT NULL,
     received_ms INTEGER NOT NULL, latency_ms REAL NOT NULL, z BLOB NOT NULL,
-    PRIMARY KEY (session, ts));
+    PRIMARY KEY (session, ts, asset));
 CREATE TABLE IF NOT EXISTS outputs (
-    session TEXT NOT NULL, ts INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
-    PRIMARY KEY (session, ts, name));
+    session TEXT NOT NULL, ts INTEGER NOT NULL, asset INTEGER NOT NULL, name TEXT NOT NULL,
+    value REAL, PRIMARY KEY (session, ts, asset, name));
 CREATE TABLE IF NOT EXISTS decisions (
-    session TEXT NOT NULL, ts INTEGER NOT NULL,
+    session TEXT NOT NULL, ts INTEGER NOT NULL, asset INTEGER NOT NULL,
     target REAL, risk_scale REAL, mode INTEGER, limit_offset REAL,
-    stop_loss REAL, take_profit REAL, refit INTEGER NOT NULL, state TEXT NOT NULL,
-    PRIMARY KEY (session, ts));
+    stop_loss REAL, take_profit REAL, weight REAL, refit INTEGER NOT NULL, state TEXT NOT NULL,
+    PRIMARY KEY (session, ts, asset));
 CREATE TABLE IF NOT EXISTS fills (
     session TEXT NOT NULL, ts INTEGER NOT NULL, seq INTEGER NOT NULL, asset INTEGER,
     side INTEGER, quantity REAL, price REAL, fee REAL, slippage REAL,
@@ -72,6 +75,8 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 TABLES = ("bars", "outputs", "decisions", "fills", "rejects", "balances", "positions", "events")
+#: How each table's rows are ordered: by bar, then asset or sequence.
+_ORDER = {"events": "id", "fills": "ts, seq", "rejects": "ts, seq", "balances": "ts"}
 _ASSET_COLUMNS = (
     "position",
     "entry_price",
@@ -84,25 +89,39 @@ _ASSET_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class BarRecord:
-    """Everything one processed bar adds to the journal.
+class AssetRecord:
+    """What one bar adds to the journal for one asset.
 
-    ``bar`` holds ts, open, high, low, close, volume and ``z`` its
+    ``bar`` holds open, high, low, close and volume; ``z`` the bar's
     representation (kept so that a resumed session refits on exactly the
-    representations it computed); ``balance`` holds
-    equity, cash and the costs of the bar (``funding``, ``maker_fee``,
-    ``taker_fee``, ``slippage``, ``liquidation_fee``).
+    representations it computed); ``weight`` the portfolio weight its target
+    was scaled by.
     """
 
     bar: dict[str, float]
     z: np.ndarray
     funding_rate: float
-    received_ms: int
-    latency_ms: float
     outputs: dict[str, float]
     decision: dict[str, float]
-    refit: bool  # the bar starts a refit block
+    weight: float
     state: DecisionState
+
+
+@dataclass(frozen=True)
+class BarRecord:
+    """Everything one processed bar adds to the journal, for all assets.
+
+    ``per_asset`` holds one ``AssetRecord`` per asset, in the session's
+    order; ``balance`` holds equity, cash and the costs of the bar
+    (``funding``, ``maker_fee``, ``taker_fee``, ``slippage``,
+    ``liquidation_fee``).
+    """
+
+    ts: int
+    received_ms: int
+    latency_ms: float
+    refit: bool  # the bar starts a refit block
+    per_asset: list[AssetRecord]
     fills: np.ndarray
     rejects: np.ndarray
     balance: dict[str, float]
@@ -112,12 +131,12 @@ class BarRecord:
 
 @dataclass(frozen=True)
 class Resume:
-    """The state a session continues from: its last bar, book and decision state."""
+    """The state a session continues from: its last bar, book and each asset's decision state."""
 
     last_ts: int
     account: np.ndarray
     assets: np.ndarray
-    state: DecisionState
+    states: list[DecisionState]
 
 
 class Journal:
@@ -193,13 +212,6 @@ class Journal:
             (self.session, at_ms, level, message),
         )
 
-    def last_ts(self) -> int | None:
-        """Return the open time of the last bar processed, or None."""
-        row = self._db.execute(
-            "SELECT MAX(ts) FROM bars WHERE session = ?", (self.session,)
-        ).fetchone()
-        return None if row[0] is None else int(row[0])
-
     def record(self, record: BarRecord) -> None:
         """Write everything one bar produced in one transaction.
 
@@ -209,28 +221,28 @@ class Journal:
             If SQLite cannot write (a full disk, a read-only file); the
             transaction is rolled back, so the journal ends at the bar before.
         """
-        s, ts = self.session, int(record.bar["ts"])
-        bar = record.bar
+        s, ts = self.session, record.ts
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute(
-                "INSERT INTO bars VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (s, ts, bar["open"], bar["high"], bar["low"], bar["close"], bar["volume"])
-                + (record.funding_rate, record.received_ms, record.latency_ms)
-                + (record.z.tobytes(),),
-            )
-            db.executemany(
-                "INSERT INTO outputs VALUES (?, ?, ?, ?)",
-                [(s, ts, name, float(value)) for name, value in sorted(record.outputs.items())],
-            )
-            d = record.decision
-            db.execute(
-                "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (s, ts, d["target"], d["risk_scale"], int(d["mode"]), d["limit_offset"])
-                + (d["stop_loss"], d["take_profit"], int(record.refit))
-                + (json.dumps(asdict(record.state)),),
-            )
+            for i, a in enumerate(record.per_asset):
+                bar = a.bar
+                db.execute(
+                    "INSERT INTO bars VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (s, ts, i, bar["open"], bar["high"], bar["low"], bar["close"], bar["volume"])
+                    + (a.funding_rate, record.received_ms, record.latency_ms, a.z.tobytes()),
+                )
+                db.executemany(
+                    "INSERT INTO outputs VALUES (?, ?, ?, ?, ?)",
+                    [(s, ts, i, name, float(value)) for name, value in sorted(a.outputs.items())],
+                )
+                d = a.decision
+                db.execute(
+                    "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (s, ts, i, d["target"], d["risk_scale"], int(d["mode"]), d["limit_offset"])
+                    + (d["stop_loss"], d["take_profit"], float(a.weight), int(record.refit))
+                    + (json.dumps(asdict(a.state)),),
+                )
             db.executemany(
                 "INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(s, ts, k, *_plain(f, fill_dt.names[1:])) for k, f in enumerate(record.fills)],
@@ -279,22 +291,25 @@ class Journal:
     def resume(self) -> Resume | None:
         """Return the state after the last bar, or None for a session with no bar yet."""
         row = self._db.execute(
-            "SELECT b.ts, b.account, b.assets, d.state FROM book b JOIN decisions d "
-            "ON b.session = d.session AND b.ts = d.ts WHERE b.session = ? "
-            "ORDER BY b.ts DESC LIMIT 1",
+            "SELECT ts, account, assets FROM book WHERE session = ? ORDER BY ts DESC LIMIT 1",
             (self.session,),
         ).fetchone()
         if row is None:
             return None
+        states = self._db.execute(
+            "SELECT state FROM decisions WHERE session = ? AND ts = ? ORDER BY asset",
+            (self.session, row[0]),
+        ).fetchall()
         account = np.frombuffer(row[1], dtype=account_dt).copy()
         assets = np.frombuffer(row[2], dtype=asset_dt).copy()
-        return Resume(int(row[0]), account, assets, DecisionState(**json.loads(row[3])))
+        states = [DecisionState(**json.loads(state)) for (state,) in states]
+        return Resume(int(row[0]), account, assets, states)
 
     def table(self, name: str) -> pd.DataFrame:
         """Return one table of this session, ordered by bar (and sequence)."""
         if name not in TABLES:
             raise ValueError(f"unknown journal table {name!r}; expected one of {TABLES}")
-        order = "id" if name == "events" else "ts"
+        order = _ORDER.get(name, "ts, asset")
         try:
             return pd.read_sql_query(
                 f"SELECT * FROM {name} WHERE session = ? ORDER BY {order}",  # noqa: S608

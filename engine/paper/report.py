@@ -47,44 +47,54 @@ def session_backtest(journal_dir: Path, session: str) -> Backtest:
         last = journal.resume()
     finally:
         journal.close()
-    bars = tables["bars"]
-    if len(bars) < 2:
-        raise DataError(f"paper session {session!r} has {len(bars)} bars; a report needs 2")
+    per_asset = [frame for _, frame in tables["bars"].groupby("asset", sort=True)]
+    n_bars = len(per_asset[0]) if per_asset else 0
+    if n_bars < 2:
+        raise DataError(f"paper session {session!r} has {n_bars} bars; a report needs 2")
     config = StrategyConfig.model_validate_json(meta["config"])
-    stamps = bars["ts"].to_numpy()
-    candles = bars.rename(columns={"ts": "timestamp"})
-    history = History.from_candles(candles, np.zeros((len(bars), 0)))
-    outputs = tables["outputs"].pivot(index="ts", columns="name", values="value")
-    decided = tables["decisions"]
-    decisions = Decisions(
-        start=0,
-        stop=len(bars),
-        **{name: decided[name].to_numpy() for name in DECISION_FIELDS},
-        outputs={name: outputs[name].to_numpy() for name in outputs.columns},
-    )
-    fitted = Fitted([history], [decisions], np.ones((len(bars), 1)), [{"session": session}])
+    stamps = per_asset[0]["ts"].to_numpy()
+    candles = [frame.rename(columns={"ts": "timestamp"}) for frame in per_asset]
+    histories = [History.from_candles(c, np.zeros((len(stamps), 0))) for c in candles]
+    outputs = tables["outputs"]
+    decided = [frame for _, frame in tables["decisions"].groupby("asset", sort=True)]
+    decisions = []
+    for asset, chosen in enumerate(decided):
+        mine = outputs[outputs["asset"] == asset].pivot(index="ts", columns="name", values="value")
+        decisions.append(
+            Decisions(
+                start=0,
+                stop=len(stamps),
+                **{name: chosen[name].to_numpy() for name in DECISION_FIELDS},
+                outputs={name: mine[name].to_numpy() for name in mine.columns},
+            )
+        )
+    weights = np.column_stack([chosen["weight"].to_numpy() for chosen in decided])
+    fitted = Fitted(histories, decisions, weights, [{"session": session}] * len(per_asset))
     balances = tables["balances"]
     row = {ts: i for i, ts in enumerate(stamps)}
+    close = np.column_stack([history.close for history in histories])
     sim = SimResult(
         equity=balances["equity"].to_numpy(),
         cash=balances["cash"].to_numpy(),
         funding=balances["funding"].to_numpy(),
-        position=positions["position"].to_numpy().reshape(len(bars), -1),
+        position=positions["position"].to_numpy().reshape(len(stamps), -1),
         fills=_records(tables["fills"], fill_dt, tables["fills"]["ts"].map(row).to_numpy()),
         rejects=_records(tables["rejects"], reject_dt, tables["rejects"]["ts"].map(row).to_numpy()),
         account=last.account if last else np.zeros(1, account_dt),
         assets=last.assets if last else np.zeros(1, asset_dt),
-        close=history.close.reshape(-1, 1),
+        close=close,
         initial_equity=config.initial_capital,
     )
-    close, metrics, daily, benchmark = performance(config, fitted, sim, 0, len(bars))
+    close, metrics, daily, benchmark = performance(config, fitted, sim, 0, n_bars)
     inputs = {
         "first_bar": bar_time(stamps[0]),
         "last_bar": bar_time(stamps[-1]),
         "paper_session": session,
         "config_sha256": meta["config_sha256"],
         "model": meta.get("model") or None,
-        "assets": [{"candles": f"journal of {session}", "candles_sha256": hash_candles(candles)}],
+        "assets": [
+            {"candles": f"journal of {session}", "candles_sha256": hash_candles(c)} for c in candles
+        ],
     }
     return Backtest(config, stamps, close, fitted, sim, metrics, daily, benchmark, inputs)
 

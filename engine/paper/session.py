@@ -53,6 +53,7 @@ failed write is logged and tried again after the next batch.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -70,12 +71,13 @@ from engine.data.store import CandleStore
 from engine.data.times import iso_utc
 from engine.data.times import now_ms as wall_ms
 from engine.data.validate import CANDLE_COLUMNS, find_violations, raise_on_violations
-from engine.errors import ConfigError, DataError, EngineError
+from engine.errors import DataError, EngineError
 from engine.models.registry import Registry
-from engine.paper.journal import BarRecord, Journal
-from engine.paper.sources import BarSource, series_key
+from engine.paper.journal import AssetRecord, BarRecord, Journal
+from engine.paper.sources import BarSource, series_keys
 from engine.paper.stream import BarStream
-from engine.runner.assemble import compute_representation
+from engine.runner.representation import strategy_representation
+from engine.runner.sources import common_bars
 from engine.runner.stepper import Bars, BarStepper
 from engine.sim.run import SETTLEMENT_MS, align_funding
 from engine.strategy.representations import default_cache_dir
@@ -164,7 +166,7 @@ def journal_path(journal_dir: Path, session: str) -> Path:
 
 
 class PaperSession:
-    """One paper session of a single-symbol strategy, new or resumed from its journal.
+    """One paper session of a strategy (one or several symbols), new or resumed from its journal.
 
     Parameters
     ----------
@@ -181,8 +183,8 @@ class PaperSession:
         The candles the session warms up from.
     stream : ccxt.Exchange, optional
         A ccxt.pro client from ``make_exchange(..., streaming=True)``: its
-        public kline stream tells when a bar has closed. The session owns it
-        and closes it. Without it the session polls.
+        public kline stream of the first symbol tells when a bar has closed.
+        The session owns it and closes it. Without it the session polls.
     """
 
     def __init__(
@@ -195,31 +197,24 @@ class PaperSession:
         stream: ccxt.Exchange | None = None,
     ) -> None:
         market = config.market
-        if len(market.symbols) != 1:
-            raise ConfigError(
-                f"market.symbols: a paper session trades one symbol; got {market.symbols}"
-            )
-        if config.encoder is None and config.representation.kind != "features":
-            raise ConfigError(
-                f"representation.kind {config.representation.kind!r}: a paper session needs an "
-                "encoder or the 'features' representation"
-            )
         self.config, self.options, self.source, self.clock = config, options, source, clock
-        self.key = series_key(config)
-        self.interval = self.key.interval_ms
+        self.keys = series_keys(config)
+        self.interval = self.keys[0].interval_ms
         self.journal = Journal(journal_path(options.journal_dir, options.session), options.session)
-        candles = store.load(self.key, config.store.gap_policy, config.store.max_gap_bars)
+        policy = config.store
+        frames = [store.load(key, policy.gap_policy, policy.max_gap_bars) for key in self.keys]
+        frames = common_bars(frames, market.symbols)
         meta = self.journal.meta()
         model = self._pin_encoder(meta)
-        warmup_until = int(meta["warmup_until"]) if meta else int(candles["timestamp"].iloc[-1])
-        candles = candles[candles["timestamp"] <= warmup_until].reset_index(drop=True)
+        warmup_until = int(meta["warmup_until"]) if meta else int(frames[0]["timestamp"].iloc[-1])
+        frames = [f[f["timestamp"] <= warmup_until].reset_index(drop=True) for f in frames]
         first_ms = warmup_until + self.interval
         anchor_ms = int(meta["anchor_ms"]) if meta else (options.anchor_ms or first_ms)
         self.journal.start(
             {
                 "config_sha256": config_hash(config),
                 "strategy": config.name,
-                "symbols": f'["{market.symbols[0]}"]',
+                "symbols": json.dumps(market.symbols),
                 "timeframe": market.timeframe,
                 "warmup_until": str(warmup_until),
                 "anchor_ms": str(anchor_ms),
@@ -230,28 +225,35 @@ class PaperSession:
             options.force,
         )
         config = self.config
-        encoder = None
-        if config.encoder is not None:
-            encoder = Registry(options.models_dir).load(config.encoder)
-        z, _ = compute_representation(
-            config, candles, anchor_ms, options.models_dir, default_cache_dir()
-        )
-        self.bars = Bars(candles, z)
+        representations = [
+            strategy_representation(
+                config, candles, anchor_ms, options.models_dir, default_cache_dir()
+            )
+            for candles in frames
+        ]
+        self.bars = [
+            Bars(candles, representation.series(candles))
+            for candles, representation in zip(frames, representations, strict=True)
+        ]
         for row in self.journal.table("bars").itertuples(index=False):
             bar = {c: getattr(row, c) for c in CANDLE_COLUMNS[1:]} | {"timestamp": row.ts}
-            self.bars.append(bar, np.frombuffer(row.z, dtype=z.dtype))
-        self.warmup_rows = len(candles)
-        anchor = min(int(np.searchsorted(self.bars.timestamps(), anchor_ms)), self.warmup_rows)
-        self.stepper = BarStepper(config, self.bars, anchor, encoder)
+            bars = self.bars[row.asset]
+            bars.append(bar, np.frombuffer(row.z, dtype=bars.z.dtype))
+        self.warmup_rows = len(frames[0])
+        stamps = self.bars[0].timestamps()
+        anchor = min(int(np.searchsorted(stamps, anchor_ms)), self.warmup_rows)
+        self.stepper = BarStepper(config, self.bars, anchor, representations)
         resumed = self.journal.resume()
         self.last_ts = warmup_until
         if resumed is not None:
             self.last_ts = resumed.last_ts
-            self.stepper.resume(resumed.account, resumed.assets, resumed.state)
+            self.stepper.resume(resumed.account, resumed.assets, resumed.states)
         self.bar_store = None if options.bar_store is None else CandleStore(options.bar_store)
         # The last bar known to be in the bar store; None until the first write.
         self._stored_until: int | None = None
-        self.stream = None if stream is None else BarStream(stream, self.key, options.retry)
+        self.stream = None
+        if stream is not None:
+            self.stream = BarStream(stream, self.keys[0], options.retry)
 
     def _pin_encoder(self, meta: dict[str, str]) -> str:
         # A resumed session keeps the exact encoder version it started with (journaled
@@ -290,7 +292,7 @@ class PaperSession:
         stepper = self.stepper
         if stepper.fitted_block is None:
             # Fit before the first bar arrives rather than on its critical path.
-            stepper.refit(stepper.window(self.bars.n)[0])
+            stepper.refit(stepper.window(stepper.n)[0])
         while not stop.is_set():
             since = self.last_ts + self.interval
             if options.until_ms is not None and since >= options.until_ms:
@@ -314,16 +316,17 @@ class PaperSession:
                 self.clock.wait_until(self.clock.now_ms() + options.outage_pause_ms, stop)
                 continue
             failures = 0
-            if len(bars) > 1:
+            if len(bars[0]) > 1:
                 self._event(
                     logging.INFO,
-                    f"catching up {len(bars)} bars from {iso_utc(since)} to "
-                    f"{iso_utc(int(bars['timestamp'].iloc[-1]))}",
+                    f"catching up {len(bars[0])} bars from {iso_utc(since)} to "
+                    f"{iso_utc(int(bars[0]['timestamp'].iloc[-1]))}",
                 )
-            for row, rate in zip(bars.to_dict("records"), rates, strict=True):
-                if options.until_ms is not None and row["timestamp"] >= options.until_ms:
+            rows = [frame.to_dict("records") for frame in bars]
+            for i, stamp in enumerate(bars[0]["timestamp"]):
+                if options.until_ms is not None and stamp >= options.until_ms:
                     break
-                self.process(row, float(rate), received)
+                self.process([r[i] for r in rows], [float(r[i]) for r in rates], received)
                 processed += 1
                 if stop.is_set():
                     break
@@ -348,22 +351,21 @@ class PaperSession:
             self._event(level, message)
 
     def _store_bars(self) -> None:
-        # Append the journaled bars the bar store lacks, in one atomic write.
+        # Append the journaled bars the bar store lacks, in one atomic write per symbol.
         if self.bar_store is None:
             return
-        bars = self.bars
-        stamps = bars.timestamps()
+        stamps = self.bars[0].timestamps()
         first = self.warmup_rows
         if self._stored_until is not None:
             first = max(first, int(np.searchsorted(stamps, self._stored_until, side="right")))
-        if first == bars.n:
+        if first == len(stamps):
             return
         store = self.config.store
         # Flat bars are never stored; a store that tolerates gaps keeps them as they are.
         policy = "error" if store.gap_policy == "error" else "drop"
-        frame = bars.frame(first, bars.n)
         try:
-            self.bar_store.append(self.key, frame, policy, store.max_gap_bars)
+            for key, bars in zip(self.keys, self.bars, strict=True):
+                self.bar_store.append(key, bars.frame(first, bars.n), policy, store.max_gap_bars)
         except (DataError, OSError) as exc:
             self._event(
                 logging.WARNING,
@@ -373,59 +375,89 @@ class PaperSession:
             return
         self._stored_until = int(stamps[-1])
 
-    def _fetch(self, since: int) -> tuple[pd.DataFrame, np.ndarray, float]:
-        # The closed bars from `since` on, contiguous, with their funding rates.
+    def _fetch(self, since: int) -> tuple[list[pd.DataFrame], list[np.ndarray], float]:
+        # Each symbol's closed bars from `since` on, contiguous and on the same timestamps
+        # (as many as every symbol has), with their funding rates.
         now = min(self.clock.now_ms(), self.source.time_ms())
-        frame = self.source.closed_bars(since, now)
+        frames = self.source.closed_bars(since, now)
         received = time.perf_counter()
-        stamps = frame["timestamp"].to_numpy()
-        expected = since + self.interval * np.arange(len(stamps))
-        contiguous = int(np.argmin(stamps == expected)) if (stamps != expected).any() else None
-        if contiguous is not None:
-            self._event(
-                logging.WARNING,
-                f"the exchange left out the bar at {iso_utc(int(expected[contiguous]))}; "
-                "waiting for it before any later bar",
-            )
-            frame = frame.iloc[:contiguous]
-        if frame.empty:
+        count = min(len(frame) for frame in frames)
+        for key, frame in zip(self.keys, frames, strict=True):
+            stamps = frame["timestamp"].to_numpy()
+            expected = since + self.interval * np.arange(len(stamps))
+            if (stamps != expected).any():
+                hole = int(np.argmin(stamps == expected))
+                self._event(
+                    logging.WARNING,
+                    f"the exchange left out the {key.symbol} bar at "
+                    f"{iso_utc(int(expected[hole]))}; waiting for it before any later bar",
+                )
+                count = min(count, hole)
+        if count == 0:
             raise DataError(f"the exchange has no closed bar from {iso_utc(since)} yet")
-        raise_on_violations(
-            find_violations(frame, CANDLE_COLUMNS, self.interval), "bars from the exchange"
-        )
-        return frame, self._funding(frame["timestamp"].to_numpy(), now), received
+        frames = [frame.iloc[:count] for frame in frames]
+        for key, frame in zip(self.keys, frames, strict=True):
+            raise_on_violations(
+                find_violations(frame, CANDLE_COLUMNS, self.interval),
+                f"{key.symbol} bars from the exchange",
+            )
+        stamps = frames[0]["timestamp"].to_numpy()
+        rates = [self._funding(asset, stamps, now) for asset in range(len(frames))]
+        return frames, rates, received
 
-    def _funding(self, stamps: np.ndarray, now: int) -> np.ndarray:
-        # Funding rate settling in each bar, as the backtest aligns it (0 without funding).
+    def _funding(self, asset: int, stamps: np.ndarray, now: int) -> np.ndarray:
+        # An asset's funding rate settling in each bar, as the backtest aligns it (0 without
+        # funding).
         config = self.config
         settles = (-stamps) % SETTLEMENT_MS < self.interval
-        if not config.costs.funding or self.key.market != "linear" or not settles.any():
+        if not config.costs.funding or config.market.market != "linear" or not settles.any():
             return np.zeros(len(stamps))
-        rates = self.source.funding(int(stamps[0]), int(stamps[-1]) + self.interval, now)
+        rates = self.source.funding(asset, int(stamps[0]), int(stamps[-1]) + self.interval, now)
         if rates.empty:
             # Nothing settled yet or published for these bars: no funding, as in a backtest.
             return np.zeros(len(stamps))
         return align_funding(stamps, rates["timestamp"].to_numpy(), rates["rate"].to_numpy())
 
-    def process(self, bar: dict[str, float], funding_rate: float, received: float) -> None:
-        """Decide on one closed bar, advance the book and journal both in one transaction."""
-        step = self.stepper.step(bar, funding_rate)
+    def process(self, bars: list[dict[str, float]], funding: list[float], received: float) -> None:
+        """Decide on one closed bar of every asset, advance the book, journal both at once.
+
+        ``bars`` and ``funding`` hold each asset's bar (all opening at one
+        time) and funding rate, in the order of ``market.symbols``.
+        """
+        step = self.stepper.step(bars, funding)
         result = step.result
         account = result.account[0]
         balance = {"equity": float(result.equity[0]), "cash": float(result.cash[0])}
         for name in ("funding", "maker_fee", "taker_fee", "slippage", "liquidation_fee"):
             balance[name] = float(account[name])
-        ts = int(bar["timestamp"])
+        ts = int(bars[0]["timestamp"])
+        per_asset = [
+            AssetRecord(
+                bar={c: float(bar[c]) for c in CANDLE_COLUMNS[1:]},
+                z=z,
+                funding_rate=rate,
+                outputs=outputs,
+                decision=asdict(decision),
+                weight=float(weight),
+                state=state,
+            )
+            for bar, z, rate, outputs, decision, weight, state in zip(
+                bars,
+                step.z,
+                funding,
+                step.outputs,
+                step.decisions,
+                step.weights,
+                step.states,
+                strict=True,
+            )
+        ]
         record = BarRecord(
-            bar={"ts": ts, **{c: float(bar[c]) for c in CANDLE_COLUMNS[1:]}},
-            z=step.z,
-            funding_rate=funding_rate,
+            ts=ts,
             received_ms=self.clock.now_ms(),
             latency_ms=(time.perf_counter() - received) * 1000,
-            outputs=step.outputs,
-            decision=asdict(step.decision),
             refit=step.refit,
-            state=step.state,
+            per_asset=per_asset,
             fills=result.fills,
             rejects=result.rejects,
             balance=balance,
@@ -436,11 +468,12 @@ class PaperSession:
         self.stepper.commit(step)
         self.last_ts = ts
         log.info(
-            "%s close %.2f: target %+.4f mode %d, %d fills, equity %.2f",
+            "%s %s, %d fills, equity %.2f",
             iso_utc(ts),
-            bar["close"],
-            step.decision.target,
-            step.decision.mode,
+            "; ".join(
+                f"{key.symbol} close {bar['close']:.2f}: target {d.target:+.4f} mode {d.mode}"
+                for key, bar, d in zip(self.keys, bars, step.decisions, strict=True)
+            ),
             len(result.fills),
             balance["equity"],
         )

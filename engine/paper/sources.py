@@ -1,15 +1,18 @@
 """Where a paper session's bars come from: the exchange through ccxt, or a parquet replay.
 
-A source answers three questions for one symbol: the time on its clock, the
-closed bars opening from a given time on, and the funding settlements in a
-range, both as known at a given time. The session decides with the earlier of
-its own clock and the source's, so a bar still open on either is never used.
+A source answers three questions for a strategy's symbols: the time on its
+clock, each symbol's closed bars opening from a given time on, and each
+symbol's funding settlements in a range, both as known at a given time. The
+session decides with the earlier of its own clock and the source's, so a bar
+still open on either is never used.
 
 - ``ExchangeSource``: the exchange's public REST endpoints through ccxt, with
   the feed's retries and backoff (``engine.data.feed``).
-- ``ReplaySource``: recorded candles from a parquet file (and the store's
+- ``ReplaySource``: recorded candles from parquet files (and the store's
   funding rates), released as a ``ReplayClock`` passes each bar's close: a
-  replay is a session on the exchange's past, with no network.
+  replay is a session on the exchange's past, with no network. A replay reads
+  one file for a single-symbol strategy, or a folder of candle files named as
+  the store names them (``bybit_linear_BTCUSDT_1h.parquet``) for any strategy.
 """
 
 from __future__ import annotations
@@ -31,23 +34,23 @@ from engine.data.validate import CANDLE_COLUMNS
 from engine.errors import DataError
 
 
-def series_key(config: StrategyConfig) -> SeriesKey:
-    """Return the series of a single-symbol strategy."""
+def series_keys(config: StrategyConfig) -> list[SeriesKey]:
+    """Return the series of a strategy's symbols, in order."""
     market = config.market
-    return SeriesKey(market.exchange, market.market, market.symbols[0], market.timeframe)
+    return [SeriesKey(market.exchange, market.market, s, market.timeframe) for s in market.symbols]
 
 
 class BarSource(Protocol):
-    """What a paper session reads bars and funding from."""
+    """What a paper session reads bars and funding from, for each of its symbols in order."""
 
     def time_ms(self) -> int:
         """Return the time on the source's clock."""
 
-    def closed_bars(self, since_ms: int, now_ms: int) -> pd.DataFrame:
-        """Return the bars opening at or after ``since_ms`` that closed by ``now_ms``."""
+    def closed_bars(self, since_ms: int, now_ms: int) -> list[pd.DataFrame]:
+        """Return each symbol's bars opening at or after ``since_ms`` that closed by ``now_ms``."""
 
-    def funding(self, since_ms: int, until_ms: int, now_ms: int) -> pd.DataFrame:
-        """Return the settlements (``timestamp``, ``rate``) in ``[since_ms, until_ms)`` by now."""
+    def funding(self, asset: int, since_ms: int, until_ms: int, now_ms: int) -> pd.DataFrame:
+        """Return an asset's settlements (``timestamp``, ``rate``) in ``[since_ms, until_ms)``."""
 
 
 class ExchangeSource:
@@ -57,28 +60,32 @@ class ExchangeSource:
     ----------
     exchange : ccxt.Exchange
         A client from ``engine.data.feed.make_exchange`` (public endpoints only).
-    key : SeriesKey
-        The market and timeframe.
+    keys : list of SeriesKey
+        The markets and timeframe, one per symbol.
     retry : RetryPolicy
         Retries of each request.
     """
 
-    def __init__(self, exchange: ccxt.Exchange, key: SeriesKey, retry: RetryPolicy) -> None:
-        self.exchange, self.key, self.retry = exchange, key, retry
+    def __init__(self, exchange: ccxt.Exchange, keys: list[SeriesKey], retry: RetryPolicy) -> None:
+        self.exchange, self.keys, self.retry = exchange, keys, retry
 
     def time_ms(self) -> int:
         """Return the exchange's time."""
         return int(self.exchange.fetch_time())
 
-    def closed_bars(self, since_ms: int, now_ms: int) -> pd.DataFrame:
-        """Return the closed bars from ``since_ms`` on (the kline endpoint, paged)."""
-        return fetch_ohlcv(self.exchange, self.key, since_ms, retry=self.retry, now_ms=now_ms)
+    def closed_bars(self, since_ms: int, now_ms: int) -> list[pd.DataFrame]:
+        """Return each symbol's closed bars from ``since_ms`` on (the kline endpoint, paged)."""
+        return [
+            fetch_ohlcv(self.exchange, key, since_ms, retry=self.retry, now_ms=now_ms)
+            for key in self.keys
+        ]
 
-    def funding(self, since_ms: int, until_ms: int, now_ms: int) -> pd.DataFrame:
-        """Return the funding settlements in ``[since_ms, until_ms)`` published by now."""
-        key = FundingKey(self.key.exchange, self.key.market, self.key.symbol)
+    def funding(self, asset: int, since_ms: int, until_ms: int, now_ms: int) -> pd.DataFrame:
+        """Return an asset's funding settlements in ``[since_ms, until_ms)`` published by now."""
+        key = self.keys[asset]
+        funding = FundingKey(key.exchange, key.market, key.symbol)
         return fetch_funding(
-            self.exchange, key, since_ms, until_ms, retry=self.retry, now_ms=now_ms
+            self.exchange, funding, since_ms, until_ms, retry=self.retry, now_ms=now_ms
         )
 
 
@@ -112,10 +119,11 @@ class ReplaySource:
 
     Parameters
     ----------
-    candles : pandas.DataFrame
-        Candles in the store schema, sorted by time.
-    funding : pandas.DataFrame
-        Funding settlements (``timestamp``, ``rate``); empty without funding.
+    candles : list of pandas.DataFrame
+        Each symbol's candles in the store schema, sorted by time.
+    funding : list of pandas.DataFrame
+        Each symbol's funding settlements (``timestamp``, ``rate``); empty
+        without funding.
     interval_ms : int
         The bar interval.
     clock : ReplayClock
@@ -124,73 +132,101 @@ class ReplaySource:
 
     def __init__(
         self,
-        candles: pd.DataFrame,
-        funding: pd.DataFrame,
+        candles: list[pd.DataFrame],
+        funding: list[pd.DataFrame],
         interval_ms: int,
         clock: ReplayClock,
     ) -> None:
-        self.candles = candles[list(CANDLE_COLUMNS)].reset_index(drop=True)
-        self._stamps = self.candles["timestamp"].to_numpy()
-        self.rates = funding[["timestamp", "rate"]].reset_index(drop=True)
-        self._settled = self.rates["timestamp"].to_numpy()
+        self.candles = [c[list(CANDLE_COLUMNS)].reset_index(drop=True) for c in candles]
+        self._stamps = [c["timestamp"].to_numpy() for c in self.candles]
+        self.rates = [f[["timestamp", "rate"]].reset_index(drop=True) for f in funding]
+        self._settled = [r["timestamp"].to_numpy() for r in self.rates]
         self.interval, self.clock = interval_ms, clock
 
     def time_ms(self) -> int:
         """Return the replay clock's time."""
         return self.clock.now_ms()
 
-    def closed_bars(self, since_ms: int, now_ms: int) -> pd.DataFrame:
-        """Return the recorded bars from ``since_ms`` on that closed by ``now_ms``."""
-        first = int(np.searchsorted(self._stamps, since_ms))
-        stop = int(np.searchsorted(self._stamps, now_ms - self.interval, side="right"))
-        return self.candles.iloc[first:stop].reset_index(drop=True)
+    def closed_bars(self, since_ms: int, now_ms: int) -> list[pd.DataFrame]:
+        """Return each symbol's recorded bars from ``since_ms`` on that closed by ``now_ms``."""
+        frames = []
+        for candles, stamps in zip(self.candles, self._stamps, strict=True):
+            first = int(np.searchsorted(stamps, since_ms))
+            stop = int(np.searchsorted(stamps, now_ms - self.interval, side="right"))
+            frames.append(candles.iloc[first:stop].reset_index(drop=True))
+        return frames
 
-    def funding(self, since_ms: int, until_ms: int, now_ms: int) -> pd.DataFrame:
-        """Return the recorded settlements in ``[since_ms, until_ms)`` at or before ``now_ms``."""
-        first = int(np.searchsorted(self._settled, since_ms))
-        stop = int(np.searchsorted(self._settled, min(until_ms - 1, now_ms), side="right"))
-        return self.rates.iloc[first:stop].reset_index(drop=True)
+    def funding(self, asset: int, since_ms: int, until_ms: int, now_ms: int) -> pd.DataFrame:
+        """Return an asset's settlements in ``[since_ms, until_ms)`` at or before ``now_ms``."""
+        settled = self._settled[asset]
+        first = int(np.searchsorted(settled, since_ms))
+        stop = int(np.searchsorted(settled, min(until_ms - 1, now_ms), side="right"))
+        return self.rates[asset].iloc[first:stop].reset_index(drop=True)
 
 
-def load_replay(config: StrategyConfig, candles: Path) -> pd.DataFrame:
-    """Return the recorded candles of a replay file, validated as the store validates its files.
+def load_replay(config: StrategyConfig, candles: Path) -> list[pd.DataFrame]:
+    """Return each symbol's recorded candles, validated as the store validates its files.
+
+    ``candles`` is a parquet file of a single-symbol strategy's candles, or a
+    folder holding each symbol's file under the store's name for it.
 
     Raises
     ------
     DataError
-        If the file is missing, unreadable, empty, or fails validation (NaN or
+        If a file is missing, unreadable, empty, or fails validation (NaN or
         non-positive prices, timestamps off the strategy's bar grid...).
     """
+    interval = timeframe_ms(config.market.timeframe)
+    if candles.is_dir():
+        files = [candles / key.filename for key in series_keys(config)]
+        missing = [path.name for path in files if not path.is_file()]
+        if missing:
+            raise DataError(
+                f"replay folder {candles} has no {', '.join(missing)}; expected one candle "
+                "file per symbol, named as the store names it"
+            )
+        return [read_valid_candles(path, interval) for path in files]
     if not candles.is_file():
         raise DataError(f"replay file {candles} does not exist; expected a parquet of candles")
-    return read_valid_candles(candles, timeframe_ms(config.market.timeframe))
+    if len(config.market.symbols) > 1:
+        raise DataError(
+            f"replay file {candles}: a strategy of {len(config.market.symbols)} symbols replays "
+            "a folder holding each symbol's candle file, named as the store names it"
+        )
+    return [read_valid_candles(candles, interval)]
 
 
 def replay_source(
-    config: StrategyConfig, candles: Path | pd.DataFrame, store: CandleStore, clock: ReplayClock
+    config: StrategyConfig,
+    candles: Path | list[pd.DataFrame],
+    store: CandleStore,
+    clock: ReplayClock,
 ) -> ReplaySource:
     """Return a replay of recorded candles with the store's funding rates.
 
-    ``candles`` is a parquet file (validated by ``load_replay``) or the frame
-    ``load_replay`` returned.
+    ``candles`` is a parquet file or folder (read by ``load_replay``) or the
+    frames ``load_replay`` returned.
 
     Raises
     ------
     DataError
-        If the file is missing or invalid, or funding is charged and the store
-        has no funding rates of the symbol.
+        If a file is missing or invalid, or funding is charged and the store
+        has no funding rates of a symbol.
     """
     market = config.market
     recorded = load_replay(config, candles) if isinstance(candles, Path) else candles
-    symbol = market.symbols[0]
-    funding = pd.DataFrame({"timestamp": np.array([], np.int64), "rate": np.array([])})
-    if market.market == "linear" and config.costs.funding:
-        key = FundingKey(market.exchange, market.market, symbol)
-        if not store.exists(key):
-            raise DataError(
-                f"costs.funding is on but the store {store.root} has no funding rates for "
-                f"{symbol} to replay. Fetch them with `engine data fetch --funding`, or set "
-                "costs.funding: false"
-            )
-        funding = store.load_funding(market.exchange, market.market, symbol)
-    return ReplaySource(recorded, funding, series_key(config).interval_ms, clock)
+    funding = []
+    for symbol in market.symbols:
+        rates = pd.DataFrame({"timestamp": np.array([], np.int64), "rate": np.array([])})
+        if market.market == "linear" and config.costs.funding:
+            key = FundingKey(market.exchange, market.market, symbol)
+            if not store.exists(key):
+                raise DataError(
+                    f"costs.funding is on but the store {store.root} has no funding rates for "
+                    f"{symbol} to replay. Fetch them with `engine data fetch --funding`, or set "
+                    "costs.funding: false"
+                )
+            rates = store.load_funding(market.exchange, market.market, symbol)
+        funding.append(rates)
+    interval = timeframe_ms(market.timeframe)
+    return ReplaySource(recorded, funding, interval, clock)

@@ -38,13 +38,23 @@ def load_candles(
         if not store.exists(key):
             _fetch_missing(config, store, key)
         frames.append(store.load(key, config.store.gap_policy, config.store.max_gap_bars))
+    return keys, common_bars(frames, market.symbols)
+
+
+def common_bars(frames: list[pd.DataFrame], symbols: list[str]) -> list[pd.DataFrame]:
+    """Return each symbol's candles cut to the bars all of them have.
+
+    Raises
+    ------
+    DataError
+        If the symbols have no bar in common.
+    """
     common = frames[0]["timestamp"]
     for frame in frames[1:]:
         common = common[common.isin(frame["timestamp"])]
     if len(common) == 0:
-        raise DataError(f"the symbols {', '.join(market.symbols)} have no bar in common")
-    frames = [f[f["timestamp"].isin(common)].reset_index(drop=True) for f in frames]
-    return keys, frames
+        raise DataError(f"the symbols {', '.join(symbols)} have no bar in common")
+    return [f[f["timestamp"].isin(common)].reset_index(drop=True) for f in frames]
 
 
 def _fetch_missing(config: StrategyConfig, store: CandleStore, key: SeriesKey) -> None:

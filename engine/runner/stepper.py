@@ -1,15 +1,18 @@
 """The runner's per-bar path: one closed bar through representation, components, decision and book.
 
-A paper session hands every newly closed bar to a ``BarStepper``, which
+A paper session hands every newly closed bar (one per asset) to a
+``BarStepper``, which
 
-1. computes the bar's representation from closed bars only;
-2. refits the components when the bar starts a block of the strategy's
-   ``RefitSchedule`` (the schedule a backtest walks), with ``refit``;
-3. transforms the bar with the components (``transform``) and turns the
-   outputs into the bar's decision with ``decide_bar``, the mapping a
-   backtest loops over;
-4. advances the book by that one bar with ``engine.sim.run.simulate``, the
-   backtest's event loop, with the backtest's settings (``sim_settings``).
+1. computes each asset's representation of the bar from closed bars only;
+2. refits the components, and the portfolio of a multi-asset strategy, when
+   the bar starts a block of the strategy's ``RefitSchedule`` (the schedule a
+   backtest walks), with ``refit``;
+3. transforms the bar with each asset's components (``transform``) and turns
+   the outputs, scaled by the asset's portfolio weight, into the asset's
+   decision with ``decide_bar``, the mapping a backtest loops over;
+4. advances the book of all assets by that one bar with
+   ``engine.sim.run.simulate``, the backtest's event loop, with the
+   backtest's settings (``sim_settings``).
 
 ``step`` returns all of it without changing the stepper; ``commit`` makes it
 the state the next bar starts from, once the caller has journaled it.
@@ -22,17 +25,11 @@ the number of rows, so outputs such as the score can differ in the last bit
 the fitting window rather than from the first bar. Fills, fees, funding and
 equity are identical whenever no threshold or quantity step lies within that
 tolerance of a value, which the parity tests check on real candles, with the
-features representation and with the shipped TS2Vec encoder.
+features representation, the shipped TS2Vec encoder and the cluster portfolio.
 
-The representation itself is bit-identical. A new bar's features are computed
-over a tail of the history that starts ``settle_bars`` before the first bar
-they are needed for, after which features do not depend on where a series
-starts (``engine.data.features``). An encoder then encodes the bar's block
-window with the bars after it left as zeros, one forward pass of the same
-shape as the backtest's pass over that block, on one thread, so the bar's row
-equals the backtest's bit for bit (``engine.ssl.infer``). An encoder with an
-unbounded receptive field would be the exception: it is run over the whole
-history, whose length differs from the backtest's.
+The representation itself is bit-identical: the bar's representation is
+computed from a tail of the bars up to it that gives the backtest's bits
+(``engine.runner.representation``).
 """
 
 from __future__ import annotations
@@ -43,23 +40,22 @@ import numpy as np
 import pandas as pd
 
 from engine.config import StrategyConfig
-from engine.data.features import settle_bars
-from engine.data.symbols import timeframe_ms
 from engine.data.validate import CANDLE_COLUMNS
-from engine.runner.assemble import build_pipeline, check_schedule, sim_settings, strategy_costs
-from engine.runner.decisions import Decision, DecisionState, decide_bar, refit, transform
-from engine.sim.run import SimResult, new_state, simulate
-from engine.ssl.checkpoint import PretrainedModel
-from engine.ssl.infer import window_bars
-from engine.strategy.base import History
-from engine.strategy.representations import (
-    feature_representations,
-    model_features,
-    model_representations,
+from engine.runner.assemble import (
+    build_pipeline,
+    build_portfolio,
+    check_schedule,
+    sim_settings,
+    strategy_costs,
 )
+from engine.runner.decisions import Decision, DecisionState, decide_bar, refit, transform
+from engine.runner.representation import Representation
+from engine.sim.run import SimResult, new_state, simulate
+from engine.strategy.base import FitContext, History
 
 #: Bars before the current one that components always see, for their own trailing windows.
 FEATURE_CONTEXT = 1000
+OHLC = CANDLE_COLUMNS[1:5]
 
 
 class Bars:
@@ -121,51 +117,72 @@ class Bars:
 
 @dataclass(frozen=True)
 class Step:
-    """What one bar produced: its representation, outputs, decision, next state and book."""
+    """What one bar produced, per asset and for the book.
 
-    z: np.ndarray
-    outputs: dict[str, float]
-    decision: Decision
-    state: DecisionState
+    ``z``, ``outputs``, ``decisions`` and ``states`` hold one entry per asset
+    (its representation, component outputs, decision and next decision
+    state); ``weights`` the portfolio weights the targets were scaled by;
+    ``result`` the book after the bar; ``refit`` whether the bar starts a
+    refit block.
+    """
+
+    z: list[np.ndarray]
+    outputs: list[dict[str, float]]
+    decisions: list[Decision]
+    states: list[DecisionState]
+    weights: np.ndarray
     result: SimResult
     refit: bool
 
 
 class BarStepper:
-    """One asset's strategy advanced bar by bar, on the backtest's schedule, mapping and kernel.
+    """A strategy's assets advanced bar by bar, on the backtest's schedule, mapping and kernel.
+
+    Every asset has its own components (refitted together on the schedule);
+    a portfolio component, if any, is refitted at the same bars on all assets'
+    histories, and its weights scale the assets' targets until the next
+    refit (equal weights without one). One event loop holds the book of all
+    assets.
 
     Parameters
     ----------
     config : StrategyConfig
-        The strategy (a single symbol).
-    bars : Bars
-        The asset's bars so far, with their representations.
+        The strategy.
+    bars : list of Bars
+        Each asset's bars so far, on common timestamps, with their
+        representations, in the order of ``market.symbols``.
     anchor : int
         The row of the refit schedule's first block.
-    encoder : PretrainedModel, optional
-        The strategy's encoder; None for the features representation.
+    representations : list of Representation
+        Each asset's representation, fitted on its bars.
     """
 
     def __init__(
         self,
         config: StrategyConfig,
-        bars: Bars,
+        bars: list[Bars],
         anchor: int,
-        encoder: PretrainedModel | None,
+        representations: list[Representation],
     ) -> None:
-        self.config, self.bars, self.encoder = config, bars, encoder
-        self.interval = timeframe_ms(config.market.timeframe)
-        self.pipeline = build_pipeline(config)
+        self.config, self.bars, self.representations = config, bars, representations
+        self.pipelines = [build_pipeline(config) for _ in bars]
+        self.portfolio = build_portfolio(config)
+        self.weights = np.full(len(bars), 1.0 / len(bars))
         self.schedule = check_schedule(config, anchor)
         self.costs = strategy_costs(config)
-        self.sim_config, self.markets = sim_settings(config, self.pipeline)
-        self.account, self.assets = new_state(1, config.initial_capital)
-        self.state = DecisionState()
+        self.sim_config, self.markets = sim_settings(config, self.pipelines[0])
+        self.account, self.assets = new_state(len(bars), config.initial_capital)
+        self.states = [DecisionState() for _ in bars]
         self.fitted_block: int | None = None
 
-    def resume(self, account: np.ndarray, assets: np.ndarray, state: DecisionState) -> None:
-        """Continue from a journaled book and decision state."""
-        self.account, self.assets, self.state = account, assets, state
+    @property
+    def n(self) -> int:
+        """Return the number of bars so far."""
+        return self.bars[0].n
+
+    def resume(self, account: np.ndarray, assets: np.ndarray, states: list[DecisionState]) -> None:
+        """Continue from a journaled book and decision states."""
+        self.account, self.assets, self.states = account, assets, states
 
     def window(self, t: int) -> tuple[int, int]:
         """Return the first bar of t's refit block, and the first bar components see at t."""
@@ -173,11 +190,22 @@ class BarStepper:
         return block, max(0, min(self.schedule.train(block).start, t - FEATURE_CONTEXT))
 
     def refit(self, block: int) -> None:
-        """Refit the components for the block starting at bar ``block``, on bars before it."""
+        """Refit components and portfolio for the block starting at ``block``, on bars before it.
+
+        The portfolio sees the bar before the training rows too, for the
+        first training row's return, as in a backtest.
+        """
         _, start = self.window(block)
         train = self.schedule.train(block)
-        past = self.bars.history(start).upto(block - start)
-        refit(self.pipeline, past, slice(train.start - start, train.stop - start), self.costs)
+        rows = slice(train.start - start, train.stop - start)
+        for bars, pipeline in zip(self.bars, self.pipelines, strict=True):
+            refit(pipeline, bars.history(start).upto(block - start), rows, self.costs)
+        if self.portfolio is not None:
+            first = max(0, train.start - 1)
+            rows = slice(train.start - first, train.stop - first)
+            pasts = [bars.history(first).upto(block - first) for bars in self.bars]
+            self.portfolio.fit([FitContext(past, rows, self.costs) for past in pasts])
+            self.weights = self.portfolio.weights()
         self.fitted_block = block
 
     def prepare(self) -> None:
@@ -185,72 +213,68 @@ class BarStepper:
 
         The refit uses bars up to the last one only, as it would at the next bar.
         """
-        following = self.bars.n
+        following = self.n
         if self.window(following)[0] == following and self.fitted_block != following:
             self.refit(following)
 
-    def represent(self) -> np.ndarray:
-        """Return the representation of the newest bar, from closed bars only.
+    def represent(self, asset: int) -> np.ndarray:
+        """Return the representation of an asset's newest bar, from closed bars only."""
+        bars, representation = self.bars[asset], self.representations[asset]
+        tail = representation.tail_bars()
+        first = 0 if tail is None else max(0, bars.n - tail)
+        return representation.newest(bars.frame(first, bars.n))
 
-        The features of the bars its encoding reads (the bar alone without an
-        encoder) are computed over enough earlier bars to equal the whole
-        series' bit for bit; the encoder then encodes the bar's block.
+    def step(self, bars: list[dict[str, float]], funding: list[float]) -> Step:
+        """Append each asset's closed bar and return the decisions and the book after them.
+
+        ``bars`` and ``funding`` hold one bar (all opening at one time) and one
+        funding rate per asset. Components see the bars from the start of the
+        current fitting window (or ``FEATURE_CONTEXT`` bars back, if earlier)
+        to this bar, so memory stays flat however long the stepper runs. The
+        book and the decision states change only with ``commit``.
         """
-        bars, n = self.bars, self.bars.n
-        if self.encoder is None:
-            (extras, feature_set), first = (self.config.representation.extras, "raw"), n - 1
-        else:
-            extras, feature_set = model_features(self.encoder)
-            window = window_bars(self.encoder.encoder)
-            first = 0 if window is None else max(0, n - window)
-        tail = bars.frame(max(0, first - settle_bars(extras, feature_set)), n)
-        if self.encoder is None:
-            return feature_representations(tail, extras)[-1]
-        return model_representations(self.encoder, tail, self.interval, len(tail) - 1)[0]
-
-    def step(self, bar: dict[str, float], funding_rate: float) -> Step:
-        """Append a closed bar and return its decision and the book after it.
-
-        Components see the bars from the start of the current fitting window
-        (or ``FEATURE_CONTEXT`` bars back, if earlier) to this bar, so memory
-        stays flat however long the stepper runs. The book and the decision
-        state change only with ``commit``.
-        """
-        bars = self.bars
-        bars.append(bar)
-        bars.set_last_z(self.represent())
-        t = bars.n - 1
+        for i, bar in enumerate(bars):
+            self.bars[i].append(bar)
+            self.bars[i].set_last_z(self.represent(i))
+        t = self.n - 1
         block, start = self.window(t)
-        bars.forget(start)
+        for asset in self.bars:
+            # The portfolio's refit reads one bar before the training rows.
+            asset.forget(max(0, start - 1))
         if block != self.fitted_block:
             # On the first bar after a (re)start; otherwise `prepare` has refitted.
             self.refit(block)
-        history = bars.history(start)
         rows = slice(t - start, t - start + 1)
-        outputs = {
-            name: float(values[0])
-            for name, values in transform(self.pipeline, history, rows).items()
-        }
-        decision, state = decide_bar(self.pipeline, self.state, outputs)
+        histories = [asset.history(start) for asset in self.bars]
+        outputs, decisions, states = [], [], []
+        for i, (history, pipeline) in enumerate(zip(histories, self.pipelines, strict=True)):
+            values = transform(pipeline, history, rows)
+            outputs.append({name: float(column[0]) for name, column in values.items()})
+            decision, state = decide_bar(pipeline, self.states[i], outputs[-1], self.weights[i])
+            decisions.append(decision)
+            states.append(state)
+
+        def column(values) -> np.ndarray:
+            return np.array([list(values)])
+
         result = simulate(
-            history.timestamp[rows],
-            history.open[rows],
-            history.high[rows],
-            history.low[rows],
-            history.close[rows],
-            np.array([decision.target]),
-            mode=np.array([decision.mode]),
-            risk=np.array([decision.risk_scale]),
-            limit_offset=np.array([decision.limit_offset]),
-            stop_loss=np.array([decision.stop_loss]),
-            take_profit=np.array([decision.take_profit]),
-            funding=np.array([funding_rate]),
+            histories[0].timestamp[rows],
+            *(column(getattr(h, c)[rows][0] for h in histories) for c in OHLC),
+            column(d.target for d in decisions),
+            mode=column(d.mode for d in decisions),
+            risk=column(d.risk_scale for d in decisions),
+            limit_offset=column(d.limit_offset for d in decisions),
+            stop_loss=column(d.stop_loss for d in decisions),
+            take_profit=column(d.take_profit for d in decisions),
+            funding=column(funding),
             markets=self.markets,
             config=self.sim_config,
             state=(self.account, self.assets),
         )
-        return Step(bars.last_z(), outputs, decision, state, result, refit=t == block)
+        z = [asset.last_z() for asset in self.bars]
+        return Step(z, outputs, decisions, states, self.weights, result, refit=t == block)
 
     def commit(self, step: Step) -> None:
-        """Carry the book and decision state of ``step`` to the next bar."""
-        self.account, self.assets, self.state = step.result.account, step.result.assets, step.state
+        """Carry the book and decision states of ``step`` to the next bar."""
+        self.account, self.assets = step.result.account, step.result.assets
+        self.states = step.states

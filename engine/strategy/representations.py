@@ -22,6 +22,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -267,9 +268,21 @@ def train_supervised_encoder(
     return encoder.eval()
 
 
-def supervised_representations(
+@dataclass(frozen=True)
+class SupervisedEncoder:
+    """An encoder trained supervised from scratch, with the feature scaling it was trained on."""
+
+    encoder: Encoder
+    scale: Standardiser
+    extras: list[str]
+
+    def features(self, candles: pd.DataFrame) -> np.ndarray:
+        """Return the scaled features of ``candles`` that the encoder reads (T x F, float32)."""
+        return self.scale(compute_features(candles, self.extras)[0]).astype(np.float32)
+
+
+def train_supervised(
     candles: pd.DataFrame,
-    interval_ms: int,
     fit_stop: int,
     architecture: str,
     params: dict,
@@ -279,25 +292,68 @@ def supervised_representations(
     horizon: int,
     threshold: float,
     seed: int,
-) -> np.ndarray:
-    """Return the causal representation of an encoder trained supervised from scratch.
+) -> SupervisedEncoder:
+    """Return an encoder trained supervised from scratch on the bars before ``fit_stop``.
 
     The encoder (``architecture`` with ``params``) and a linear head are
     trained with cross-entropy on the three-class direction label of every
     bar of random crops of rows before ``fit_stop - horizon`` (so every label
     is known by ``fit_stop``); features are z-scored with those rows'
-    statistics (see ``train_supervised_encoder``). Returns the encoder's
-    output (T x D, float32), encoded as for a pretrained encoder (bars are
-    ``interval_ms`` long).
+    statistics (see ``train_supervised_encoder``).
     """
     features, _ = compute_features(candles, extras)
     usable = max(fit_stop - horizon, 0)
-    scaled = Standardiser(features[: max(usable, 1)])(features).astype(np.float32)
+    scale = Standardiser(features[: max(usable, 1)])
     labels = direction_labels(candles["close"].to_numpy()[:fit_stop], horizon, threshold)
     encoder = train_supervised_encoder(
-        scaled, labels, slice(0, usable), architecture, params, iters, crop_length, seed
+        scale(features).astype(np.float32),
+        labels,
+        slice(0, usable),
+        architecture,
+        params,
+        iters,
+        crop_length,
+        seed,
     )
-    return encode_series(encoder, scaled, bar_numbers(candles, interval_ms))
+    return SupervisedEncoder(encoder, scale, list(extras))
+
+
+def finetune_model(
+    model: PretrainedModel,
+    candles: pd.DataFrame,
+    interval_ms: int,
+    fit: slice,
+    horizon: int,
+    threshold: float,
+    settings: dict,
+    seed: int,
+) -> Encoder:
+    """Return ``model``'s encoder fine-tuned on the direction labels of the rows ``fit``.
+
+    The encoder and an MLP head are fine-tuned (``engine.ssl.finetune``) on
+    the three-class labels of the rows of ``fit`` whose horizon ends inside
+    it, the last 20% of them early-stopping the rest (``horizon`` rows apart);
+    no bar from ``fit.stop`` on is read. ``settings`` holds ``finetune``'s
+    keyword arguments (mode, iterations, ...). The tuned encoder reads the
+    model's normalised features.
+    """
+    from engine.ssl.finetune import finetune
+
+    features = model.normalise(model_feature_matrix(model, candles.iloc[: fit.stop]))
+    labels = direction_labels(candles["close"].to_numpy()[: fit.stop], horizon, threshold)
+    usable = fit.stop - horizon
+    validation = max(1, (usable - fit.start) // 5)
+    tuned = finetune(
+        model.encoder,
+        features,
+        labels,
+        slice(fit.start, usable - validation - horizon),
+        slice(usable - validation, usable),
+        bars=bar_numbers(candles, interval_ms)[: fit.stop],
+        seed=seed,
+        **settings,
+    )
+    return tuned.encoder
 
 
 def finetuned_representations(
@@ -312,31 +368,70 @@ def finetuned_representations(
 ) -> np.ndarray:
     """Return the causal representation of ``model`` fine-tuned on the direction labels of ``fit``.
 
-    The encoder and an MLP head are fine-tuned (``engine.ssl.finetune``) on
-    the three-class labels of the rows of ``fit`` whose horizon ends inside
-    it, the last 20% of them early-stopping the rest (``horizon`` rows apart);
-    no bar from ``fit.stop`` on is read. ``settings`` holds ``finetune``'s
-    keyword arguments (mode, iterations, ...). Returns the tuned encoder's
-    encoding of every bar (T x D, float32), as for a pretrained encoder.
+    See ``finetune_model``. Returns the tuned encoder's encoding of every bar
+    (T x D, float32), as for a pretrained encoder.
     """
-    from engine.ssl.finetune import finetune
-
+    tuned = finetune_model(model, candles, interval_ms, fit, horizon, threshold, settings, seed)
     features = model.normalise(model_feature_matrix(model, candles))
-    labels = direction_labels(candles["close"].to_numpy()[: fit.stop], horizon, threshold)
-    usable = fit.stop - horizon
-    validation = max(1, (usable - fit.start) // 5)
-    bars = bar_numbers(candles, interval_ms)
-    tuned = finetune(
-        model.encoder,
-        features[: fit.stop],
-        labels,
-        slice(fit.start, usable - validation - horizon),
-        slice(usable - validation, usable),
-        bars=bars[: fit.stop],
-        seed=seed,
-        **settings,
-    )
-    return encode_series(tuned.encoder, features, bars)
+    return encode_series(tuned, features, bar_numbers(candles, interval_ms))
+
+
+@dataclass(frozen=True)
+class PcaBasis:
+    """PCA of a trailing window of scaled features, fitted on the bars before a cut-off.
+
+    Attributes
+    ----------
+    scale : Standardiser
+        The features' z-scoring, with the statistics of the fitting rows.
+    center, components : np.ndarray
+        The PCA's mean and its components (dims x window * F).
+    window : int
+        Bars per window.
+    extras : list of str
+        The optional features.
+    """
+
+    scale: Standardiser
+    center: np.ndarray
+    components: np.ndarray
+    window: int
+    extras: list[str]
+
+    def apply(self, candles: pd.DataFrame, start: int = 0) -> np.ndarray:
+        """Return the PCA components of the windows ending at rows ``start`` on (float32).
+
+        Rows before ``window - 1`` see zeros for the missing bars. Each row is
+        projected by its own matrix-vector product, so a row's bits do not
+        depend on how many rows are projected with it.
+        """
+        scaled = self.scale(compute_features(candles, self.extras)[0])
+        padded = np.vstack([np.zeros((self.window - 1, scaled.shape[1])), scaled])
+        lagged = np.lib.stride_tricks.sliding_window_view(padded, self.window, axis=0)
+        lagged = lagged.reshape(len(scaled), -1)[start:] - self.center
+        out = np.empty((len(lagged), len(self.components)), np.float32)
+        for row, values in enumerate(lagged):
+            out[row] = self.components @ values
+        return out
+
+
+def fit_pca(
+    candles: pd.DataFrame, fit_stop: int, window: int, dims: int, extras: list[str]
+) -> PcaBasis:
+    """Return the PCA of the last ``window`` bars' features, fitted on rows before ``fit_stop``.
+
+    The standardisation and the PCA are fitted on those rows only.
+    """
+    features, _ = compute_features(candles.iloc[:fit_stop], extras)
+    if fit_stop <= window:
+        raise DataError(
+            f"PCA needs more than window={window} bars before the fitting cut-off, got {fit_stop}"
+        )
+    scale = Standardiser(features)
+    lagged = np.lib.stride_tricks.sliding_window_view(scale(features), window, axis=0)
+    lagged = lagged.reshape(len(lagged), -1)
+    pca = PCA(n_components=min(dims, lagged.shape[1]), random_state=0).fit(lagged)
+    return PcaBasis(scale, pca.mean_, pca.components_, window, list(extras))
 
 
 def pca_representations(
@@ -345,22 +440,9 @@ def pca_representations(
     """Return PCA components of the last ``window`` bars' features (T x dims).
 
     The standardisation and the PCA are fitted on rows before ``fit_stop``
-    only; rows before ``window - 1`` see zeros for the missing bars.
+    only (``fit_pca``); rows before ``window - 1`` see zeros for the missing bars.
     """
-    features, _ = compute_features(candles, extras)
-    if fit_stop <= window:
-        raise DataError(
-            f"PCA needs more than window={window} bars before the fitting cut-off, got {fit_stop}"
-        )
-    mean = features[:fit_stop].mean(axis=0)
-    std = features[:fit_stop].std(axis=0)
-    scaled = (features - mean) / np.where(std > 0, std, 1.0)
-    padded = np.vstack([np.zeros((window - 1, scaled.shape[1])), scaled])
-    lagged = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)
-    lagged = lagged.reshape(len(scaled), -1)
-    pca = PCA(n_components=min(dims, lagged.shape[1]), random_state=0)
-    pca.fit(lagged[window - 1 : fit_stop])
-    return pca.transform(lagged).astype(np.float32)
+    return fit_pca(candles, fit_stop, window, dims, extras).apply(candles)
 
 
 def feature_representations(candles: pd.DataFrame, extras: list[str]) -> np.ndarray:

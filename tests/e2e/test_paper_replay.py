@@ -264,7 +264,7 @@ def test_a_bar_still_open_on_the_exchanges_clock_is_never_used(store, shared_dat
         with pytest.raises(EngineError):
             paper._fetch(first)
         fake.now_ms = first + HOUR
-        frame, _, _ = paper._fetch(first)
+        (frame,), _, _ = paper._fetch(first)
         paper.close()
     assert frame["timestamp"].tolist() == [first]
 
@@ -283,12 +283,12 @@ def test_a_replay_releases_a_bar_only_once_the_clock_passes_its_close(shared_dat
     clock = ReplayClock(0)
     source = replay_source(config, shared_data / CANDLES, store, clock)
     first = _ms("2025-06-01")
-    assert source.closed_bars(first, first + HOUR - 1).empty
-    bars = source.closed_bars(first, first + 3 * HOUR + 1)
+    assert source.closed_bars(first, first + HOUR - 1)[0].empty
+    (bars,) = source.closed_bars(first, first + 3 * HOUR + 1)
     assert bars["timestamp"].tolist() == [first, first + HOUR, first + 2 * HOUR]
     clock.jump(first + 5 * HOUR)
     assert source.time_ms() == first + 5 * HOUR
-    rates = source.funding(first, first + 24 * HOUR, first + 8 * HOUR)
+    rates = source.funding(0, first, first + 24 * HOUR, first + 8 * HOUR)
     assert rates["timestamp"].tolist() == [first, first + 8 * HOUR]
 
 

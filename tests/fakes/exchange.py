@@ -11,7 +11,7 @@ import ccxt
 from engine.config import StrategyConfig
 from engine.data.feed import RetryPolicy, make_exchange
 from engine.data.store import CandleStore, FundingKey
-from engine.paper.sources import ExchangeSource, ReplayClock, series_key
+from engine.paper.sources import ExchangeSource, ReplayClock, series_keys
 from fakes.bybit import FakeBybit
 
 
@@ -43,12 +43,19 @@ def fake_client(fake: FakeBybit, exchange_id: str, streaming: bool = False) -> c
 def fake_exchange(
     config: StrategyConfig, candles: Path, store: CandleStore, retry: RetryPolicy
 ) -> Iterator[tuple[FakeBybit, ExchangeSource, ServerClock]]:
-    """Serve ``candles`` and the store's funding; yield the server, a source and a clock."""
+    """Serve ``candles`` and the store's funding; yield the server, a source and a clock.
+
+    ``candles`` is a candle file of a single-symbol strategy, or a folder
+    holding each symbol's file under the store's name for it.
+    """
     market = config.market
+    keys = series_keys(config)
     with FakeBybit(now_ms=0) as fake:
-        symbol = market.symbols[0]
-        fake.add_candles(market.market, symbol, market.timeframe, candles)
-        if market.market == "linear" and config.costs.funding:
-            fake.add_funding(symbol, store.path(FundingKey(market.exchange, market.market, symbol)))
-        source = ExchangeSource(fake_client(fake, market.exchange), series_key(config), retry)
+        for key in keys:
+            path = candles / key.filename if candles.is_dir() else candles
+            fake.add_candles(market.market, key.symbol, market.timeframe, path)
+            if market.market == "linear" and config.costs.funding:
+                funding = FundingKey(market.exchange, market.market, key.symbol)
+                fake.add_funding(key.symbol, store.path(funding))
+        source = ExchangeSource(fake_client(fake, market.exchange), keys, retry)
         yield fake, source, ServerClock(fake, 0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.errors import ConfigError, DataError
-from engine.paper.journal import BarRecord, Journal
+from engine.paper.journal import AssetRecord, BarRecord, Journal
 from engine.runner.decisions import DecisionState
 from engine.sim.enums import fill_dt, reject_dt
 from engine.sim.run import new_state
@@ -16,18 +16,11 @@ from engine.sim.run import new_state
 META = {"config_sha256": "a" * 64, "symbols": '["BTCUSDT"]', "strategy": "s"}
 
 
-def _record(ts: int, equity: float = 100.0) -> BarRecord:
-    account, assets = new_state(1, equity)
-    assets["position"] = 0.25
-    assets["pending"] = 2
-    fills = np.zeros(2, fill_dt)
-    fills["price"] = [101.5, 99.25]
-    return BarRecord(
-        bar={"ts": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0},
-        z=np.arange(4, dtype=np.float32),
+def _asset(i: int) -> AssetRecord:
+    return AssetRecord(
+        bar={"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0 + i},
+        z=np.arange(4, dtype=np.float32) + i,
         funding_rate=0.0001,
-        received_ms=ts,
-        latency_ms=1.0,
         outputs={"score": 0.3, "size": np.float64(0.7)},
         decision={
             "target": 0.7,
@@ -37,8 +30,23 @@ def _record(ts: int, equity: float = 100.0) -> BarRecord:
             "stop_loss": np.nan,
             "take_profit": np.nan,
         },
+        weight=0.5,
+        state=DecisionState(direction=1 - i, entry_size=0.7, exposure=0.7, waited=2),
+    )
+
+
+def _record(ts: int, equity: float = 100.0, assets: int = 1) -> BarRecord:
+    account, book = new_state(assets, equity)
+    book["position"] = 0.25
+    book["pending"] = 2
+    fills = np.zeros(2, fill_dt)
+    fills["price"] = [101.5, 99.25]
+    return BarRecord(
+        ts=ts,
+        received_ms=ts,
+        latency_ms=1.0,
         refit=False,
-        state=DecisionState(direction=1, entry_size=0.7, exposure=0.7, waited=2, open_change=True),
+        per_asset=[_asset(i) for i in range(assets)],
         fills=fills,
         rejects=np.zeros(0, reject_dt),
         balance={
@@ -51,7 +59,7 @@ def _record(ts: int, equity: float = 100.0) -> BarRecord:
             "liquidation_fee": 0.0,
         },
         account=account,
-        assets=assets,
+        assets=book,
     )
 
 
@@ -70,7 +78,7 @@ def test_resume_restores_the_book_and_the_decision_state_exactly(journal):
     assert resumed.last_ts == 3_600_000
     assert resumed.account.tobytes() == record.account.tobytes()
     assert resumed.assets.tobytes() == record.assets.tobytes()
-    assert resumed.state == record.state
+    assert resumed.states == [a.state for a in record.per_asset]
     assert journal.table("fills")["price"].tolist() == [101.5, 99.25]
 
 
@@ -112,5 +120,19 @@ def test_full_disk_while_journaling_a_bar_is_one_clear_error_and_keeps_the_journ
             journal.record(_record(ts))
             written = ts
     assert not journal._db.in_transaction
-    assert journal.last_ts() == written
+    assert journal.resume().last_ts == written
+    journal.close()
+
+
+def test_a_bar_of_several_assets_is_one_transaction_and_resumes_each_assets_state(tmp_path):
+    journal = Journal(tmp_path / "m.sqlite", "m")
+    journal.start({**META, "symbols": '["BTCUSDT", "ETHUSDT", "SOLUSDT"]'}, force=False)
+    journal.record(_record(3_600_000, assets=3))
+    with pytest.raises(sqlite3.IntegrityError):
+        journal.record(_record(3_600_000, equity=200.0, assets=3))
+    bars = journal.table("bars")
+    assert bars["asset"].tolist() == [0, 1, 2] and bars["volume"].tolist() == [10.0, 11.0, 12.0]
+    assert journal.table("decisions")["weight"].tolist() == [0.5] * 3
+    assert len(journal.table("outputs")) == 6 and len(journal.table("positions")) == 3
+    assert [s.direction for s in journal.resume().states] == [1, 0, -1]
     journal.close()
