@@ -47,14 +47,18 @@ def _config(start: str, end: str, encoder: str | None = None) -> StrategyConfig:
     return StrategyConfig(**spec)
 
 
-def store_before(shared_data: Path, folder: Path, day: str) -> CandleStore:
-    # A store in `folder` holding the real candles before `day` and the real funding rates.
-    candles = pd.read_parquet(shared_data / CANDLES)
+def store_before(
+    shared_data: Path, folder: Path, day: str, symbols: tuple[str, ...] = ("BTCUSDT",)
+) -> CandleStore:
+    # A store in `folder` holding the real candles of `symbols` before `day` and their real
+    # funding rates.
     store = CandleStore(folder)
-    store.write(
-        SeriesKey("bybit", "linear", "BTCUSDT", "1h"), candles[candles.timestamp < _ms(day)]
-    )
-    shutil.copy(shared_data / FUNDING, store.root / FUNDING)
+    for symbol in symbols:
+        key = SeriesKey("bybit", "linear", symbol, "1h")
+        candles = pd.read_parquet(shared_data / key.filename)
+        store.write(key, candles[candles.timestamp < _ms(day)])
+        funding = FUNDING.replace("BTCUSDT", symbol)
+        shutil.copy(shared_data / funding, store.root / funding)
     return store
 
 
@@ -73,13 +77,14 @@ def _replay(
     outage=None,
     feed="rest",
     through="exchange",
+    candles=None,
     **kw,
 ):
     # Replay a session up to `until_ms`; return its journal's tables and the paths requested.
     # Through "exchange" the real ccxt client asks the fake Bybit server (with feed "ws" the
     # session watches the fake's stream); through "file" the replay source reads the parquet
-    # file, as `engine paper run --replay` does, and no path is requested. `kw` overrides
-    # SessionOptions.
+    # file, as `engine paper run --replay` does, and no path is requested. `candles` is the
+    # replayed file or folder (the BTCUSDT file by default). `kw` overrides SessionOptions.
     options = SessionOptions(
         session,
         journal_dir=journal_dir,
@@ -89,16 +94,17 @@ def _replay(
         outage_pause_ms=HOUR,
     )
     options = replace(options, **kw)
+    candles = candles or shared_data / CANDLES
     if through == "file":
         clock = ReplayClock(0)
-        source = replay_source(config, shared_data / CANDLES, store, clock)
+        source = replay_source(config, candles, store, clock)
         paper = PaperSession(config, options, source, clock, store)
         clock.jump(paper.last_ts + paper.interval)
         paper.run()
         tables = {name: paper.journal.table(name) for name in TABLES}
         paper.close()
         return tables, []
-    with fake_exchange(config, shared_data / CANDLES, store, options.retry) as (
+    with fake_exchange(config, candles, store, options.retry) as (
         fake,
         source,
         clock,
