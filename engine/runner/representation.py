@@ -79,7 +79,7 @@ class Representation(ABC):
         """Return the representation of the last bar of ``tail`` (D,)."""
 
 
-class FeatureRepresentation(Representation):
+class Features(Representation):
     """The candle features themselves."""
 
     def __init__(self, extras: list[str]) -> None:
@@ -98,7 +98,7 @@ class FeatureRepresentation(Representation):
         return feature_representations(tail, self.extras)[-1]
 
 
-class PcaRepresentation(Representation):
+class Projected(Representation):
     """PCA of a trailing window of features, fitted on the bars before the cut-off."""
 
     def __init__(self, basis: PcaBasis) -> None:
@@ -117,7 +117,7 @@ class PcaRepresentation(Representation):
         return self.basis.apply(tail, len(tail) - 1)[0]
 
 
-class EncodedRepresentation(Representation):
+class Encoded(Representation):
     """An encoder's causal encoding of (scaled) candle features.
 
     Parameters
@@ -200,7 +200,7 @@ def strategy_representation(
     if config.encoder is not None:
         model = load_unseen_model(models_dir, config.encoder, start_ms, "out_of_sample.start")
         digest = model_hash(model)
-        return EncodedRepresentation(
+        return Encoded(
             lambda: model.encoder,
             lambda c: model.normalise(model_feature_matrix(model, c)),
             settle_bars(*model_features(model)),
@@ -211,7 +211,7 @@ def strategy_representation(
         )
     spec = config.representation
     if spec.kind == "features":
-        return FeatureRepresentation(spec.extras)
+        return Features(spec.extras)
     cut = day_range_ms(spec.fit_end, spec.fit_end)[1]
     if cut > start_ms:
         raise ConfigError(
@@ -219,7 +219,7 @@ def strategy_representation(
         )
     fit_stop = int(np.searchsorted(candles["timestamp"].to_numpy(), cut))
     if spec.kind == "pca":
-        return PcaRepresentation(fit_pca(candles, fit_stop, spec.window, spec.dims, spec.extras))
+        return Projected(fit_pca(candles, fit_stop, spec.window, spec.dims, spec.extras))
     if spec.kind == "finetuned":
         return _finetuned(config, candles, start_ms, fit_stop, models_dir, cache_dir)
     settings = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:20]
@@ -238,7 +238,7 @@ def strategy_representation(
             config.seed,
         )
     )
-    return EncodedRepresentation(
+    return Encoded(
         lambda: train().encoder,
         lambda c: train().features(c),
         settle_bars(spec.extras),
@@ -266,7 +266,7 @@ def _finetuned(
     settings = hashlib.sha256(f"{spec.model_dump_json()}|{digest}|{config.seed}".encode())
     interval = timeframe_ms(config.market.timeframe)
     source = {"representation": "finetuned", "model": model.name}
-    return EncodedRepresentation(
+    return Encoded(
         lambda: finetune_model(
             model,
             candles,

@@ -35,13 +35,29 @@ def _ms(day: str) -> int:
     return int(pd.Timestamp(day, tz="UTC").value // 1_000_000)
 
 
+#: Representations fitted before the replays' first bars, cheap to fit and to apply.
+REPRESENTATIONS = {
+    "pca": {"kind": "pca", "window": 24, "dims": 8, "extras": ["rsi_14"], "fit_end": "2025-04-30"},
+    "supervised": {
+        "kind": "supervised",
+        "params": {"output_dims": 8, "hidden_dims": 8, "depth": 3},
+        "extras": ["rsi_14"],
+        "fit_end": "2025-04-30",
+        "iters": 5,
+        "crop_length": 64,
+    },
+}
+
+
 def _config(start: str, end: str, encoder: str | None = None) -> StrategyConfig:
     # ssl_cost with a shorter walk-forward, on the features representation unless an
-    # encoder (a model in models/) is named.
+    # encoder (a model in models/) or a representation of REPRESENTATIONS is named.
     spec = yaml.safe_load((REPO_ROOT / "strategies" / "ssl_cost.yaml").read_text())
-    spec["encoder"] = encoder
+    spec["encoder"] = None if encoder in REPRESENTATIONS else encoder
     if encoder is None:
         spec["representation"] = {"kind": "features", "extras": ["volatility_24", "rsi_14"]}
+    elif encoder in REPRESENTATIONS:
+        spec["representation"] = REPRESENTATIONS[encoder]
     spec["walk_forward"] = {"fit_bars": 2000, "refit_every": 240, "embargo_bars": 5}
     spec["out_of_sample"] = {"start": start, "end": end}
     return StrategyConfig(**spec)

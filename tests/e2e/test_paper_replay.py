@@ -16,6 +16,7 @@ from paper_replays import (
     HOUR,
     PUBLIC,
     REPO_ROOT,
+    REPRESENTATIONS,
     _config,
     _ms,
     _replay,
@@ -23,6 +24,7 @@ from paper_replays import (
     store_before,
 )
 
+from engine.config import StrategyConfig
 from engine.data.feed import RetryPolicy
 from engine.data.store import CandleStore
 from engine.data.times import iso_utc
@@ -43,6 +45,25 @@ def _same_book(a: dict, b: dict) -> None:
     np.testing.assert_array_equal(a["bars"]["ts"], b["bars"]["ts"])
 
 
+def _same_as_the_backtest(config, tables, shared_data, fills_at_least: int):
+    # The session's representations, balances and fills equal engine run's, bit for bit.
+    backtest = run_backtest(config, REPO_ROOT / "models", CandleStore(shared_data), cache_dir=None)
+    history = backtest.fitted.histories[0]
+    rows = np.searchsorted(history.timestamp, tables["bars"]["ts"])
+    z = np.stack([np.frombuffer(blob, history.z.dtype) for blob in tables["bars"]["z"]])
+    np.testing.assert_array_equal(z, history.z[rows])
+    balances, fills = tables["balances"], tables["fills"]
+    assert len(balances) == len(backtest.sim.equity)
+    np.testing.assert_array_equal(balances["equity"], backtest.sim.equity)
+    np.testing.assert_array_equal(balances["funding"], backtest.sim.funding)
+    assert backtest.sim.funding.any()
+    sim = backtest.sim.fills
+    assert len(fills) == len(sim) >= fills_at_least
+    for column in ("side", "quantity", "price", "fee", "slippage", "liquidity", "kind"):
+        np.testing.assert_array_equal(fills[column], sim[column])
+    np.testing.assert_array_equal(fills["ts"], backtest.timestamps[sim["bar"]])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("encoder", "through"),
@@ -56,21 +77,24 @@ def test_replayed_session_equals_the_backtest_over_2040_bars(
     config = _config("2025-06-01", "2025-08-24", encoder)
     until = _ms("2025-08-25")
     tables, _ = _replay(config, store, shared_data, tmp_path / "j", until, through=through)
-    backtest = run_backtest(config, REPO_ROOT / "models", CandleStore(shared_data), cache_dir=None)
-    history = backtest.fitted.histories[0]
-    rows = np.searchsorted(history.timestamp, tables["bars"]["ts"])
-    z = np.stack([np.frombuffer(blob, history.z.dtype) for blob in tables["bars"]["z"]])
-    np.testing.assert_array_equal(z, history.z[rows])
-    balances, fills = tables["balances"], tables["fills"]
-    assert len(balances) == len(backtest.sim.equity) == 85 * 24
-    np.testing.assert_array_equal(balances["equity"], backtest.sim.equity)
-    np.testing.assert_array_equal(balances["funding"], backtest.sim.funding)
-    assert backtest.sim.funding.any()
-    sim = backtest.sim.fills
-    assert len(fills) == len(sim) > 10
-    for column in ("side", "quantity", "price", "fee", "slippage", "liquidity", "kind"):
-        np.testing.assert_array_equal(fills[column], sim[column])
-    np.testing.assert_array_equal(fills["ts"], backtest.timestamps[sim["bar"]])
+    assert len(tables["balances"]) == 85 * 24
+    _same_as_the_backtest(config, tables, shared_data, fills_at_least=11)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(REPRESENTATIONS))
+def test_a_session_on_a_fitted_representation_equals_the_backtest(
+    kind, store, shared_data, tmp_path, monkeypatch
+):
+    # PCA, supervised and fine-tuned representations are fitted before the session's first
+    # bar and then applied to each new bar alone.
+    monkeypatch.setenv("ENGINE_CACHE_DIR", str(tmp_path / "cache"))
+    spec = _config("2025-06-01", "2025-06-10", kind).model_dump(mode="json", by_alias=True)
+    spec["walk_forward"]["fit_bars"] = 500
+    config = StrategyConfig(**spec)
+    tables, _ = _replay(config, store, shared_data, tmp_path / "j", _ms("2025-06-11"))
+    assert len(tables["balances"]) == 10 * 24
+    _same_as_the_backtest(config, tables, shared_data, fills_at_least=1)
 
 
 def test_outage_is_caught_up_in_order_and_equals_the_run_without_it(store, shared_data, tmp_path):
