@@ -37,7 +37,7 @@ __all__ = [
     "FeaturesConfig",
     "FinetuneSpec",
     "FinetunedRepresentation",
-    "MarketSpec",
+    "SeriesSpec",
     "PretrainConfig",
     "StoreConfig",
     "StrategyConfig",
@@ -110,7 +110,7 @@ class StoreConfig(_Model):
     max_gap_bars: int = Field(0, ge=0, description="Gaps up to this many bars are tolerated.")
 
 
-class MarketSpec(_Model):
+class SeriesSpec(_Model):
     """A set of series on one exchange: market type, symbols and bar size."""
 
     exchange: Literal["bybit", "binance"] = "bybit"
@@ -138,7 +138,7 @@ class DataConfig(_Model):
     """A data file (``configs/data/*.yaml``): which series the store should hold."""
 
     store: StoreConfig = StoreConfig()
-    series: MarketSpec
+    series: SeriesSpec
     range: DateRange
     funding: bool = Field(True, description="Also fetch funding rates (linear markets only).")
 
@@ -174,7 +174,7 @@ class TrainingConfig(_Model):
     checkpoint_every: int = Field(50, gt=0)
 
 
-class PretrainSource(MarketSpec, DateRange):
+class PretrainSource(SeriesSpec, DateRange):
     """One more set of series an encoder is pretrained on."""
 
     max_gap_bars: int | None = Field(
@@ -182,7 +182,7 @@ class PretrainSource(MarketSpec, DateRange):
     )
 
 
-class PretrainData(MarketSpec, DateRange):
+class PretrainData(SeriesSpec, DateRange):
     """The candles an encoder is pretrained on: one set of series, and optionally more."""
 
     store: StoreConfig = StoreConfig()
@@ -331,7 +331,7 @@ class StrategyConfig(_Model):
 
     name: Name
     seed: int = Field(42, ge=0)
-    market: MarketSpec
+    market: SeriesSpec
     store: StoreConfig = StoreConfig()
     encoder: ModelName | None = Field(
         None, description="A pretrained model in models/: NAME (latest version) or NAME@VERSION."

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.config import MarketSpec, PretrainConfig, PretrainData, PretrainSource
+from engine.config import PretrainConfig, PretrainData, PretrainSource, SeriesSpec
 from engine.data.features import compute_features
 from engine.data.store import CandleStore, SeriesKey
 from engine.data.times import day_range_ms, iso_utc
@@ -294,11 +294,11 @@ def _continued(
     return config.model_copy(update={"data": data}), int(unseen.timestamp() * 1000)
 
 
-def _sources(config: PretrainConfig) -> list[MarketSpec]:
+def _sources(config: PretrainConfig) -> list[SeriesSpec]:
     return [config.data, *config.data.also]
 
 
-def _describe(source: MarketSpec) -> str:
+def _describe(source: SeriesSpec) -> str:
     return (
         f"{source.exchange} {source.market} {source.timeframe} candles of "
         f"{', '.join(source.symbols)}"

@@ -1,18 +1,40 @@
 """A strategy file turned into the runner's parts: components, costs, schedule, kernel settings.
 
-Backtests, audits and paper sessions build their parts here (and their
-representation in ``engine.runner.representation``), so all of them read a
-strategy file the same way.
+Also the representation of every bar (``engine.runner.representation``).
+Backtests, audits and paper sessions build their parts here, so all of them
+read a strategy file the same way.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
 from engine.config import StrategyConfig
 from engine.errors import ConfigError
 from engine.runner.decisions import Pipeline
+from engine.runner.representation import strategy_representation
 from engine.runner.schedule import RefitSchedule
 from engine.sim.run import MarketSpec, SimConfig
 from engine.strategy.base import Costs, Portfolio, load_component
+
+
+def compute_representation(
+    config: StrategyConfig,
+    candles: pd.DataFrame,
+    start_ms: int,
+    models_dir: Path,
+    cache_dir: Path | None,
+) -> tuple[np.ndarray, dict]:
+    """Return the representation of every bar and a description of its source.
+
+    See ``engine.runner.representation.strategy_representation``; ``cache_dir``
+    None: no cache.
+    """
+    representation = strategy_representation(config, candles, start_ms, models_dir, cache_dir)
+    return representation.series(candles), representation.source
 
 
 def build_pipeline(config: StrategyConfig) -> Pipeline:

@@ -23,11 +23,11 @@ from engine.runner.assemble import (
     build_pipeline,
     build_portfolio,
     check_schedule,
+    compute_representation,
     sim_settings,
     strategy_costs,
     strategy_schedule,
 )
-from engine.runner.representation import compute_representation
 from engine.runner.sources import load_candles, load_funding, out_of_sample_rows
 from engine.runner.walkforward import Fitted, portfolio_weights, walk_forward
 from engine.sim.run import SimResult, simulate

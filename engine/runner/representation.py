@@ -284,18 +284,3 @@ def _finetuned(
         cache_dir,
         {**source, "settings_sha256": settings.hexdigest()[:20], "model_sha256": digest},
     )
-
-
-def compute_representation(
-    config: StrategyConfig,
-    candles: pd.DataFrame,
-    start_ms: int,
-    models_dir: Path,
-    cache_dir: Path | None,
-) -> tuple[np.ndarray, dict]:
-    """Return the representation of every bar and a description of its source.
-
-    See ``strategy_representation``; ``cache_dir`` None: no cache.
-    """
-    representation = strategy_representation(config, candles, start_ms, models_dir, cache_dir)
-    return representation.series(candles), representation.source
