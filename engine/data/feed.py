@@ -30,14 +30,13 @@ import ccxt
 import numpy as np
 import pandas as pd
 
-from engine.data.store import CandleStore, FundingKey, SeriesKey, merge_series
+from engine.data.store import CandleStore, FundingKey, SeriesKey
 from engine.data.times import iso_utc, last_closed_open_ms
 from engine.data.times import now_ms as clock_ms
 from engine.data.validate import (
     CANDLE_COLUMNS,
     DEFAULT_MAX_GAP_BARS,
     FUNDING_COLUMNS,
-    apply_gap_policy,
 )
 from engine.errors import DataError, ExchangeError
 
@@ -466,15 +465,10 @@ def update_candles(
         fetch_ohlcv(exchange, key, lo, hi, progress, retry, now_ms)
         for lo, hi in _missing_ranges(existing, since_ms, end, key.interval_ms)
     ]
-    source = f"{store.path(key)} (fetched from {exchange.id}, not written)"
-    return _merge_and_write(
-        store,
-        key,
-        existing,
-        fetched,
-        lambda merged: apply_gap_policy(merged, key.interval_ms, source, "error", max_gap_bars),
-        store.write,
-    )
+    stored = existing
+    if any(len(frame) for frame in fetched):
+        stored = store.append(key, pd.concat(fetched, ignore_index=True), "error", max_gap_bars)
+    return _updated(store.path(key), fetched, stored)
 
 
 def update_funding(
@@ -497,31 +491,15 @@ def update_funding(
         fetch_funding(exchange, key, lo, hi, progress, retry, now_ms)
         for lo, hi in _missing_ranges(existing, since_ms, end, key.interval_ms)
     ]
-    return _merge_and_write(
-        store,
-        key,
-        existing,
-        fetched,
-        lambda merged: merged,
-        lambda _, rates: store.write_funding(key.exchange, key.market, key.symbol, rates),
-    )
+    stored = existing
+    if any(len(frame) for frame in fetched):
+        stored = store.append_funding(key, pd.concat(fetched, ignore_index=True))
+    return _updated(store.path(key), fetched, stored)
 
 
-def _merge_and_write(
-    store: CandleStore,
-    key: SeriesKey | FundingKey,
-    existing: pd.DataFrame | None,
-    fetched: list[pd.DataFrame],
-    check: Callable[[pd.DataFrame], pd.DataFrame],
-    write: Callable[[Any, pd.DataFrame], Path],
-) -> UpdateResult:
-    count = sum(len(frame) for frame in fetched)
-    merged = existing
-    for frame in fetched:
-        merged = frame if merged is None else merge_series(merged, frame, str(store.path(key)))
-    if count and merged is not None:
-        write(key, check(merged))
-    rows = 0 if merged is None else len(merged)
-    first = None if not rows else int(merged["timestamp"].iloc[0])
-    last = None if not rows else int(merged["timestamp"].iloc[-1])
-    return UpdateResult(store.path(key), count, rows, first, last)
+def _updated(path: Path, fetched: list[pd.DataFrame], stored: pd.DataFrame | None) -> UpdateResult:
+    # What an update fetched, and what the file now holds.
+    rows = 0 if stored is None else len(stored)
+    first = None if not rows else int(stored["timestamp"].iloc[0])
+    last = None if not rows else int(stored["timestamp"].iloc[-1])
+    return UpdateResult(path, sum(len(frame) for frame in fetched), rows, first, last)

@@ -256,11 +256,23 @@ class CandleStore:
         is left as it was. Returns the candles the file now holds.
         """
         path = self.path(key)
-        merged = merge_series(self._read(key), candles, str(path)) if self.exists(key) else candles
+        old = self._read(key) if self.exists(key) else candles.iloc[:0]
+        merged = merge_series(old, candles, str(path))
         source = f"{path} (not written)"
         stored = apply_gap_policy(merged, key.interval_ms, source, gap_policy, max_gap_bars)
         self.write(key, stored)
         return stored
+
+    def append_funding(self, key: FundingKey, rates: pd.DataFrame) -> pd.DataFrame:
+        """Merge ``rates`` into the funding file of ``key`` (created if missing) atomically.
+
+        Settlements the file already holds must carry the same rates (see
+        ``merge_series``). Returns the settlements the file now holds.
+        """
+        old = self._read(key) if self.exists(key) else rates.iloc[:0]
+        merged = merge_series(old, rates, str(self.path(key)))
+        self.write_funding(key.exchange, key.market, key.symbol, merged)
+        return merged
 
     def write_funding(self, exchange: str, market: str, symbol: str, rates: pd.DataFrame) -> Path:
         """Validate ``rates`` (``timestamp``, ``rate``) and replace the funding file atomically."""
