@@ -56,6 +56,7 @@ from engine.data.store import CandleStore, SeriesKey
 from engine.data.times import day_range_ms, iso_utc
 from engine.errors import ConfigError, DataError
 from engine.models.registry import ModelVersion, Registry
+from engine.scaling import Standardiser
 from engine.ssl.checkpoint import PretrainedModel
 from engine.ssl.registry import build_encoder
 from engine.ssl.train import Progress, paper_iterations, train
@@ -159,7 +160,7 @@ def pretrain(
     else:
         mean, std = np.asarray(base.spec.features.mean), np.asarray(base.spec.features.std)
     if config.features.normalisation == "zscore":
-        inputs = [(s.features - mean) / std for s in series]
+        inputs = [Standardiser(mean, std)(s.features) for s in series]
     else:
         inputs = [s.features for s in series]
 

@@ -71,12 +71,13 @@ from engine.research.volatility import (
     qlike_losses,
     r2,
 )
+from engine.scaling import Standardiser
 from engine.ssl.checkpoint import PretrainedModel
 from engine.ssl.finetune import finetune
 from engine.ssl.infer import encode_series
 from engine.strategy.base import Costs, FitContext, History
 from engine.strategy.components import AnomalyRisk, ProbeSignal
-from engine.strategy.features import DOWN, UP, Standardiser, direction_labels
+from engine.strategy.features import DOWN, UP, direction_labels
 from engine.strategy.representations import (
     bar_numbers,
     cached,
@@ -263,7 +264,8 @@ class Representations:
         # The supervised baseline trained once on `train` (features scaled with its
         # training rows' statistics), applied to `target` scaled the same way.
         settings = getattr(self.config.baselines, name)
-        scale = Standardiser(feature_representations(train.candles, settings.extras)[train.train])
+        fitted = feature_representations(train.candles, settings.extras)[train.train]
+        scale = Standardiser.fit(fitted)
         scaled = scale(feature_representations(target.candles, settings.extras))
         scaled = scaled.astype(np.float32)
         if (name, train.name) not in self._trained:
@@ -647,7 +649,7 @@ def _maps(run: _Run) -> dict:
         z = run.reps.get(name, train, train)
         if z is None:
             continue
-        scale = Standardiser(np.asarray(z[series.train], np.float64))
+        scale = Standardiser.fit(np.asarray(z[series.train], np.float64))
         pca = PCA(n_components=2, random_state=0).fit(scale(z[series.train]))
         maps["points"][name] = pca.transform(scale(z[test])).tolist()
     return maps

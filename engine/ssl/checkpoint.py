@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from engine.atomic import atomic_path, write_text
 from engine.errors import ConfigError, DataError
+from engine.scaling import Standardiser
 from engine.ssl.base import Encoder
 from engine.ssl.card import ModelCard, parse_card
 from engine.ssl.infer import encode_series
@@ -107,7 +108,7 @@ class PretrainedModel:
             )
         spec = self.spec.features
         if spec.normalisation == "zscore":
-            features = (features - np.asarray(spec.mean)) / np.asarray(spec.std)
+            features = Standardiser(np.asarray(spec.mean), np.asarray(spec.std))(features)
         return features.astype(np.float32)
 
     def embed(

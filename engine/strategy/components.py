@@ -16,11 +16,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
+from engine.scaling import Standardiser
 from engine.strategy.base import FitContext, History, Risk, Signal, Sizing, Timing
 from engine.strategy.features import (
     DOWN,
     UP,
-    Standardiser,
     cosine_to,
     direction_labels,
     forward_return,
@@ -50,7 +50,7 @@ def _prototype(
     # representation of the rows where the signal's direction (the move's own
     # sign without a signal) was followed by a move beyond threshold that way.
     rows = context.past.z[context.train]
-    scale = Standardiser(rows)
+    scale = Standardiser.fit(rows)
     direction = context.signal if context.signal is not None else np.sign(move)
     chosen = (direction != 0) & (direction * move > threshold)
     return scale, scale(rows)[chosen].mean(axis=0) if chosen.any() else None
@@ -105,7 +105,7 @@ class ProbeSignal(Signal):
         """Fit the standardiser and the probe on the training rows' labels."""
         past, train = context.past, context.train
         labels = _labelled(direction_labels(past.close, self.horizon, self.threshold), train)
-        self._scale = Standardiser(past.z[train])
+        self._scale = Standardiser.fit(past.z[train])
         x = self._scale(past.z[train])
         self._classes = np.unique(labels)
         if len(self._classes) == 1:
@@ -239,7 +239,7 @@ class AnomalyRisk(Risk):
 
     def fit(self, context: FitContext) -> None:
         """Fit the mean and standard deviation of the training representations."""
-        self._scale = Standardiser(context.past.z[context.train])
+        self._scale = Standardiser.fit(context.past.z[context.train])
 
     def transform(self, history: History, rows: slice) -> dict[str, np.ndarray]:
         """Return ``anomaly``, ``risk_scale`` and, with the brake, ``drawdown`` for each row."""

@@ -52,19 +52,6 @@ def realised_volatility(close: np.ndarray, window: int) -> np.ndarray:
     return vol
 
 
-class Standardiser:
-    """Per-dimension z-scoring with statistics from training rows only."""
-
-    def __init__(self, rows: np.ndarray) -> None:
-        self.mean = rows.mean(axis=0)
-        std = rows.std(axis=0)
-        self.std = np.where(std > 0, std, 1.0)
-
-    def __call__(self, z: np.ndarray) -> np.ndarray:
-        """Return ``z`` standardised with the training statistics."""
-        return (np.asarray(z, dtype=np.float64) - self.mean) / self.std
-
-
 def cosine_to(z: np.ndarray, prototype: np.ndarray | None) -> np.ndarray:
     """Return the cosine similarity of each row of ``z`` to ``prototype`` (0 without one)."""
     if prototype is None:

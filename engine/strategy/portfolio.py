@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.cluster import KMeans
 
+from engine.scaling import Standardiser
 from engine.strategy.base import FitContext, Portfolio
-from engine.strategy.features import Standardiser
 
 
 class ClusterPortfolio(Portfolio):
@@ -37,7 +37,7 @@ class ClusterPortfolio(Portfolio):
     def fit(self, contexts: Sequence[FitContext]) -> None:
         """Cluster the assets and weight the clusters by inverse volatility."""
         train = contexts[0].train
-        scale = Standardiser(np.vstack([c.past.z[train] for c in contexts]))
+        scale = Standardiser.fit(np.vstack([c.past.z[train] for c in contexts]))
         profiles = np.stack([scale(c.past.z[train]).mean(axis=0) for c in contexts])
         k = min(self.clusters, len(contexts))
         labels = KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit_predict(profiles)

@@ -33,10 +33,11 @@ from engine.atomic import atomic_path, write_text
 from engine.data.features import compute_features
 from engine.errors import ConfigError, DataError
 from engine.models.registry import Registry, content_hash
+from engine.scaling import Standardiser
 from engine.ssl.base import Encoder
 from engine.ssl.checkpoint import PretrainedModel
 from engine.ssl.infer import BLOCK_BARS, encode_series
-from engine.strategy.features import Standardiser, direction_labels
+from engine.strategy.features import direction_labels
 
 CACHE_DIR_ENV = "ENGINE_CACHE_DIR"
 
@@ -303,7 +304,7 @@ def train_supervised(
     """
     features, _ = compute_features(candles, extras)
     usable = max(fit_stop - horizon, 0)
-    scale = Standardiser(features[: max(usable, 1)])
+    scale = Standardiser.fit(features[: max(usable, 1)])
     labels = direction_labels(candles["close"].to_numpy()[:fit_stop], horizon, threshold)
     encoder = train_supervised_encoder(
         scale(features).astype(np.float32),
@@ -427,7 +428,7 @@ def fit_pca(
         raise DataError(
             f"PCA needs more than window={window} bars before the fitting cut-off, got {fit_stop}"
         )
-    scale = Standardiser(features)
+    scale = Standardiser.fit(features)
     lagged = np.lib.stride_tricks.sliding_window_view(scale(features), window, axis=0)
     lagged = lagged.reshape(len(lagged), -1)
     pca = PCA(n_components=min(dims, lagged.shape[1]), random_state=0).fit(lagged)
