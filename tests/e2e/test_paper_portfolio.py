@@ -10,6 +10,8 @@ from paper_replays import HOUR, PUBLIC, REPO_ROOT, _ms, _replay, store_before
 
 from engine.config import StrategyConfig
 from engine.data.store import CandleStore
+from engine.errors import DataError
+from engine.paper.sources import load_replay
 from engine.runner.backtest import run_backtest
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
@@ -103,3 +105,21 @@ def test_a_portfolio_session_on_the_exchange_equals_its_replay_of_the_files(
         columns = [c for c in ours.columns if c not in ("received_ms", "latency_ms")]
         pd.testing.assert_frame_equal(ours[columns], theirs[columns], check_exact=True)
     assert "/v5/market/kline" in paths and set(paths) <= PUBLIC
+
+
+def test_a_replay_of_several_symbols_needs_a_folder_with_each_symbols_file(
+    shared_data, tmp_path, run_cli
+):
+    config = _portfolio("2025-06-01", "2025-06-30")
+    folder = tmp_path / "replay"
+    folder.mkdir()
+    (folder / "bybit_linear_BTCUSDT_1h.parquet").write_bytes(
+        (shared_data / "bybit_linear_BTCUSDT_1h.parquet").read_bytes()
+    )
+    with pytest.raises(DataError, match="has no bybit_linear_ETHUSDT_1h.parquet, bybit_linear_SOL"):
+        load_replay(config, folder)
+    strategy = REPO_ROOT / "strategies" / "ssl_portfolio.yaml"
+    one_file = ("--replay", folder / "bybit_linear_BTCUSDT_1h.parquet")
+    result = run_cli("paper", "run", strategy, *one_file, "--journal-dir", tmp_path / "j")
+    assert result.exit_code == 2
+    assert "a strategy of 4 symbols replays a folder" in result.stderr
