@@ -1,18 +1,25 @@
 """A paper session: a strategy on live bars, with the backtest's components and kernel.
 
-The session warms up from the candle store, then for every newly closed bar:
+A session trades every symbol of its strategy: one symbol, or several under a
+portfolio component (``strategies/ssl_portfolio.yaml``). It warms up from the
+candle store (each symbol's candles, cut to the bars all of them have), then
+for every newly closed bar:
 
-1. reads it from its bar source (``engine.paper.sources``): live, the
-   exchange's public kline endpoint through ccxt (with the feed's retries and
-   backoff), either polling once the bar is due or, with a bar stream, as soon
-   as ccxt.pro's ``watch_ohlcv`` shows it closed; in a replay, a parquet file
-   of candles released as a simulated clock passes each bar's close;
-2. computes its representation and the components' outputs;
-3. advances the event loop (``engine.sim.run.simulate`` on that one bar, with
-   the book carried over) with the backtest's costs and fill rules;
-4. journals the bar, the decision, fills, balance, positions and book, in one
-   transaction (see ``engine.paper.journal``);
-5. stores the bar in the parquet candle store (``SessionOptions.bar_store``).
+1. reads it, for every symbol, from its bar source (``engine.paper.sources``):
+   live, the exchange's public kline endpoint through ccxt (with the feed's
+   retries and backoff), either polling once the bar is due or, with a bar
+   stream, as soon as ccxt.pro's ``watch_ohlcv`` shows it closed; in a
+   replay, parquet files of candles released as a simulated clock passes each
+   bar's close;
+2. computes each symbol's representation and components' outputs, and the
+   portfolio weights when the bar starts a refit block;
+3. advances the event loop (``engine.sim.run.simulate`` on that one bar of
+   all symbols, with the book carried over) with the backtest's costs and
+   fill rules;
+4. journals every symbol's bar, outputs and decision, and the fills,
+   balance, positions and book, in one transaction (see
+   ``engine.paper.journal``);
+5. stores the bars in the parquet candle store (``SessionOptions.bar_store``).
 
 Steps 2 and 3 are the runner's per-bar path (``engine.runner.stepper``):
 the refit schedule, the mapping from component outputs to decisions and the
@@ -44,9 +51,10 @@ after a reconnect the bars missed meanwhile are caught up by that same path.
 
 Storing follows the journal, off the decision's critical path: after every
 fetched batch (one bar when live, many when catching up) the bars journaled
-since the last write are merged into the store file in one atomic write
-(``CandleStore.append``). The journal is the source of truth: bars journaled
-but not stored when a session was killed are stored when it runs again, and a
+since the last write are merged into each symbol's store file in one atomic
+write (``CandleStore.append``). The journal is the source of truth: bars
+journaled but not stored when a session was killed are stored when it runs
+again, and a
 failed write is logged and tried again after the next batch.
 """
 
