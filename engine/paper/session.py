@@ -54,8 +54,7 @@ fetched batch (one bar when live, many when catching up) the bars journaled
 since the last write are merged into each symbol's store file in one atomic
 write (``CandleStore.append``). The journal is the source of truth: bars
 journaled but not stored when a session was killed are stored when it runs
-again, and a
-failed write is logged and tried again after the next batch.
+again, and a failed write is logged and tried again after the next batch.
 """
 
 from __future__ import annotations
