@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from engine.config import FinetuneSpec, StrategyConfig
 from engine.data.features import settle_bars
@@ -41,15 +42,15 @@ from engine.data.symbols import timeframe_ms
 from engine.data.times import day_range_ms, day_start_ms
 from engine.errors import ConfigError
 from engine.ssl.base import Encoder
-from engine.ssl.infer import BLOCK_BARS, encode_series, window_bars
+from engine.ssl.infer import encode_series, window_bars
 from engine.strategy.representations import (
     PcaBasis,
     bar_numbers,
+    cache_key,
     cached,
     feature_representations,
     finetune_model,
     fit_pca,
-    hash_candles,
     load_unseen_model,
     model_feature_matrix,
     model_features,
@@ -130,8 +131,8 @@ class Encoded(Representation):
         Bars the features settle over.
     interval_ms : int
         The bar interval.
-    cache_key : str
-        The representation's cache key, completed by the candles' hash.
+    cache_prefix : str
+        The start of the cache key (``engine.strategy.representations.cache_key``).
     cache_dir : Path, optional
         Where ``series`` caches its result; None: no cache.
     source : dict
@@ -144,22 +145,31 @@ class Encoded(Representation):
         features: Callable[[pd.DataFrame], np.ndarray],
         settle: int,
         interval_ms: int,
-        cache_key: str,
+        cache_prefix: str,
         cache_dir: Path | None,
         source: dict,
     ) -> None:
         self._make, self.features, self.settle = encoder, features, settle
-        self.interval, self.cache_key, self.cache_dir = interval_ms, cache_key, cache_dir
+        self.interval, self.cache_prefix, self.cache_dir = interval_ms, cache_prefix, cache_dir
         self.source = source
 
     @cached_property
     def encoder(self) -> Encoder:
-        """Return the encoder, made (trained) on first use."""
-        return self._make()
+        """Return the encoder, made (trained) on first use, on one torch thread.
+
+        Training's bits depend on the number of threads, as encoding's do: on
+        one thread, a session trains the encoder ``engine run`` trains.
+        """
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._make()
+        finally:
+            torch.set_num_threads(threads)
 
     def series(self, candles: pd.DataFrame) -> np.ndarray:
         """Return every bar's encoding, cached by the settings, the candles and the blocks."""
-        key = f"{self.cache_key}-{hash_candles(candles)[:20]}-blocks{BLOCK_BARS}"
+        key = cache_key(self.cache_prefix, candles)
         return cached(self.cache_dir, key, lambda: self._encode(candles, 0))
 
     def tail_bars(self) -> int | None:

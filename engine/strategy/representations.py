@@ -216,8 +216,17 @@ def cached_model_representations(
     model: PretrainedModel, candles: pd.DataFrame, interval_ms: int, cache_dir: Path | None
 ) -> np.ndarray:
     """Return ``model_representations`` of every bar, cached by model, candles and block layout."""
-    key = f"model-{model_hash(model)[:20]}-{hash_candles(candles)[:20]}-blocks{BLOCK_BARS}"
+    key = cache_key(f"model-{model_hash(model)[:20]}", candles)
     return cached(cache_dir, key, lambda: model_representations(model, candles, interval_ms))
+
+
+def cache_key(prefix: str, candles: pd.DataFrame) -> str:
+    """Return the cache key of a representation of ``candles`` made as ``prefix`` says.
+
+    The key holds the prefix (the kind, and the hash of the model or the
+    settings), the candles' hash and the encoding's block length.
+    """
+    return f"{prefix}-{hash_candles(candles)[:20]}-blocks{BLOCK_BARS}"
 
 
 def train_supervised_encoder(
