@@ -52,7 +52,8 @@ import numpy as np
 from numba import njit
 
 from engine.sim import MarketSpec, Mode, SimConfig, simulate
-from engine.sim.nb import TOL, run_nb
+from engine.sim.enums import fill_dt, reject_dt
+from engine.sim.nb import MAX_EVENTS_PER_ASSET, TOL, run_nb
 from engine.sim.run import market_records, new_state
 
 HOUR_MS = 3_600_000
@@ -265,13 +266,17 @@ def workload_a() -> tuple[float, float, float]:
     fee = 0.0003
 
     def kernel(target: np.ndarray, mode: np.ndarray):
-        # run_nb with its inputs prebuilt: 2-D views, scalars as one-element arrays
+        # run_nb with its inputs prebuilt: 2-D views, scalars as one-element arrays; record
+        # buffers with room for every bar's records, which, like vectorbt's, take memory only
+        # where written
         mode = mode.astype(np.int8).reshape(-1, 1)
 
         def call():
             account, assets = new_state(1, 10_000.0)
             outputs = (np.empty(n_bars), np.empty(n_bars), np.empty(n_bars), np.empty((n_bars, 1)))
-            fills, _ = run_nb(
+            fills = np.empty(MAX_EVENTS_PER_ASSET * n_bars, fill_dt)
+            rejects = np.empty(MAX_EVENTS_PER_ASSET * n_bars, reject_dt)
+            reached, n_fills, _ = run_nb(
                 account,
                 assets,
                 records,
@@ -284,9 +289,16 @@ def workload_a() -> tuple[float, float, float]:
                 np.zeros((1, 1)),
                 np.full((1, 1), np.nan),
                 np.full((1, 1), np.nan),
+                0,
+                n_bars,
                 *outputs,
+                fills,
+                0,
+                rejects,
+                0,
             )
-            return outputs[0], fills
+            assert reached == n_bars
+            return outputs[0], fills[:n_fills]
 
         return call
 

@@ -350,19 +350,20 @@ def reference_run(
         for x in (funding, target, mode, risk, offset, stop_loss, take_profit)
     ]
     book = ReferenceBook(n_assets, cash, config, markets)
-    equity, cash_out, funding_paid, position = [], [], [], []
+    equity, cash_out, ledgers, position = [], [], [], []
     for t in range(n_bars):
         row = [g[t] for g in grids]
         row[2] = [int(m) for m in row[2]]
         ledger = book.step(o[t], h[t], lo[t], c[t], *row)
         equity.append(book.equity)
         cash_out.append(book.cash)
-        funding_paid.append(ledger["funding"])
+        ledgers.append(ledger)
         position.append([a["position"] for a in book.assets])
     return {
         "equity": np.array(equity),
         "cash": np.array(cash_out),
-        "funding": np.array(funding_paid),
+        "funding": np.array([ledger["funding"] for ledger in ledgers]),
+        "ledger": {name: np.array([ledger[name] for ledger in ledgers]) for name in ledgers[0]},
         "position": np.array(position),
         "fills": book.fills,
         "rejects": book.rejects,

@@ -289,13 +289,25 @@ class Journal:
         return self._symbol_names
 
     def resume(self) -> Resume | None:
-        """Return the state after the last bar, or None for a session with no bar yet."""
+        """Return the state after the last bar, or None for a session with no bar yet.
+
+        Raises
+        ------
+        DataError
+            If the saved book does not fit this engine's record dtypes.
+        """
         row = self._db.execute(
             "SELECT ts, account, assets FROM book WHERE session = ? ORDER BY ts DESC LIMIT 1",
             (self.session,),
         ).fetchone()
         if row is None:
             return None
+        if len(row[1]) != account_dt.itemsize or len(row[2]) % asset_dt.itemsize:
+            raise DataError(
+                f"{self.path}: the saved book of session {self.session!r} does not match this "
+                "engine's account and asset records (a journal of another version); "
+                "start a new session"
+            )
         states = self._db.execute(
             "SELECT state FROM decisions WHERE session = ? AND ts = ? ORDER BY asset",
             (self.session, row[0]),

@@ -83,7 +83,6 @@ def session_backtest(journal_dir: Path, session: str) -> Backtest:
         account=last.account if last else np.zeros(1, account_dt),
         assets=last.assets if last else np.zeros(1, asset_dt),
         close=close,
-        initial_equity=config.initial_capital,
     )
     close, metrics, daily, benchmark = performance(config, fitted, sim, 0, n_bars)
     inputs = {

@@ -433,10 +433,10 @@ class PaperSession:
         """
         step = self.stepper.step(bars, funding)
         result = step.result
-        account = result.account[0]
+        costs = result.ledger[0]
         balance = {"equity": float(result.equity[0]), "cash": float(result.cash[0])}
-        for name in ("funding", "maker_fee", "taker_fee", "slippage", "liquidation_fee"):
-            balance[name] = float(account[name])
+        for name in costs.dtype.names:
+            balance[name] = float(costs[name])
         ts = int(bars[0]["timestamp"])
         per_asset = [
             AssetRecord(

@@ -81,12 +81,6 @@ account_dt = np.dtype(
         ("bar", np.int64),  # index of the next bar to process
         ("cash", np.float64),
         ("equity", np.float64),  # marked at the last close
-        # costs of the last processed bar, all assets together
-        ("maker_fee", np.float64),
-        ("taker_fee", np.float64),
-        ("slippage", np.float64),
-        ("funding", np.float64),  # paid, so negative when received
-        ("liquidation_fee", np.float64),
     ],
     align=True,
 )

@@ -1,8 +1,9 @@
-"""Numba kernels of the event loop: ``step_nb`` advances the book one bar, ``run_nb`` all bars.
+"""Numba kernels of the event loop: ``run_nb`` advances a book over a range of bars.
 
-Both run the same loop, ``advance_nb``, which is the one place the rules below
-live; a paper session continues ``run_nb`` from the saved book one closed bar
-at a time (``engine.sim.simulate(..., state=...)``).
+``run_nb`` is the one place the rules below live. A backtest runs it over all
+bars; a paper session continues it from the saved book one closed bar at a
+time (``engine.sim.simulate(..., state=...)``), and the parity tests check
+that the two agree bit for bit.
 
 The book holds N assets and one cash balance in the quote currency (USDT) shared
 by all of them, as with USDT-margined perpetuals under cross margin. ``cash``
@@ -98,9 +99,16 @@ Inputs and state
 Prices have shape (T, N). Funding and the decision inputs have shape (T, N),
 or one row standing for every bar and/or one column for every asset. The
 state is two structured arrays, ``account`` (one ``account_dt`` record)
-and ``assets`` (one ``asset_dt`` record per asset), which ``step_nb`` updates
-in place. Running ``run_nb`` over all bars equals calling ``step_nb`` bar by
-bar with the state carried over.
+and ``assets`` (one ``asset_dt`` record per asset), which ``run_nb`` updates
+in place. Running it over all bars equals running it bar by bar with the
+state carried over.
+
+Costs
+-----
+Every cost but funding is in the fill that incurred it: ``fee`` (maker, taker
+or liquidation, told apart by ``liquidity`` and ``kind``) and ``slippage``.
+Funding is a per-bar output. ``engine.sim.SimResult.ledger`` sums both into
+the costs of each bar, the one cost ledger of backtests and paper sessions.
 """
 
 import numpy as np
@@ -117,8 +125,6 @@ from engine.sim.enums import (
     Reason,
     Side,
     Sizing,
-    fill_dt,
-    reject_dt,
 )
 
 TOL = 1e-9  # relative size below which an order is taken as nothing
@@ -430,8 +436,6 @@ def fill_market_order_nb(
     fee = qty * price * cfg["taker_fee"]
     slippage = qty * abs(price - open_[t, i])
     apply_fill_nb(account, assets, i, side, qty, price, fee)
-    account[0]["taker_fee"] += fee
-    account[0]["slippage"] += slippage
     n_fills = record_fill_nb(
         fills,
         n_fills,
@@ -520,8 +524,6 @@ def fill_stop_nb(
     fee = qty * price * cfg["taker_fee"]
     slippage = qty * abs(price - level)
     apply_fill_nb(account, assets, i, side, qty, price, fee)
-    account[0]["taker_fee"] += fee
-    account[0]["slippage"] += slippage
     n_fills = record_fill_nb(
         fills, n_fills, bar, i, side, qty, price, fee, slippage, Liquidity.TAKER, kind, reason
     )
@@ -590,7 +592,6 @@ def fill_limit_order_nb(
         reason = Reason.GAP_AT_OPEN
     fee = qty * price * cfg["maker_fee"]
     apply_fill_nb(account, assets, i, side, qty, price, fee)
-    account[0]["maker_fee"] += fee
     n_fills = record_fill_nb(
         fills, n_fills, bar, i, side, qty, price, fee, 0.0, Liquidity.MAKER, Kind.LIMIT, reason
     )
@@ -620,7 +621,6 @@ def liquidate_nb(account, assets, config, close, t, fills, n_fills, rejects, n_r
             qty = abs(pos)
             fee = qty * price * cfg["liquidation_fee"]
             apply_fill_nb(account, assets, i, side, qty, price, fee)
-            acc["liquidation_fee"] += fee
             n_fills = record_fill_nb(
                 fills,
                 n_fills,
@@ -710,29 +710,19 @@ def mark_nb(account, assets, close, t):
 
 
 @njit(cache=True, inline="always")
-def clear_ledger_nb(account):
-    """Zero the account's ledger fields, the costs of the bar about to run."""
-    acc = account[0]
-    acc["maker_fee"] = 0.0
-    acc["taker_fee"] = 0.0
-    acc["slippage"] = 0.0
-    acc["funding"] = 0.0
-    acc["liquidation_fee"] = 0.0
-
-
-@njit(cache=True, inline="always")
-def close_bar_nb(account, assets, t, equity, cash, funding_paid, position):
+def close_bar_nb(account, assets, t, paid, equity, cash, funding_paid, position):
     """Write the outputs of bar ``t`` from the state and move the account to the next bar.
 
     Assumptions
     -----------
-    The account is marked at the close of bar ``t``.
+    The account is marked at the close of bar ``t``, and ``paid`` is the
+    funding all assets paid at its open.
     """
     acc = account[0]
     acc["bar"] += 1
     equity[t] = acc["equity"]
     cash[t] = acc["cash"]
-    funding_paid[t] = acc["funding"]
+    funding_paid[t] = paid
     for i in range(assets.shape[0]):
         position[t, i] = assets[i]["position"]
 
@@ -767,15 +757,15 @@ def quiet_bars_nb(
     (every target NaN or every mode ``Mode.WAIT``, both encodings of no
     decision) and no stop distance is set at its close, and the book is not liquidated
     at its close. Such a bar only marks the book, so it runs here without the
-    phases of ``advance_nb``, with the same arithmetic. The first bar that is
-    not quiet is left for ``advance_nb``; the outputs are written as there.
+    phases of ``run_nb``, with the same arithmetic. The first bar that is
+    not quiet is left for ``run_nb``; the outputs are written as there.
 
     Assumptions
     -----------
     No asset has a pending order or a stop distance. ``set_stops`` tells
     whether bar ``t`` sets stop distances and ``stops_vary`` whether later
     bars do (the stop inputs have a row per bar); ``funding_due`` whether
-    funding may settle at all. Other arguments are those of ``advance_nb``.
+    funding may settle at all. Other arguments are those of ``run_nb``.
     """
     acc = account[0]
     cfg = config[0]
@@ -787,8 +777,6 @@ def quiet_bars_nb(
     tp_row, tp_col = flex_steps_nb(take_profit)
     liquidable = cfg["spot"] == 0
     maintenance = cfg["maintenance_margin"]
-    # quiet bars cost nothing; if none runs, advance_nb clears the ledger itself
-    clear_ledger_nb(account)
     while t < stop:
         if set_stops:
             for i in range(n_assets):
@@ -810,7 +798,7 @@ def quiet_bars_nb(
         if liquidable and gross > 0.0 and value < maintenance * gross:
             return t
         acc["equity"] = value
-        close_bar_nb(account, assets, t, equity, cash, funding_paid, position)
+        close_bar_nb(account, assets, t, 0.0, equity, cash, funding_paid, position)
         # about once a cache line: a line's worth of values apart, on the rows a new
         # line starts in (every row, once rows are a line long)
         ahead = min(t + PREFETCH_BARS, stop - 1)
@@ -828,7 +816,7 @@ def quiet_bars_nb(
 def due_phases_nb(assets):
     """Return whether any asset has a market order, a limit order or a stop distance.
 
-    ``advance_nb`` skips a phase of the next bar when no asset has work in it.
+    ``run_nb`` skips a phase of the next bar when no asset has work in it.
 
     Assumptions
     -----------
@@ -847,7 +835,7 @@ def due_phases_nb(assets):
 
 
 @njit(cache=True)
-def advance_nb(
+def run_nb(
     account,
     assets,
     config,
@@ -878,11 +866,10 @@ def advance_nb(
 
     Each bar runs funding, market fills, stops, limit fills, the mark at the
     close, the liquidation check and the new decisions, in that order (see the
-    module docstring), moves ``account[0]["bar"]`` on by one and leaves the
-    bar's costs in the account's ledger fields. A phase runs only when some
-    asset has work in it, and stretches of bars in which nothing but the mark
-    can happen run through ``quiet_bars_nb``. This loop is the one place the
-    rules of a bar live: ``step_nb`` runs it for one bar, ``run_nb`` for all.
+    module docstring) and moves ``account[0]["bar"]`` on by one. A phase runs
+    only when some asset has work in it, and stretches of bars in which
+    nothing but the mark can happen run through ``quiet_bars_nb``. This loop
+    is the one place the rules of a bar live.
 
     Parameters
     ----------
@@ -899,9 +886,13 @@ def advance_nb(
         Rows of the bars to run.
     equity, cash, funding_paid, position : ndarray
         Outputs at row ``t``: equity and cash at the close, funding paid at
-        the open, shape (T,); positions at the close, shape (T, N).
+        the open, shape (T,); positions at the close, shape (T, N). The
+        caller allocates them: numpy puts large arrays on huge pages, which
+        makes writing them several times faster than numba's allocator does.
     fills, rejects : structured ndarray
         Output buffers; records go from index ``n_fills`` and ``n_rejects``.
+        The caller grows them when the loop stops short of ``stop``, so that
+        the loop holds no allocation.
 
     Returns
     -------
@@ -962,7 +953,7 @@ def advance_nb(
             )
             if t == stop:
                 break
-        clear_ledger_nb(account)
+        paid = 0.0
         if funding_due:
             for i in range(n_assets):
                 pos = assets[i]["position"]
@@ -970,7 +961,7 @@ def advance_nb(
                 if settles_nb(pos, rate):
                     payment = rate * pos * open_[t, i]
                     acc["cash"] -= payment
-                    acc["funding"] += payment
+                    paid += payment
         for i in range(n_assets if market_due else 0):
             if assets[i]["pending"] == Pending.MARKET:
                 n_fills, n_rejects = fill_market_order_nb(
@@ -1056,79 +1047,9 @@ def advance_nb(
                     account, assets, config, markets, close, offset, t, i, frac, rejects, n_rejects
                 )
         market_due, limit_due, stops_due = due_phases_nb(assets)
-        close_bar_nb(account, assets, t, equity, cash, funding_paid, position)
+        close_bar_nb(account, assets, t, paid, equity, cash, funding_paid, position)
         t += 1
     return t, n_fills, n_rejects
-
-
-@njit(cache=True)
-def step_nb(
-    account,
-    assets,
-    config,
-    markets,
-    open_,
-    high,
-    low,
-    close,
-    funding,
-    target,
-    mode,
-    risk,
-    offset,
-    stop_loss,
-    take_profit,
-    t,
-    equity,
-    cash,
-    funding_paid,
-    position,
-    fills,
-    n_fills,
-    rejects,
-    n_rejects,
-):
-    """Advance the book by bar ``t``, in place; return the fill and reject counts.
-
-    Called with one-row inputs and ``t = 0`` it steps a saved book by one bar;
-    the parity tests check that stepping bar by bar equals ``run_nb``.
-    Arguments are those of ``advance_nb``.
-
-    Assumptions
-    -----------
-    As for ``advance_nb``; the buffers must have room for
-    ``MAX_EVENTS_PER_ASSET`` records per asset past their counts.
-    """
-    reached, n_fills, n_rejects = advance_nb(
-        account,
-        assets,
-        config,
-        markets,
-        open_,
-        high,
-        low,
-        close,
-        funding,
-        target,
-        mode,
-        risk,
-        offset,
-        stop_loss,
-        take_profit,
-        t,
-        t + 1,
-        equity,
-        cash,
-        funding_paid,
-        position,
-        fills,
-        n_fills,
-        rejects,
-        n_rejects,
-    )
-    if reached == t:
-        raise ValueError("fills or rejects has no room for this bar's records")
-    return n_fills, n_rejects
 
 
 @njit(cache=True)
@@ -1230,104 +1151,3 @@ def first_not_increasing_nb(values):
         if values[k] <= values[k - 1]:
             return k
     return -1
-
-
-@njit(cache=True)
-def reserve_nb(records, n, extra):
-    """Return ``records``, or a copy twice as large when ``extra`` more would not fit.
-
-    Assumptions
-    -----------
-    The first ``n`` records are the ones to keep.
-    """
-    if n + extra <= records.shape[0]:
-        return records
-    grown = np.empty(2 * records.shape[0] + extra, records.dtype)
-    grown[:n] = records[:n]
-    return grown
-
-
-@njit(cache=True)
-def run_nb(
-    account,
-    assets,
-    config,
-    markets,
-    open_,
-    high,
-    low,
-    close,
-    funding,
-    target,
-    mode,
-    risk,
-    offset,
-    stop_loss,
-    take_profit,
-    equity,
-    cash,
-    funding_paid,
-    position,
-):
-    """Run every bar through ``advance_nb``; return the fills and the rejected orders.
-
-    Parameters
-    ----------
-    account, assets, config, markets : structured ndarray
-        As for ``advance_nb``; the state is updated in place.
-    open_, high, low, close, funding, target, mode, risk, offset, stop_loss, take_profit : ndarray
-        As for ``advance_nb``, C-contiguous.
-    equity, cash, funding_paid, position : ndarray
-        Outputs as for ``advance_nb``, one row per bar, filled in place. The
-        caller allocates them: numpy puts large arrays on huge pages, which
-        makes writing them several times faster than numba's allocator does.
-
-    Returns
-    -------
-    fills : ndarray of fill_dt
-    rejects : ndarray of reject_dt
-
-    Assumptions
-    -----------
-    As for ``advance_nb``. The record buffers grow between calls of
-    ``advance_nb``, which stops when they are nearly full, so that the loop
-    over bars holds no allocation.
-    """
-    n_bars, n_assets = open_.shape
-    extra = MAX_EVENTS_PER_ASSET * n_assets
-    fills = np.empty(1024 * extra, fill_dt)
-    rejects = np.empty(1024 * extra, reject_dt)
-    n_fills = 0
-    n_rejects = 0
-    t = 0
-    while t < n_bars:
-        fills = reserve_nb(fills, n_fills, extra)
-        rejects = reserve_nb(rejects, n_rejects, extra)
-        t, n_fills, n_rejects = advance_nb(
-            account,
-            assets,
-            config,
-            markets,
-            open_,
-            high,
-            low,
-            close,
-            funding,
-            target,
-            mode,
-            risk,
-            offset,
-            stop_loss,
-            take_profit,
-            t,
-            n_bars,
-            equity,
-            cash,
-            funding_paid,
-            position,
-            fills,
-            n_fills,
-            rejects,
-            n_rejects,
-        )
-    return fills[:n_fills].copy(), rejects[:n_rejects].copy()

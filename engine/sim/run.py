@@ -1,9 +1,10 @@
-"""The numpy-facing wrapper of the event loop: validate inputs, make one kernel call.
+"""The numpy-facing wrapper of the event loop: validate inputs, run the kernel.
 
 ``simulate`` checks every input, resolves defaults, shapes scalars and (T,)
 arrays so that the kernels broadcast them without copies, allocates the
-per-bar outputs, then calls ``engine.sim.nb.run_nb`` once. The rules of the
-simulation are written in the docstring of ``engine.sim.nb``.
+per-bar outputs, then calls ``engine.sim.nb.run_nb`` over all bars (again
+only when its record buffers fill up). The rules of the simulation are
+written in the docstring of ``engine.sim.nb``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from engine.sim.enums import (
     account_dt,
     asset_dt,
     config_dt,
+    fill_dt,
     ledger_dt,
     market_dt,
+    reject_dt,
 )
 from engine.sim.nb import (
+    MAX_EVENTS_PER_ASSET,
     first_not_increasing_nb,
     first_outside_nb,
     price_violation_nb,
@@ -119,7 +123,9 @@ class SimResult:
     ``equity``, ``cash`` and ``funding`` (paid at each bar's open, all assets
     together) have shape (T,); ``position`` has shape (T, N); ``fills`` and
     ``rejects`` are ``fill_dt`` and ``reject_dt`` records; ``account`` and
-    ``assets`` are the state after the last bar, to continue from.
+    ``assets`` are the state after the last bar, to continue from. ``start``
+    is the number the records' ``bar`` gives the first bar (the bars the book
+    had run before). ``ledger`` holds the costs of each bar.
     """
 
     equity: np.ndarray
@@ -131,7 +137,7 @@ class SimResult:
     account: np.ndarray
     assets: np.ndarray
     close: np.ndarray = field(repr=False)
-    initial_equity: float = field(repr=False)
+    start: int = 0
 
     @property
     def notional(self) -> np.ndarray:
@@ -142,6 +148,7 @@ class SimResult:
     def ledger(self) -> np.ndarray:
         """Return the costs of each bar as ``ledger_dt`` records, shape (T,)."""
         fills = self.fills
+        rows = fills["bar"] - self.start
         n_bars = self.equity.size
         ledger = np.zeros(n_bars, ledger_dt)
         liquidation = fills["kind"] == Kind.LIQUIDATION
@@ -151,26 +158,10 @@ class SimResult:
             ("taker_fee", ~maker & ~liquidation),
             ("liquidation_fee", liquidation),
         ):
-            ledger[column] = np.bincount(fills["bar"][chosen], fills["fee"][chosen], n_bars)
-        ledger["slippage"] = np.bincount(fills["bar"], fills["slippage"], n_bars)
+            ledger[column] = np.bincount(rows[chosen], fills["fee"][chosen], n_bars)
+        ledger["slippage"] = np.bincount(rows, fills["slippage"], n_bars)
         ledger["funding"] = self.funding
         return ledger
-
-    @property
-    def summary(self) -> dict:
-        """Return the totals of the run."""
-        summary = {
-            "initial_equity": self.initial_equity,
-            "final_equity": float(self.equity[-1]),
-            "total_return": float(self.equity[-1] / self.initial_equity - 1.0),
-            "fills": int(self.fills.size),
-            "rejects": int(self.rejects.size),
-            "traded_notional": float(np.sum(self.fills["quantity"] * self.fills["price"])),
-        }
-        ledger = self.ledger
-        for column in ledger.dtype.names:
-            summary[column] = float(np.sum(ledger[column]))
-        return summary
 
 
 def new_state(n_assets: int, cash: float) -> tuple[np.ndarray, np.ndarray]:
@@ -311,44 +302,68 @@ def simulate(
         account, assets = new_state(n_assets, cash)
     else:
         account, assets = _copy_state(state, n_assets)
-    initial_equity = float(account["equity"][0])
     equity = np.empty(n_bars)
     cash_out = np.empty(n_bars)
     funding_paid = np.empty(n_bars)
     position = np.empty((n_bars, n_assets))
-    fills, rejects = run_nb(
-        account,
-        assets,
-        config.to_record(),
-        markets_array,
-        prices["open"],
-        prices["high"],
-        prices["low"],
-        prices["close"],
-        funding,
-        target,
-        mode,
-        risk,
-        offset,
-        stops["stop_loss"],
-        stops["take_profit"],
-        equity,
-        cash_out,
-        funding_paid,
-        position,
-    )
+    extra = MAX_EVENTS_PER_ASSET * n_assets
+    fills = np.empty(1024 * extra, fill_dt)
+    rejects = np.empty(1024 * extra, reject_dt)
+    settings = config.to_record()
+    start = int(account["bar"][0])
+    t = n_fills = n_rejects = 0
+    while t < n_bars:
+        fills = _room(fills, n_fills, extra)
+        rejects = _room(rejects, n_rejects, extra)
+        t, n_fills, n_rejects = run_nb(
+            account,
+            assets,
+            settings,
+            markets_array,
+            prices["open"],
+            prices["high"],
+            prices["low"],
+            prices["close"],
+            funding,
+            target,
+            mode,
+            risk,
+            offset,
+            stops["stop_loss"],
+            stops["take_profit"],
+            t,
+            n_bars,
+            equity,
+            cash_out,
+            funding_paid,
+            position,
+            fills,
+            n_fills,
+            rejects,
+            n_rejects,
+        )
     return SimResult(
         equity=equity,
         cash=cash_out,
         funding=funding_paid,
         position=position,
-        fills=fills,
-        rejects=rejects,
+        fills=fills[:n_fills].copy(),
+        rejects=rejects[:n_rejects].copy(),
         account=account,
         assets=assets,
         close=prices["close"],
-        initial_equity=initial_equity,
+        start=start,
     )
+
+
+def _room(records: np.ndarray, n: int, extra: int) -> np.ndarray:
+    # the first n records in a buffer with room for extra more: the same one, or one
+    # twice as large
+    if n + extra <= records.size:
+        return records
+    grown = np.empty(2 * records.size + extra, records.dtype)
+    grown[:n] = records[:n]
+    return grown
 
 
 def _check_config_range(name: str, value: float, low: float, high: float) -> None:

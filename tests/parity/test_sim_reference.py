@@ -47,6 +47,11 @@ def assert_agrees_with_reference(scenario: Scenario) -> None:
             getattr(result, name), expected[name], rtol=RTOL, atol=scale, err_msg=name
         )
     np.testing.assert_allclose(result.position, expected["position"], rtol=RTOL, atol=1e-12)
+    # the reference sums each bar's costs as it trades; the kernel's ledger comes from its records
+    for name, costs in expected["ledger"].items():
+        np.testing.assert_allclose(
+            result.ledger[name], costs, rtol=RTOL, atol=scale, err_msg=f"ledger {name}"
+        )
     assert_records_match(result.fills, expected["fills"], fill_dt)
     assert_records_match(result.rejects, expected["rejects"], reject_dt)
 

@@ -1,4 +1,4 @@
-"""One kernel for backtest and paper: bar-by-bar ``step_nb`` equals ``run_nb``, jitted or not."""
+"""One kernel for backtest and paper: a run bar by bar from the saved book equals one run."""
 
 from __future__ import annotations
 
@@ -14,62 +14,37 @@ from hypothesis import given, settings
 from sim_scenarios import Scenario, example_scenario, scenarios
 
 from engine.sim import Mode, simulate
-from engine.sim.enums import fill_dt, reject_dt
-from engine.sim.nb import MAX_EVENTS_PER_ASSET, step_nb
-from engine.sim.run import SimResult, market_records, new_state
+from engine.sim.run import SimResult, new_state
 
 TESTS = Path(__file__).resolve().parents[1]
 
 
 def step_by_step(scenario: Scenario) -> dict:
-    """Feed the scenario to ``step_nb`` one bar at a time, as the paper session does."""
+    """Feed the scenario to ``simulate`` one bar at a time from the saved book, as paper does."""
     n_bars, n_assets = scenario.close.shape
-    account, assets = new_state(n_assets, scenario.cash)
-    config = scenario.config.to_record()
-    markets = market_records(scenario.markets, n_assets)
-    names = ("funding", "target", "mode", "risk", "limit_offset", "stop_loss", "take_profit")
     full = {}
-    for name in names:
-        values = np.asarray(scenario.inputs[name])
+    for name, values in scenario.inputs.items():
+        values = np.asarray(values)
         values = values.reshape(-1, 1) if values.ndim < 2 else values
         full[name] = np.broadcast_to(values, (n_bars, n_assets))
-    capacity = MAX_EVENTS_PER_ASSET * n_assets
-    equity, cash, funding = np.empty(1), np.empty(1), np.empty(1)
-    position = np.empty((1, n_assets))
-    out = {"equity": [], "cash": [], "funding": [], "position": [], "fills": [], "rejects": []}
+    state = new_state(n_assets, scenario.cash)
+    steps = []
     for t in range(n_bars):
-        row = {name: np.ascontiguousarray(values[t : t + 1]) for name, values in full.items()}
-        prices = [
-            np.ascontiguousarray(p[t : t + 1])
-            for p in (scenario.open, scenario.high, scenario.low, scenario.close)
-        ]
-        fills, rejects = np.empty(capacity, fill_dt), np.empty(capacity, reject_dt)
-        n_fills, n_rejects = step_nb(
-            account,
-            assets,
-            config,
-            markets,
-            *prices,
-            *(row[name] for name in names),
-            0,
-            equity,
-            cash,
-            funding,
-            position,
-            fills,
-            0,
-            rejects,
-            0,
+        rows = slice(t, t + 1)
+        prices = (scenario.open, scenario.high, scenario.low, scenario.close)
+        step = simulate(
+            scenario.timestamps[rows],
+            *(p[rows] for p in prices),
+            markets=scenario.markets,
+            config=scenario.config,
+            state=state,
+            **{name: np.ascontiguousarray(values[rows]) for name, values in full.items()},
         )
-        out["equity"].append(equity[0])
-        out["cash"].append(cash[0])
-        out["funding"].append(funding[0])
-        out["position"].append(position[0].copy())
-        out["fills"].append(fills[:n_fills])
-        out["rejects"].append(rejects[:n_rejects])
-    out["fills"] = np.concatenate(out["fills"])
-    out["rejects"] = np.concatenate(out["rejects"])
-    out["account"], out["assets"] = account, assets
+        state = (step.account, step.assets)
+        steps.append(step)
+    names = ("equity", "cash", "funding", "position", "ledger", "fills", "rejects")
+    out = {name: np.concatenate([getattr(step, name) for step in steps]) for name in names}
+    out["account"], out["assets"] = state
     return out
 
 
@@ -77,7 +52,7 @@ def assert_same_outputs(result: SimResult, other: dict) -> None:
     """Assert bit-identical outputs and final state, record arrays field by field."""
     for name in ("equity", "cash", "funding", "position"):
         np.testing.assert_array_equal(getattr(result, name), other[name], err_msg=name)
-    for name in ("fills", "rejects", "assets", "account"):
+    for name in ("fills", "rejects", "assets", "account", "ledger"):
         ours, theirs = getattr(result, name), other[name]
         assert ours.shape == theirs.shape, name
         for field in ours.dtype.names:
@@ -101,7 +76,8 @@ def test_wait_with_a_target_equals_a_nan_target(scenario: Scenario) -> None:
     waiting = dict(scenario.inputs)
     waiting["target"] = np.where(undecided, 0.75, target)
     waiting["mode"] = np.where(undecided, int(Mode.WAIT), scenario.inputs["mode"]).astype(np.int8)
-    assert_same_outputs(scenario.run(), vars(replace(scenario, inputs=waiting).run()))
+    other = replace(scenario, inputs=waiting).run()
+    assert_same_outputs(scenario.run(), vars(other) | {"ledger": other.ledger})
 
 
 def test_run_continues_from_a_saved_state() -> None:
@@ -145,7 +121,7 @@ def test_pure_python_run_equals_the_compiled_run(tmp_path: Path, sparse: bool) -
         f"r = example_scenario(seed=5, sparse={sparse}).run()\n"
         f"np.savez({str(tmp_path / 'out.npz')!r}, equity=r.equity, cash=r.cash,\n"
         "         funding=r.funding, position=r.position, fills=r.fills, rejects=r.rejects,\n"
-        "         account=r.account, assets=r.assets)\n"
+        "         account=r.account, assets=r.assets, ledger=r.ledger)\n"
     )
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     subprocess.run([sys.executable, "-c", script], env=env, check=True)

@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from sim_scenarios import Scenario, scenarios
 
 from engine.sim import SimConfig, simulate
-from engine.sim.run import new_state
 
 EXAMPLES = settings(max_examples=150, deadline=None)
 
@@ -18,39 +17,6 @@ def test_equity_is_cash_plus_positions_at_every_close(scenario: Scenario) -> Non
     result = scenario.run()
     value = result.cash + np.sum(result.position * scenario.close, axis=1)
     np.testing.assert_allclose(result.equity, value, rtol=1e-12, atol=scenario.cash * 1e-12)
-
-
-@settings(max_examples=40, deadline=None)
-@given(scenarios())
-def test_each_bars_costs_in_the_kernels_account_equal_its_ledger_row(scenario: Scenario) -> None:
-    # The account record's costs of a bar are summed by the kernel as it fills; the ledger
-    # is summed afterwards from the fills' records. Stepping one bar at a time, as a paper
-    # session does, exposes every bar's account record.
-    ledger = scenario.run().ledger
-    n_bars, n_assets = scenario.close.shape
-    inputs = {
-        name: np.broadcast_to(
-            np.asarray(values).reshape(n_bars if np.ndim(values) else 1, -1), (n_bars, n_assets)
-        )
-        for name, values in scenario.inputs.items()
-    }
-    state = new_state(n_assets, scenario.cash)
-    for t in range(n_bars):
-        rows = slice(t, t + 1)
-        prices = (scenario.open, scenario.high, scenario.low, scenario.close)
-        step = simulate(
-            scenario.timestamps[rows],
-            *(p[rows] for p in prices),
-            markets=scenario.markets,
-            config=scenario.config,
-            state=state,
-            **{name: np.ascontiguousarray(values[rows]) for name, values in inputs.items()},
-        )
-        state = (step.account, step.assets)
-        for name in ledger.dtype.names:
-            np.testing.assert_allclose(
-                step.account[0][name], ledger[name][t], rtol=1e-12, atol=1e-12, err_msg=name
-            )
 
 
 @EXAMPLES

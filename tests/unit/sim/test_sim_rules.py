@@ -6,9 +6,6 @@ import numpy as np
 import pytest
 
 from engine.sim import Kind, Liquidity, MarketSpec, Mode, Reason, Side, SimConfig, simulate
-from engine.sim.enums import fill_dt, reject_dt
-from engine.sim.nb import step_nb
-from engine.sim.run import market_records, new_state
 
 HOUR_MS = 3_600_000
 NAN = np.nan
@@ -45,7 +42,7 @@ def test_market_round_trip_costs_exactly_six_basis_points() -> None:
     result = run(flat(3), [1.0, 0.0, NAN])
     assert result.fills.size == 2
     assert result.equity[-1] == pytest.approx(10_000 * (1 - 0.0006), rel=1e-12)
-    assert result.summary["taker_fee"] == pytest.approx(6.0, rel=1e-12)
+    assert result.ledger["taker_fee"].sum() == pytest.approx(6.0, rel=1e-12)
 
 
 def test_risk_scale_multiplies_the_target() -> None:
@@ -64,7 +61,7 @@ def test_slippage_moves_the_fill_against_the_taker() -> None:
     (fill,) = result.fills
     assert fill["price"] == pytest.approx(100.1)
     assert fill["slippage"] == pytest.approx(fill["quantity"] * 0.1)
-    assert result.summary["slippage"] == pytest.approx(fill["slippage"])
+    assert result.ledger["slippage"].sum() == pytest.approx(fill["slippage"])
 
 
 def test_slippage_is_capped_by_the_bar_high() -> None:
@@ -88,7 +85,7 @@ def test_limit_buy_fills_only_when_low_trades_through() -> None:
     assert fill["quantity"] == pytest.approx(100.0)  # sized at the close: 10,000 / 100
     assert (fill["liquidity"], fill["kind"]) == (Liquidity.MAKER, Kind.LIMIT)
     assert fill["fee"] == pytest.approx(99.0 * 100 * 0.0003)
-    assert result.summary["maker_fee"] == pytest.approx(fill["fee"])
+    assert result.ledger["maker_fee"].sum() == pytest.approx(fill["fee"])
 
 
 def test_limit_sell_fills_only_when_high_trades_through() -> None:
@@ -248,7 +245,7 @@ def test_funding_long_pays_a_positive_rate_and_short_receives_it() -> None:
     short = run(bars, [-1.0, NAN, NAN], funding=funding, config=NO_FEES)
     assert long.funding.tolist() == [0.0, 0.0, pytest.approx(0.001 * 100 * 110)]
     assert short.funding[-1] == pytest.approx(-0.001 * 100 * 110)
-    assert long.summary["funding"] == pytest.approx(11.0)
+    assert long.ledger["funding"].sum() == pytest.approx(11.0)
     assert long.equity[-1] == pytest.approx(11_000 - 11.0)
     assert short.equity[-1] == pytest.approx(9_000 + 11.0)
 
@@ -394,7 +391,7 @@ def test_liquidation_closes_every_position_at_the_close_with_a_fee() -> None:
     assert liquidation["bar"].tolist() == [2]
     assert liquidation["price"][0] == 55.0
     assert liquidation["fee"][0] == pytest.approx(200 * 55.0 * 0.01)
-    assert result.summary["liquidation_fee"] == pytest.approx(110.0)
+    assert result.ledger["liquidation_fee"].sum() == pytest.approx(110.0)
     assert result.position[-1].tolist() == [0.0, 0.0]
     # equity 10,000 - 200 * 45 = 1,000 < 10% of 11,000; then the fee
     assert result.equity[-1] == pytest.approx(1_000.0 - 110.0)
@@ -413,36 +410,3 @@ def test_no_equity_rejects_new_exposure_but_allows_closing() -> None:
     # short 100 at 100, price triples: equity -10,000 -> liquidated, equity stays negative
     assert result.equity[2] == pytest.approx(-10_000.0)
     assert result.rejects["reason"].tolist() == [Reason.NO_EQUITY]
-
-
-def test_step_refuses_buffers_without_room_for_a_bar() -> None:
-    account, assets = new_state(1, 1_000.0)
-    one = np.ones((1, 1))
-    with pytest.raises(ValueError, match="no room for this bar's records"):
-        step_nb(
-            account,
-            assets,
-            SimConfig().to_record(),
-            market_records(None, 1),
-            one,
-            one,
-            one,
-            one,
-            one * 0.0,
-            one,
-            np.zeros((1, 1), np.int8),
-            one,
-            one * 0.0,
-            one * NAN,
-            one * NAN,
-            0,
-            np.empty(1),
-            np.empty(1),
-            np.empty(1),
-            np.empty((1, 1)),
-            np.empty(0, fill_dt),
-            0,
-            np.empty(0, reject_dt),
-            0,
-        )
-    assert account["bar"][0] == 0

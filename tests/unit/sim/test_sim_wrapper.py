@@ -178,6 +178,20 @@ def test_ledger_has_one_row_of_separate_costs_per_bar() -> None:
     assert ledger["funding"][1] == 0.0 and ledger["funding"][2] == pytest.approx(0.001 * 100 * 100)
 
 
+def test_records_beyond_the_first_buffer_are_all_kept() -> None:
+    # a market order on every bar but the first, and a rejected one on every bar:
+    # more records of each kind than the kernel's first buffers hold
+    n_bars = 5_000
+    inputs = candles(n_bars)
+    target = np.where(np.arange(n_bars) % 2 == 0, 0.5, -0.5)
+    result = simulate(*inputs.values(), target, markets=MarketSpec(min_notional=1e7))
+    assert result.fills.size == 0
+    np.testing.assert_array_equal(result.rejects["bar"], np.arange(1, n_bars))
+    result = simulate(*inputs.values(), target)
+    np.testing.assert_array_equal(result.fills["bar"], np.arange(1, n_bars))
+    np.testing.assert_array_equal(result.fills["side"][:4], [0, 1, 0, 1])
+
+
 def test_the_callers_state_is_not_changed() -> None:
     first = call()
     account, assets = first.account.copy(), first.assets.copy()
