@@ -273,7 +273,7 @@ def workload_a() -> tuple[float, float, float]:
 
         def call():
             account, assets = new_state(1, 10_000.0)
-            outputs = (np.empty(n_bars), np.empty(n_bars), np.empty(n_bars), np.empty((n_bars, 1)))
+            outputs = (np.empty(n_bars), np.empty(n_bars), np.zeros(n_bars), np.empty((n_bars, 1)))
             fills = np.empty(MAX_EVENTS_PER_ASSET * n_bars, fill_dt)
             rejects = np.empty(MAX_EVENTS_PER_ASSET * n_bars, reject_dt)
             reached, n_fills, _ = run_nb(

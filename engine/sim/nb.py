@@ -693,14 +693,14 @@ def settles_nb(position, rate):
 
 
 @njit(cache=True, inline="always")
-def mark_nb(account, assets, close, t):
+def mark_nb(cash, assets, close, t):
     """Return the book's equity and gross notional at the close of bar ``t``.
 
     Assumptions
     -----------
-    ``close`` has one column per asset.
+    ``cash`` is the account's cash; ``close`` has one column per asset.
     """
-    value = account[0]["cash"]
+    value = cash
     gross = 0.0
     for i in range(assets.shape[0]):
         pos = assets[i]["position"]
@@ -710,19 +710,18 @@ def mark_nb(account, assets, close, t):
 
 
 @njit(cache=True, inline="always")
-def close_bar_nb(account, assets, t, paid, equity, cash, funding_paid, position):
-    """Write the outputs of bar ``t`` from the state and move the account to the next bar.
+def close_bar_nb(assets, t, value, cash_now, paid, equity, cash, funding_paid, position):
+    """Write the outputs of bar ``t``: equity ``value``, ``cash_now``, funding ``paid``, positions.
 
     Assumptions
     -----------
-    The account is marked at the close of bar ``t``, and ``paid`` is the
-    funding all assets paid at its open.
+    ``funding_paid`` holds zeros on entry, so that a bar without funding
+    leaves it alone.
     """
-    acc = account[0]
-    acc["bar"] += 1
-    equity[t] = acc["equity"]
-    cash[t] = acc["cash"]
-    funding_paid[t] = paid
+    equity[t] = value
+    cash[t] = cash_now
+    if paid != 0.0:
+        funding_paid[t] = paid
     for i in range(assets.shape[0]):
         position[t, i] = assets[i]["position"]
 
@@ -777,28 +776,30 @@ def quiet_bars_nb(
     tp_row, tp_col = flex_steps_nb(take_profit)
     liquidable = cfg["spot"] == 0
     maintenance = cfg["maintenance_margin"]
+    # cash and positions stay as they are: the account is updated once, after the run
+    cash_now = acc["cash"]
+    value = acc["equity"]
+    first = t
     while t < stop:
+        busy = False
         if set_stops:
             for i in range(n_assets):
                 sl = stop_loss[t * sl_row, i * sl_col]
                 tp = take_profit[t * tp_row, i * tp_col]
-                if sl == sl or tp == tp:
-                    return t
-        decided = False
+                busy |= (sl == sl) | (tp == tp)
         for i in range(n_assets):
             frac = target[t * target_row, i * target_col]
-            decided |= (frac == frac) & (mode[t * mode_row, i * mode_col] != Mode.WAIT)
-        if decided:
-            return t
+            busy |= (frac == frac) & (mode[t * mode_row, i * mode_col] != Mode.WAIT)
         if funding_due:
             for i in range(n_assets):
-                if settles_nb(assets[i]["position"], funding[t * funding_row, i * funding_col]):
-                    return t
-        value, gross = mark_nb(account, assets, close, t)
-        if liquidable and gross > 0.0 and value < maintenance * gross:
-            return t
-        acc["equity"] = value
-        close_bar_nb(account, assets, t, 0.0, equity, cash, funding_paid, position)
+                busy |= settles_nb(assets[i]["position"], funding[t * funding_row, i * funding_col])
+        if busy:
+            break
+        marked, gross = mark_nb(cash_now, assets, close, t)
+        if liquidable and gross > 0.0 and marked < maintenance * gross:
+            break
+        value = marked
+        close_bar_nb(assets, t, value, cash_now, 0.0, equity, cash, funding_paid, position)
         # about once a cache line: a line's worth of values apart, on the rows a new
         # line starts in (every row, once rows are a line long)
         ahead = min(t + PREFETCH_BARS, stop - 1)
@@ -809,6 +810,8 @@ def quiet_bars_nb(
                 prefetch_nb(low, ahead, i)
         set_stops = stops_vary
         t += 1
+    acc["bar"] += t - first
+    acc["equity"] = value
     return t
 
 
@@ -886,9 +889,11 @@ def run_nb(
         Rows of the bars to run.
     equity, cash, funding_paid, position : ndarray
         Outputs at row ``t``: equity and cash at the close, funding paid at
-        the open, shape (T,); positions at the close, shape (T, N). The
-        caller allocates them: numpy puts large arrays on huge pages, which
-        makes writing them several times faster than numba's allocator does.
+        the open, shape (T,); positions at the close, shape (T, N).
+        ``funding_paid`` must hold zeros: only bars with funding are written
+        (most bars have none). The caller allocates them: numpy puts large
+        arrays on huge pages, which makes writing them several times faster
+        than numba's allocator does.
     fills, rejects : structured ndarray
         Output buffers; records go from index ``n_fills`` and ``n_rejects``.
         The caller grows them when the loop stops short of ``stop``, so that
@@ -1018,7 +1023,7 @@ def run_nb(
                     rejects,
                     n_rejects,
                 )
-        value, gross = mark_nb(account, assets, close, t)
+        value, gross = mark_nb(acc["cash"], assets, close, t)
         acc["equity"] = value
         if not spot and gross > 0.0 and value < cfg["maintenance_margin"] * gross:
             n_fills, n_rejects = liquidate_nb(
@@ -1047,7 +1052,10 @@ def run_nb(
                     account, assets, config, markets, close, offset, t, i, frac, rejects, n_rejects
                 )
         market_due, limit_due, stops_due = due_phases_nb(assets)
-        close_bar_nb(account, assets, t, paid, equity, cash, funding_paid, position)
+        close_bar_nb(
+            assets, t, acc["equity"], acc["cash"], paid, equity, cash, funding_paid, position
+        )
+        acc["bar"] += 1
         t += 1
     return t, n_fills, n_rejects
 

@@ -304,7 +304,7 @@ def simulate(
         account, assets = _copy_state(state, n_assets)
     equity = np.empty(n_bars)
     cash_out = np.empty(n_bars)
-    funding_paid = np.empty(n_bars)
+    funding_paid = np.zeros(n_bars)  # the kernel writes the bars with funding only
     position = np.empty((n_bars, n_assets))
     extra = MAX_EVENTS_PER_ASSET * n_assets
     fills = np.empty(1024 * extra, fill_dt)
