@@ -57,6 +57,9 @@ def _same_as_the_backtest(config, tables, shared_data, fills_at_least: int):
     np.testing.assert_array_equal(balances["equity"], backtest.sim.equity)
     np.testing.assert_array_equal(balances["funding"], backtest.sim.funding)
     assert backtest.sim.funding.any()
+    ledger = backtest.sim.ledger
+    for name in ledger.dtype.names:
+        np.testing.assert_array_equal(balances[name], ledger[name], err_msg=name)
     sim = backtest.sim.fills
     assert len(fills) == len(sim) >= fills_at_least
     for column in ("side", "quantity", "price", "fee", "slippage", "liquidity", "kind"):
