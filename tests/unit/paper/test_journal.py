@@ -82,6 +82,15 @@ def test_resume_restores_the_book_and_the_decision_state_exactly(journal):
     assert journal.table("fills")["price"].tolist() == [101.5, 99.25]
 
 
+def test_a_book_saved_with_other_record_layouts_is_one_clear_error(journal, tmp_path):
+    # a journal of an engine whose account record held more fields
+    journal.record(_record(3_600_000))
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        db.execute("UPDATE book SET account = ?", (bytes(64),))
+    with pytest.raises(DataError, match="start a new session"):
+        journal.resume()
+
+
 def test_a_bar_recorded_twice_is_refused_and_leaves_nothing_behind(journal):
     journal.record(_record(3_600_000, equity=100.0))
     with pytest.raises(sqlite3.IntegrityError):
