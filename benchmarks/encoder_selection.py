@@ -64,6 +64,16 @@ def candidate(base: str, variant: str, override: dict, end: dt.date) -> Pretrain
     return PretrainConfig.model_validate(data)
 
 
+def candidates(grid: dict[str, Any]) -> list[tuple[str, PretrainConfig]]:
+    """Return (base, pretraining config) of every candidate of a grid file's contents."""
+    end = dt.date.fromisoformat(str(grid["pretrain_end"]))
+    out = []
+    for base in grid["bases"]:
+        variants = {**grid["variants"], **(grid.get("per_base") or {}).get(base, {})}
+        out += [(base, candidate(base, name, edit or {}, end)) for name, edit in variants.items()]
+    return out
+
+
 def main() -> None:
     """Pretrain and validate the grid's candidates and print their scores."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -74,27 +84,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads.")
     args = parser.parse_args()
     grid = load_yaml(args.grid)
-    end = dt.date.fromisoformat(str(grid["pretrain_end"]))
     models = args.out / "models"
     torch.set_num_threads(args.threads)
     (args.out / "configs").mkdir(parents=True, exist_ok=True)
-    names = []
-    for base in grid["bases"]:
-        variants = {**grid["variants"], **(grid.get("per_base") or {}).get(base, {})}
-        for variant, override in variants.items():
-            config = candidate(base, variant, override or {}, end)
-            names.append(config.name)
-            if args.only and base not in args.only:
-                continue
-            write_text(
-                args.out / "configs" / f"{config.name}.json",
-                json.dumps(config.model_dump(mode="json"), indent=1),
-            )
-            if (models / config.name / "weights.safetensors").is_file():
-                continue
-            print(f"pretraining {config.name}", flush=True)
-            result = pretrain(config, models_dir=models)
-            print(f"  {result.card['training']['seconds']:.0f} s", flush=True)
+    configs = candidates(grid)
+    names = [config.name for _, config in configs]
+    for base, config in configs:
+        if args.only and base not in args.only:
+            continue
+        write_text(
+            args.out / "configs" / f"{config.name}.json",
+            json.dumps(config.model_dump(mode="json"), indent=1),
+        )
+        if (models / config.name / "weights.safetensors").is_file():
+            continue
+        print(f"pretraining {config.name}", flush=True)
+        result = pretrain(config, models_dir=models)
+        print(f"  {result.card['training']['seconds']:.0f} s", flush=True)
     if args.pretrain_only:
         return
     validation = load_config(REPO / grid["validation"], EvaluateConfig)
