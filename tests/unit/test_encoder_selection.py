@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+from pathlib import Path
 
 import pytest
 
 from engine.safe_yaml import load_yaml
-from tests.conftest import REPO_ROOT
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 GRID = REPO_ROOT / "configs" / "selection" / "wide_1h.yaml"
 
 
