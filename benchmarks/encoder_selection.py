@@ -6,9 +6,9 @@ merged key by key) tried on every base and more tried on one base only
 (``per_base``), the last day of pretraining (``pretrain_end``) and a
 validation evaluation file. For every base and variant this script writes the
 candidate's pretraining config (every series cut at ``pretrain_end``),
-pretrains it into ``<out>/models/`` (resuming, or skipping a finished
-candidate), then evaluates all finished candidates with the validation file,
-refusing any candidate whose pretraining saw a validation bar. It prints, per
+pretrains it as a version in the registry ``<out>/models/`` (resuming, or
+skipping a candidate that has a version), then evaluates every candidate
+with the validation file, refusing any whose pretraining saw a validation bar. It prints, per
 candidate, the probe accuracy and its paired difference to the raw features
 on each series, and the mean difference over the series, which ranks the
 variants of a base. Run::
@@ -33,6 +33,7 @@ import torch
 from engine.atomic import write_text
 from engine.config import EvaluateConfig, PretrainConfig, load_config
 from engine.data.store import CandleStore
+from engine.models.registry import Registry
 from engine.pretraining import pretrain
 from engine.research.evaluate import evaluate
 from engine.safe_yaml import load_yaml
@@ -96,7 +97,7 @@ def main() -> None:
             args.out / "configs" / f"{config.name}.json",
             json.dumps(config.model_dump(mode="json"), indent=1),
         )
-        if (models / config.name / "weights.safetensors").is_file():
+        if config.name in Registry(models).names():
             continue
         print(f"pretraining {config.name}", flush=True)
         result = pretrain(config, models_dir=models)
