@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from engine.config import StrategyConfig
-from engine.data.store import CandleStore
+from engine.data.store import CandleStore, SeriesKey
 from engine.report.run import Backtest, bar_time, performance
 from engine.runner.assemble import (
     build_pipeline,
@@ -37,6 +38,42 @@ from engine.strategy.representations import default_cache_dir, hash_candles
 OHLC = ("open", "high", "low", "close")
 
 Progress = Callable[[str], None]
+Representation = tuple[np.ndarray, dict]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A strategy's candles (one frame per symbol) and, per symbol, its representation."""
+
+    keys: list[SeriesKey]
+    frames: list[pd.DataFrame]
+    representations: list[Representation]
+
+
+def represent(
+    config: StrategyConfig,
+    frames: list[pd.DataFrame],
+    start_ms: int,
+    models_dir: Path,
+    cache_dir: Path | None,
+) -> list[Representation]:
+    """Return every symbol's representation, for an out-of-sample range from ``start_ms``."""
+    return [
+        compute_representation(config, candles, start_ms, models_dir, cache_dir)
+        for candles in frames
+    ]
+
+
+def load_inputs(
+    config: StrategyConfig,
+    start_ms: int,
+    models_dir: Path,
+    store: CandleStore,
+    cache_dir: Path | None,
+) -> Inputs:
+    """Return the candles and representations of backtests that start at ``start_ms`` or later."""
+    keys, frames = load_candles(config, store)
+    return Inputs(keys, frames, represent(config, frames, start_ms, models_dir, cache_dir))
 
 
 def decide(
@@ -46,17 +83,21 @@ def decide(
     stop: int,
     models_dir: Path,
     cache_dir: Path | None,
+    representations: list[Representation] | None = None,
 ) -> Fitted:
     """Compute every asset's representations and decisions for bars ``start .. stop - 1``.
 
-    The caller checks the refit schedule (``check_schedule``) once.
+    ``representations`` (one per frame) skips computing them. The caller
+    checks the refit schedule (``check_schedule``) once.
     """
-    start_ms = int(frames[0]["timestamp"].iloc[start])
-    histories, sources = [], []
-    for candles in frames:
-        z, source = compute_representation(config, candles, start_ms, models_dir, cache_dir)
-        histories.append(History.from_candles(candles, z))
-        sources.append(source)
+    if representations is None:
+        start_ms = int(frames[0]["timestamp"].iloc[start])
+        representations = represent(config, frames, start_ms, models_dir, cache_dir)
+    histories = [
+        History.from_candles(candles, z)
+        for candles, (z, _) in zip(frames, representations, strict=True)
+    ]
+    sources = [source for _, source in representations]
     schedule = strategy_schedule(config, start)
     portfolio = build_portfolio(config)
     costs = strategy_costs(config)
@@ -77,8 +118,13 @@ def run_backtest(
     store: CandleStore | None = None,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
+    inputs: Inputs | None = None,
 ) -> Backtest:
-    """Run a strategy over its out-of-sample range and return the result."""
+    """Run a strategy over its out-of-sample range and return the result.
+
+    ``inputs`` (from ``load_inputs`` for the same market, store and
+    representation) skips loading the candles and computing representations.
+    """
     say = progress or (lambda _: None)
     store = store or CandleStore(config.store.path)
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
@@ -86,7 +132,7 @@ def run_backtest(
     clock = time.perf_counter()
 
     say("loading candles")
-    keys, frames = load_candles(config, store)
+    keys, frames = load_candles(config, store) if inputs is None else (inputs.keys, inputs.frames)
     timestamps = frames[0]["timestamp"].to_numpy()
     start, stop = out_of_sample_rows(config, timestamps)
     check_schedule(config, start)
@@ -95,7 +141,8 @@ def run_backtest(
 
     say("computing representations and fitting components walk-forward")
     clock = time.perf_counter()
-    fitted = decide(config, frames, start, stop, models_dir, cache_dir)
+    shared = None if inputs is None else inputs.representations
+    fitted = decide(config, frames, start, stop, models_dir, cache_dir, shared)
     timings["representation_and_walk_forward_s"] = time.perf_counter() - clock
 
     say("running the event loop")
