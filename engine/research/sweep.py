@@ -436,8 +436,15 @@ def sweep_folder(reports_dir: Path, name: str, digest: str, fresh: bool) -> tupl
                 db.close()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = reports_dir / f"sweep-{name}-{stamp}"
-    folder.mkdir(parents=True)
-    return folder, False
+    suffix = 1
+    while True:
+        try:
+            folder.mkdir(parents=True)
+            return folder, False
+        except FileExistsError:
+            # Another sweep of this name started in the same second.
+            suffix += 1
+            folder = reports_dir / f"sweep-{name}-{stamp}-{suffix}"
 
 
 def _inputs_key(config: StrategyConfig) -> str:

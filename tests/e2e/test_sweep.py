@@ -151,7 +151,8 @@ def test_sweep_on_a_ray_cluster_resumes_after_a_kill_and_matches_engine_run(
     env["ENGINE_DATA_DIR"] = str(shared_data)
     strategy, space, marker = _files(tmp_path)
     reports = tmp_path / "ray"
-    command = [sys.executable, "-m", "engine.cli", "sweep", str(strategy), "--space", str(space)]
+    command = [sys.executable, "-c", "from engine.cli import main; main()", "sweep"]
+    command += [str(strategy), "--space", str(space)]
     command += ["--address", address, "--workers", "2", "--reports-dir", str(reports)]
     command += ["--models-dir", str(REPO_ROOT / "models")]
 
