@@ -215,6 +215,15 @@ def tables(results: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
     return out
 
 
+#: The style sheet of the research HTML pages.
+PAGE_STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+    ".warning{color:#a00;font-weight:bold}"
+)
+
+
 def png_base64(figure) -> str:
     """Return a matplotlib figure as a base64 PNG, for an ``<img>`` in an HTML report."""
     buffer = io.BytesIO()
@@ -345,15 +354,9 @@ def write_html(evaluation: Evaluation, path: Path) -> None:
     for title, png in _figures(evaluation):
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{png}">')
-    style = (
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
-        ".warning{color:#a00;font-weight:bold}"
-    )
     page = (
         f'<!doctype html><html><head><meta charset="utf-8"><title>Evaluation '
-        f"{html.escape(results['name'])}</title><style>{style}</style></head><body>"
+        f"{html.escape(results['name'])}</title><style>{PAGE_STYLE}</style></head><body>"
         + "\n".join(parts)
         + "</body></html>\n"
     )

@@ -19,7 +19,7 @@ import pandas as pd
 
 from engine.atomic import write_text
 from engine.research.overfitting import deflated_sharpe, pbo
-from engine.research.report import html_table, png_base64
+from engine.research.report import PAGE_STYLE, html_table, png_base64
 from engine.research.sweep import (
     TrialResult,
     objective_value,
@@ -219,14 +219,9 @@ def _page(sweep: Sweep, table: pd.DataFrame, summary: dict) -> str:
     parts.append("<h2>Trials</h2>")
     cells = table.astype(object).where(table.notna(), "").astype(str)
     parts.append(html_table(list(table.columns), cells.to_numpy().tolist()))
-    style = (
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
-    )
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>Sweep '
-        f"{html.escape(summary['name'])}</title><style>{style}</style></head><body>"
+        f"{html.escape(summary['name'])}</title><style>{PAGE_STYLE}</style></head><body>"
         + "\n".join(parts)
         + "</body></html>\n"
     )

@@ -175,6 +175,8 @@ def test_sweep_on_a_ray_cluster_resumes_after_a_kill_and_matches_engine_run(
     assert summary["pbo"] is not None and 0.0 <= summary["pbo"]["pbo"] <= 1.0
     assert 0.0 <= summary["dsr"]["dsr"] <= 1.0
     assert summary["best"]["test"]["bars"] == 46 * 24
+    page = (folder / "report.html").read_text()
+    assert page.count("<img") == 3 and "Distribution of the PBO logits" in page
 
     monkeypatch.setenv("ENGINE_DATA_DIR", str(shared_data))
     monkeypatch.setenv("ENGINE_CACHE_DIR", env["ENGINE_CACHE_DIR"])
