@@ -471,6 +471,7 @@ class Sweep:
         self.raw = load_yaml(strategy_path)
         self.models_dir = models_dir.resolve()
         self.store_root = CandleStore(self.base.store.path).root.resolve()
+        apply(self.raw, dict.fromkeys(self.space.parameters), space_path)
         digest = fingerprint(self.raw, self.space)
         self.folder, self.resumed = sweep_folder(reports_dir, self.space.name, digest, fresh)
         self.journal = Journal(self.folder / "trials.sqlite")

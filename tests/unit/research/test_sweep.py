@@ -158,3 +158,14 @@ def test_asking_for_ray_without_it_says_how_to_install_it(monkeypatch):
     with pytest.raises(EngineError, match=r"pip install -e '\.\[ray\]'"):
         make_executor(2, None)
     assert make_executor(1, None).workers == 1
+
+
+def test_engine_sweep_without_ray_exits_2_with_the_install_command(tmp_path, monkeypatch, run_cli):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    space = _space(tmp_path)
+    result = run_cli(
+        "sweep", REPO_ROOT / "strategies" / "ssl_cost.yaml", "--space", space, "--workers", "2",
+        "--models-dir", REPO_ROOT / "models", "--reports-dir", tmp_path / "reports",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "pip install -e '.[ray]'" in result.stderr and "Traceback" not in result.stderr
