@@ -967,5 +967,10 @@ def main() -> None:
     except EngineError as exc:
         if _options["debug"]:
             raise
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # Messages quote user input and commands (`.[ray]`), which are not markup.
+        err_console.print(
+            f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         raise SystemExit(2) from None
