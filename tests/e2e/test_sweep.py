@@ -5,13 +5,15 @@ strategy on two months of bars. The first trial's worker dies mid-trial and
 Ray retries it; the sweep is killed with SIGKILL after two trials and started
 again, and resumes. Every trial's metrics must equal `engine run` on its
 strategy file bit for bit, and the table must equal a serial sweep's. The
-cluster's process groups are killed at the end, whatever happened.
+cluster's process groups are killed and its temporary folder removed at the
+end, whatever happened.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -98,6 +100,7 @@ def cluster(tmp_path):
     finally:
         for node in reversed(nodes):
             _stop(node)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _wait_for_nodes(address: str, env: dict, count: int) -> None:
