@@ -9,9 +9,9 @@ run``: its metrics are those ``engine run`` writes for that file, bit for bit.
 The candles and representations are loaded once per market and
 representation and shared by every trial.
 
-Trials run in this process (``SerialExecutor``) or as Ray tasks
-(``RayExecutor``), which get the shared inputs from Ray's object store; a
-task whose worker dies is retried by Ray. Every finished trial is journaled
+Trials run in this process or as Ray tasks (``engine.executor``), which get
+the shared inputs from Ray's object store; a task whose worker dies is
+retried by Ray. Every finished trial is journaled
 in ``trials.sqlite`` as it finishes; a sweep started again on the same
 strategy and space resumes its unfinished folder and skips the journaled
 trials. An Optuna search asks its trials in batches and tells each batch in
@@ -47,13 +47,12 @@ from engine.config import IntRange, StrategyConfig, SweepConfig, load_config
 from engine.data.store import CandleStore
 from engine.data.times import day_start_ms
 from engine.errors import ConfigError, EngineError
+from engine.executor import RAY_INSTALL, Executor
 from engine.report.run import metrics_json
 from engine.runner.backtest import Inputs, load_inputs, run_backtest
 from engine.safe_yaml import load_yaml
 from engine.strategy.representations import default_cache_dir
 
-#: How to install the optional dependencies of a parallel sweep.
-RAY_INSTALL = "pip install -e '.[ray]'"
 #: Metrics written to trials.csv beside each trial's values.
 TABLE_METRICS = ("sharpe", "sortino", "total_return", "max_drawdown", "direction_accuracy")
 TABLE_METRICS += ("turnover", "fees", "trades")
@@ -75,15 +74,6 @@ class TrialResult:
     daily: str | None
     error: str | None
     seconds: float
-
-
-@dataclass(frozen=True)
-class Job:
-    """A trial ready to run: its strategy file's values and the key of its shared inputs."""
-
-    number: int
-    raw: dict
-    inputs_key: str
 
 
 # --- the search space --------------------------------------------------------
@@ -303,84 +293,6 @@ def run_trial(raw: dict, inputs: Inputs, models_dir: Path, store_root: Path) -> 
     )
 
 
-class SerialExecutor:
-    """Runs trials one after another in this process."""
-
-    workers = 1
-
-    def share(self, value):
-        """Return a handle to a value every trial reads (here the value itself)."""
-        return value
-
-    def run(self, jobs: list[tuple[Job, Any]], models_dir: Path, store_root: Path):
-        """Yield ``(number, TrialResult)`` as each job finishes."""
-        for job, inputs in jobs:
-            yield job.number, run_trial(job.raw, inputs, models_dir, store_root)
-
-    def close(self) -> None:
-        """Release nothing."""
-
-
-class RayExecutor:
-    """Runs trials as Ray tasks, one CPU each, at most ``workers`` at a time.
-
-    Without ``address`` a local Ray instance with ``workers`` CPUs is
-    started (all cores when None); with one, the sweep joins that cluster.
-    """
-
-    def __init__(self, workers: int | None, address: str | None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise EngineError(
-                f"--workers {workers or 'default'} runs trials on Ray, which is not installed; "
-                f"install it with {RAY_INSTALL}, or run serially with --workers 1"
-            ) from None
-        self.ray = ray
-        try:
-            if address:
-                ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-            else:
-                ray.init(
-                    num_cpus=workers,
-                    include_dashboard=False,
-                    logging_level="WARNING",
-                    log_to_driver=False,
-                )
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise EngineError(f"cannot start or join Ray at {address or 'local'}: {exc}") from None
-        self.workers = workers or int(ray.cluster_resources().get("CPU", 1))
-        # Ray retries a task whose worker process died; an error raised by the trial is not
-        # retried (run_trial returns the errors a trial can cause as its result).
-        self._task = ray.remote(num_cpus=1, max_retries=3)(run_trial)
-
-    def share(self, value):
-        """Put a value every trial reads into Ray's object store once."""
-        return self.ray.put(value)
-
-    def run(self, jobs: list[tuple[Job, Any]], models_dir: Path, store_root: Path):
-        """Yield ``(number, TrialResult)`` as each task finishes, keeping ``workers`` in flight."""
-        waiting = list(jobs)
-        running: dict[Any, int] = {}
-        while waiting or running:
-            while waiting and len(running) < self.workers:
-                job, inputs = waiting.pop(0)
-                ref = self._task.remote(job.raw, inputs, models_dir, store_root)
-                running[ref] = job.number
-            done, _ = self.ray.wait(list(running), num_returns=1)
-            for ref in done:
-                yield running.pop(ref), self.ray.get(ref)
-
-    def close(self) -> None:
-        """Disconnect from Ray (stopping the local instance this sweep started)."""
-        self.ray.shutdown()
-
-
-def make_executor(workers: int | None, address: str | None) -> SerialExecutor | RayExecutor:
-    """Return the serial executor for ``workers == 1``, else a Ray executor."""
-    return SerialExecutor() if workers == 1 else RayExecutor(workers, address)
-
-
 # --- the sweep ---------------------------------------------------------------
 
 
@@ -500,7 +412,7 @@ class Sweep:
 
     def run(
         self,
-        executor: SerialExecutor | RayExecutor,
+        executor: Executor,
         progress: Callable[[Progress], None] | None = None,
     ) -> SweepResult:
         """Run every trial not yet journaled, then the test run, and write the folder."""
@@ -521,14 +433,16 @@ class Sweep:
                 key, local = self.inputs(config)
                 if key not in shared:
                     shared[key] = executor.share(local)
-                jobs.append((Job(trial.number, raw, key), shared[key]))
+                jobs.append((trial.number, raw, shared[key]))
             for trial in batch:
                 if trial.number in finished:
                     done += 1
                     best = _better(best, finished[trial.number][1], trial, self.space.objective)
             report(Progress(done, plan.total, *_unpack(best)))
             by_number = {t.number: t for t in batch}
-            for number, result in executor.run(jobs, self.models_dir, self.store_root):
+            calls = [(raw, inputs, self.models_dir, self.store_root) for _, raw, inputs in jobs]
+            for index, result in executor.map(run_trial, calls):
+                number = jobs[index][0]
                 self.journal.record(by_number[number], result)
                 finished[number] = (by_number[number].params, result)
                 done += 1

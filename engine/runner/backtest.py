@@ -19,6 +19,7 @@ import pandas as pd
 
 from engine.config import StrategyConfig
 from engine.data.store import CandleStore, SeriesKey
+from engine.executor import Executor
 from engine.report.run import Backtest, bar_time, performance
 from engine.runner.assemble import (
     build_pipeline,
@@ -30,10 +31,17 @@ from engine.runner.assemble import (
     strategy_schedule,
 )
 from engine.runner.sources import load_candles, load_funding, out_of_sample_rows
-from engine.runner.walkforward import Fitted, portfolio_weights, walk_forward
+from engine.runner.walkforward import (
+    FitBlocks,
+    Fitted,
+    block_outputs,
+    portfolio_weights,
+    walk_forward,
+)
 from engine.sim.run import SimResult, simulate
-from engine.strategy.base import History
+from engine.strategy.base import Costs, History
 from engine.strategy.representations import default_cache_dir, hash_candles
+from engine.threads import one_thread
 
 OHLC = ("open", "high", "low", "close")
 
@@ -84,10 +92,12 @@ def decide(
     models_dir: Path,
     cache_dir: Path | None,
     representations: list[Representation] | None = None,
+    executor: Executor | None = None,
 ) -> Fitted:
     """Compute every asset's representations and decisions for bars ``start .. stop - 1``.
 
-    ``representations`` (one per frame) skips computing them. The caller
+    ``representations`` (one per frame) skips computing them. With an
+    ``executor``, each refit block is fitted as one of its calls. The caller
     checks the refit schedule (``check_schedule``) once.
     """
     if representations is None:
@@ -105,11 +115,39 @@ def decide(
         weights = np.full((stop - start, len(frames)), 1.0 / len(frames))
     else:
         weights = portfolio_weights(histories, portfolio, schedule, stop, costs)
+    fit_blocks = None if executor is None else _blocks_on(executor, config)
     decisions = [
-        walk_forward(history, build_pipeline(config), schedule, stop, costs, scale=weights[:, i])
+        walk_forward(
+            history,
+            build_pipeline(config),
+            schedule,
+            stop,
+            costs,
+            scale=weights[:, i],
+            fit_blocks=fit_blocks,
+        )
         for i, history in enumerate(histories)
     ]
     return Fitted(histories, decisions, weights, sources)
+
+
+def fit_block(
+    config: StrategyConfig, history: History, block: slice, train: slice, costs: Costs
+) -> dict[str, np.ndarray]:
+    """Return one refit block's outputs from the strategy's pipeline, fitted for it alone."""
+    with one_thread():
+        return block_outputs(history, build_pipeline(config), block, train, costs)
+
+
+def _blocks_on(executor: Executor, config: StrategyConfig) -> FitBlocks:
+    # Fit a walk-forward's blocks as calls of the executor, the history shared once.
+    def fit(history: History, blocks: list[tuple[slice, slice]], costs: Costs) -> list[dict]:
+        shared = executor.share(history)
+        calls = [(config, shared, block, train, costs) for block, train in blocks]
+        outputs = dict(executor.map(fit_block, calls))
+        return [outputs[i] for i in range(len(blocks))]
+
+    return fit
 
 
 def run_backtest(
@@ -119,11 +157,14 @@ def run_backtest(
     cache_dir: Path | None = None,
     progress: Progress | None = None,
     inputs: Inputs | None = None,
+    executor: Executor | None = None,
 ) -> Backtest:
     """Run a strategy over its out-of-sample range and return the result.
 
     ``inputs`` (from ``load_inputs`` for the same market, store and
     representation) skips loading the candles and computing representations.
+    With an ``executor`` the walk-forward's refit blocks are fitted on it
+    (several at a time on Ray), with the same results as without.
     """
     say = progress or (lambda _: None)
     store = store or CandleStore(config.store.path)
@@ -142,7 +183,7 @@ def run_backtest(
     say("computing representations and fitting components walk-forward")
     clock = time.perf_counter()
     shared = None if inputs is None else inputs.representations
-    fitted = decide(config, frames, start, stop, models_dir, cache_dir, shared)
+    fitted = decide(config, frames, start, stop, models_dir, cache_dir, shared, executor)
     timings["representation_and_walk_forward_s"] = time.perf_counter() - clock
 
     say("running the event loop")

@@ -4,7 +4,8 @@ A head node and a worker node (one CPU each) run an 8-trial sweep of the CoST
 strategy on two months of bars. The first trial's worker dies mid-trial and
 Ray retries it; the sweep is killed with SIGKILL after two trials and started
 again, and resumes. Every trial's metrics must equal `engine run` on its
-strategy file bit for bit, and the table must equal a serial sweep's. The
+strategy file bit for bit, and the table must equal a serial sweep's; so
+must `engine run --workers 2`, which fits its refit blocks on the cluster. The
 cluster's process groups are killed and its temporary folder removed at the
 end, whatever happened.
 """
@@ -201,3 +202,13 @@ def test_sweep_on_a_ray_cluster_resumes_after_a_kill_and_matches_engine_run(
         assert result.exit_code == 0, result.stderr
         (run_folder,) = runs.iterdir()
         assert (run_folder / "metrics.json").read_text() == metrics, f"trial {number}"
+
+    # `engine run --workers 2` fits the walk-forward's refit blocks on the cluster.
+    blocks = tmp_path / "blocks"
+    command = [sys.executable, "-c", "from engine.cli import main; main()", "run"]
+    command += [str(folder / "trials" / "0000.yaml"), "--workers", "2", "--address", address]
+    command += ["--models-dir", str(models), "--reports-dir", str(blocks)]
+    on_ray = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert on_ray.returncode == 0, on_ray.stderr
+    (run_folder,) = blocks.iterdir()
+    assert (run_folder / "metrics.json").read_text() == journal[0]

@@ -10,6 +10,7 @@ import yaml
 
 from engine.config import SweepConfig, load_config
 from engine.errors import ConfigError, EngineError
+from engine.executor import make_executor
 from engine.research.sweep import (
     Journal,
     OptunaPlan,
@@ -18,7 +19,6 @@ from engine.research.sweep import (
     apply,
     fingerprint,
     grid,
-    make_executor,
     objective_value,
     sweep_folder,
 )
