@@ -131,6 +131,15 @@ def run(
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
     reports_dir: Path = typer.Option(Path("reports"), help="Where the run folder is written."),
     mlflow: bool = typer.Option(False, "--mlflow", help=_MLFLOW_HELP),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        help="Walk-forward refit blocks fitted at a time; more than 1 fits them on Ray "
+        "(local, or the cluster of --address), with the same results.",
+    ),
+    address: str | None = typer.Option(
+        None, envvar="RAY_ADDRESS", help="A Ray cluster HOST:PORT for --workers; default local."
+    ),
 ) -> None:
     """Backtest a strategy out-of-sample and write a run folder with a QuantStats tearsheet.
 
@@ -139,16 +148,22 @@ def run(
     (hashes of the data, model and strategy file, and the exact model
     version, NAME@VERSION) and timings.json.
     """
+    from engine.executor import make_executor
     from engine.report.run import write_run
     from engine.runner.backtest import run_backtest
 
     cfg = _strategy(strategy, models_dir)
     check_writable(reports_dir, "--reports-dir")
     uri = _tracking(mlflow, reports_dir)
-    with console.status("starting") as status:
-        result = run_backtest(cfg, models_dir, progress=status.update)
-        status.update("writing the run folder and tearsheet")
-        folder = write_run(result, reports_dir, strategy)
+    executor = None if workers == 1 else make_executor(workers, address)
+    try:
+        with console.status("starting") as status:
+            result = run_backtest(cfg, models_dir, progress=status.update, executor=executor)
+            status.update("writing the run folder and tearsheet")
+            folder = write_run(result, reports_dir, strategy)
+    finally:
+        if executor is not None:
+            executor.close()
     table = Table(title=f"{cfg.name}: {result.inputs['first_bar']} to {result.inputs['last_bar']}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -883,6 +898,76 @@ def paper_report(
     console.print(f"wrote {write_session_report(journal_dir, session, reports_dir)}")
 
 
+# --- engine sweep -------------------------------------------------------------
+
+
+@app.command()
+def sweep(
+    strategy: Path = typer.Argument(..., help="A strategy file, e.g. strategies/ssl_cost.yaml."),
+    space: Path = typer.Option(..., help="A search space file, e.g. sweeps/ssl_cost_small.yaml."),
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        help="Trials at a time. 1: serially in this process, without Ray. Default: on Ray, "
+        "one per core of the local machine or per CPU of the cluster.",
+    ),
+    address: str | None = typer.Option(
+        None, envvar="RAY_ADDRESS", help="A Ray cluster HOST:PORT to run on; default local."
+    ),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Start a new sweep folder rather than resume an unfinished one."
+    ),
+    models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
+    reports_dir: Path = typer.Option(Path("reports"), help="Where the sweep folder is written."),
+) -> None:
+    """Backtest a strategy over a search space and say how much to trust the best trial.
+
+    Trials run on the space's validation range; the best is run once on its
+    test range. Writes reports/sweep-<name>-<UTC time>/ with trials.csv,
+    trials.sqlite (the journal: a sweep started again resumes and skips
+    finished trials), the trials' strategy files, summary.json (best values,
+    validation and test metrics, Deflated Sharpe Ratio, PBO) and report.html.
+    """
+    from engine.executor import make_executor
+    from engine.research.sweep import Sweep
+    from engine.research.sweep_report import summary_rows
+
+    _strategy(strategy, models_dir)
+    check_writable(reports_dir, "--reports-dir")
+    run = Sweep(strategy, space, models_dir, reports_dir, fresh)
+    bar = _timed_bar(f"sweep {run.space.name}", "best {task.fields[best]}")
+    try:
+        if run.resumed:
+            console.print(f"resuming {run.folder}")
+        executor = make_executor(workers, address)
+        try:
+            with bar:
+                task = bar.add_task("trials", total=None, best="-")
+
+                def progress(p) -> None:
+                    best = (
+                        "-" if p.best_number is None else f"{p.best_value:.3f} (#{p.best_number})"
+                    )
+                    bar.update(task, completed=p.done, total=p.total, best=best)
+                    if not console.is_terminal:
+                        console.print(f"trials {p.done}/{p.total}, best {best}", highlight=False)
+
+                result = run.run(executor, progress)
+        finally:
+            executor.close()
+    finally:
+        run.close()
+    table = Table(
+        title=f"sweep {run.space.name}: {run.space.objective} on validation, best on test"
+    )
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for label, value in summary_rows(result.summary):
+        table.add_row(label, value)
+    console.print(table)
+    console.print(f"wrote {result.folder}")
+
+
 def main() -> None:
     """Run the ``engine`` command line.
 
@@ -898,5 +983,10 @@ def main() -> None:
     except EngineError as exc:
         if _options["debug"]:
             raise
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # Messages quote user input and commands (`.[ray]`), which are not markup.
+        err_console.print(
+            f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         raise SystemExit(2) from None

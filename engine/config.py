@@ -41,6 +41,7 @@ __all__ = [
     "PretrainConfig",
     "StoreConfig",
     "StrategyConfig",
+    "SweepConfig",
     "check_name",
     "load_config",
     "schema_for",
@@ -364,6 +365,99 @@ class StrategyConfig(_Model):
         return self
 
 
+class IntRange(_Model):
+    """Integers from ``low`` to ``high`` inclusive, every ``step`` (or log-uniform in a search)."""
+
+    low: int
+    high: int
+    step: int = Field(1, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if self.high < self.low:
+            raise ValueError(f"high of at least low ({self.low}), got {self.high}")
+        if self.log and (self.low < 1 or self.step != 1):
+            raise ValueError("log: true with low >= 1 and step 1")
+        return self
+
+
+class FloatRange(_Model):
+    """Reals from ``low`` to ``high``; a grid needs a ``step``; ``log`` draws log-uniformly."""
+
+    low: float
+    high: float
+    step: float | None = Field(None, gt=0.0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if self.high < self.low:
+            raise ValueError(f"high of at least low ({self.low}), got {self.high}")
+        if self.log and (self.low <= 0 or self.step is not None):
+            raise ValueError("log: true with low > 0 and no step")
+        return self
+
+
+Scalar = bool | int | float | str | None
+#: The metrics a sweep can rank its trials by (largest first).
+OBJECTIVES = ("sharpe", "sortino", "total_return", "direction_accuracy")
+_DOTTED_PATH = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"
+
+
+class SweepConfig(_Model):
+    """A search space file (``sweeps/*.yaml``): which strategy values vary, and how trials rank.
+
+    ``parameters`` maps a dotted path into the strategy file
+    (``components.signal.params.entry``, ``walk_forward.refit_every``,
+    ``costs.taker_fee``, ``encoder``) to a list of values or a range. Trials
+    run on the ``validation`` range and are ranked by ``objective``; the best
+    is then run once on the ``test`` range, which starts after it.
+    """
+
+    name: Name
+    search: Literal["grid", "optuna"] = "grid"
+    trials: int | None = Field(
+        None, gt=0, description="Optuna: the trial budget. A grid runs every combination."
+    )
+    batch: int = Field(
+        4,
+        gt=0,
+        description="Optuna: trials asked together; each batch is told in trial order before "
+        "the next is asked, so the trials do not depend on how many workers run them.",
+    )
+    seed: int = Field(0, ge=0, description="Seed of the Optuna sampler.")
+    objective: Literal[OBJECTIVES] = "sharpe"
+    validation: DateRange
+    test: DateRange
+    cscv_blocks: int = Field(16, ge=2, description="Blocks of validation days for the PBO (even).")
+    parameters: dict[
+        Annotated[str, Field(pattern=_DOTTED_PATH)],
+        Annotated[list[Scalar], Field(min_length=1)] | IntRange | FloatRange,
+    ] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepConfig:
+        if self.validation.end is None:
+            raise ValueError("validation.end: a last day of the validation range")
+        if self.test.start <= self.validation.end:
+            raise ValueError(
+                f"test.start after validation.end ({self.validation.end}): no trial may see "
+                "the test range"
+            )
+        if self.cscv_blocks % 2:
+            raise ValueError(f"cscv_blocks: an even number, got {self.cscv_blocks}")
+        if self.search == "optuna" and self.trials is None:
+            raise ValueError("trials: the trial budget of an optuna search")
+        if self.search == "grid":
+            if self.trials is not None:
+                raise ValueError("trials only with search: optuna (a grid runs every combination)")
+            for path, values in self.parameters.items():
+                if isinstance(values, FloatRange) and values.step is None:
+                    raise ValueError(f"parameters.{path}: a step, for a grid over a real range")
+        return self
+
+
 _SERIES_NAME = re.compile(
     r"^(?P<exchange>[a-z]+):(?P<market>[a-z]+):(?P<symbol>[^:]+):(?P<timeframe>[^:]+)$"
 )
@@ -558,12 +652,14 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "data": DataConfig,
     "pretrain": PretrainConfig,
     "evaluate": EvaluateConfig,
+    "sweep": SweepConfig,
 }
 _FOLDER_KINDS = {
     "strategies": "strategy",
     "data": "data",
     "pretrain": "pretrain",
     "evaluate": "evaluate",
+    "sweeps": "sweep",
 }
 
 

@@ -74,6 +74,11 @@ def performance(
     return close, metrics, daily, benchmark
 
 
+def metrics_json(metrics: dict) -> str:
+    """Return the text of a run folder's ``metrics.json``."""
+    return json.dumps(metrics, indent=2) + "\n"
+
+
 def bar_time(ms: int) -> str:
     """Return the ISO 8601 time, in UTC, of a bar opening at ``ms``."""
     return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
@@ -166,7 +171,7 @@ def _write_run_files(backtest: Backtest, building: Path, config_path: Path | Non
     if config_path is not None:
         inputs["config_file"] = str(config_path)
         inputs["config_sha256"] = hashlib.sha256(config_path.read_bytes()).hexdigest()
-    write_text(building / "metrics.json", json.dumps(backtest.metrics, indent=2) + "\n")
+    write_text(building / "metrics.json", metrics_json(backtest.metrics))
     write_text(building / "inputs.json", json.dumps(inputs, indent=2) + "\n")
     write_text(building / "timings.json", json.dumps(backtest.timings, indent=2) + "\n")
     resolved = backtest.config.model_dump(mode="json", by_alias=True)

@@ -215,7 +215,17 @@ def tables(results: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
     return out
 
 
-def _png(figure) -> str:
+#: The style sheet of the research HTML pages.
+PAGE_STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+    ".warning{color:#a00;font-weight:bold}"
+)
+
+
+def png_base64(figure) -> str:
+    """Return a matplotlib figure as a base64 PNG, for an ``<img>`` in an HTML report."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     return base64.b64encode(buffer.getvalue()).decode()
@@ -248,7 +258,9 @@ def _figures(evaluation: Evaluation) -> list[tuple[str, str]]:
         ax.set_xlabel("labelled training bars")
         ax.set_ylabel("test accuracy")
         ax.legend(fontsize=7)
-        figures.append(("Label efficiency (mean, band from min to max over windows)", _png(fig)))
+        figures.append(
+            ("Label efficiency (mean, band from min to max over windows)", png_base64(fig))
+        )
         plt.close(fig)
     targets = sorted({t for by in results["probe"].values() for t in by.get(train, {})})
     names = [n for n in results["probe"] if results["probe"][n].get(train)]
@@ -274,7 +286,7 @@ def _figures(evaluation: Evaluation) -> list[tuple[str, str]]:
             if np.isfinite(value):
                 ax.text(j, i, f"{value:+.1f}", ha="center", va="center", fontsize=7)
         fig.colorbar(image, label="accuracy minus majority class (points)")
-        figures.append((f"Transfer: probes trained on {train}", _png(fig)))
+        figures.append((f"Transfer: probes trained on {train}", png_base64(fig)))
         plt.close(fig)
     for target, by_event in evaluation.curves.get("roc", {}).items():
         fig, axes = plt.subplots(1, len(by_event), figsize=(5 * len(by_event), 4.5))
@@ -288,7 +300,7 @@ def _figures(evaluation: Evaluation) -> list[tuple[str, str]]:
             ax.set_xlabel("false-positive rate")
             ax.set_ylabel("true-positive rate")
             ax.legend(fontsize=6)
-        figures.append((f"Anomaly ROC curves on {target}", _png(fig)))
+        figures.append((f"Anomaly ROC curves on {target}", png_base64(fig)))
         plt.close(fig)
     maps = evaluation.maps
     if maps.get("points"):
@@ -306,12 +318,13 @@ def _figures(evaluation: Evaluation) -> list[tuple[str, str]]:
             left.set_title(f"{name}: forward return", fontsize=9)
             right.scatter(*points.T, c=tercile, cmap="viridis", s=2)
             right.set_title(f"{name}: volatility regime (terciles)", fontsize=9)
-        figures.append((f"2-D PCA maps of the test bars of {train}", _png(fig)))
+        figures.append((f"2-D PCA maps of the test bars of {train}", png_base64(fig)))
         plt.close(fig)
     return figures
 
 
-def _html_table(columns: list[str], rows: list[list[str]]) -> str:
+def html_table(columns: list[str], rows: list[list[str]]) -> str:
+    """Return an HTML table of string cells, escaped."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows
@@ -337,19 +350,13 @@ def write_html(evaluation: Evaluation, path: Path) -> None:
         )
     for name, (columns, rows) in tables(results).items():
         parts.append(f'<h2 id="{name}">{html.escape(name.replace("_", " "))}</h2>')
-        parts.append(_html_table(columns, rows))
+        parts.append(html_table(columns, rows))
     for title, png in _figures(evaluation):
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{png}">')
-    style = (
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
-        ".warning{color:#a00;font-weight:bold}"
-    )
     page = (
         f'<!doctype html><html><head><meta charset="utf-8"><title>Evaluation '
-        f"{html.escape(results['name'])}</title><style>{style}</style></head><body>"
+        f"{html.escape(results['name'])}</title><style>{PAGE_STYLE}</style></head><body>"
         + "\n".join(parts)
         + "</body></html>\n"
     )

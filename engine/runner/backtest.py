@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from engine.config import StrategyConfig
-from engine.data.store import CandleStore
+from engine.data.store import CandleStore, SeriesKey
+from engine.executor import Executor
 from engine.report.run import Backtest, bar_time, performance
 from engine.runner.assemble import (
     build_pipeline,
@@ -29,14 +31,57 @@ from engine.runner.assemble import (
     strategy_schedule,
 )
 from engine.runner.sources import load_candles, load_funding, out_of_sample_rows
-from engine.runner.walkforward import Fitted, portfolio_weights, walk_forward
+from engine.runner.walkforward import (
+    FitBlocks,
+    Fitted,
+    block_outputs,
+    portfolio_weights,
+    walk_forward,
+)
 from engine.sim.run import SimResult, simulate
-from engine.strategy.base import History
+from engine.strategy.base import Costs, History
 from engine.strategy.representations import default_cache_dir, hash_candles
+from engine.threads import one_thread
 
 OHLC = ("open", "high", "low", "close")
 
 Progress = Callable[[str], None]
+Representation = tuple[np.ndarray, dict]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A strategy's candles (one frame per symbol) and, per symbol, its representation."""
+
+    keys: list[SeriesKey]
+    frames: list[pd.DataFrame]
+    representations: list[Representation]
+
+
+def represent(
+    config: StrategyConfig,
+    frames: list[pd.DataFrame],
+    start_ms: int,
+    models_dir: Path,
+    cache_dir: Path | None,
+) -> list[Representation]:
+    """Return every symbol's representation, for an out-of-sample range from ``start_ms``."""
+    return [
+        compute_representation(config, candles, start_ms, models_dir, cache_dir)
+        for candles in frames
+    ]
+
+
+def load_inputs(
+    config: StrategyConfig,
+    start_ms: int,
+    models_dir: Path,
+    store: CandleStore,
+    cache_dir: Path | None,
+) -> Inputs:
+    """Return the candles and representations of backtests that start at ``start_ms`` or later."""
+    keys, frames = load_candles(config, store)
+    return Inputs(keys, frames, represent(config, frames, start_ms, models_dir, cache_dir))
 
 
 def decide(
@@ -46,17 +91,23 @@ def decide(
     stop: int,
     models_dir: Path,
     cache_dir: Path | None,
+    representations: list[Representation] | None = None,
+    executor: Executor | None = None,
 ) -> Fitted:
     """Compute every asset's representations and decisions for bars ``start .. stop - 1``.
 
-    The caller checks the refit schedule (``check_schedule``) once.
+    ``representations`` (one per frame) skips computing them. With an
+    ``executor``, each refit block is fitted as one of its calls. The caller
+    checks the refit schedule (``check_schedule``) once.
     """
-    start_ms = int(frames[0]["timestamp"].iloc[start])
-    histories, sources = [], []
-    for candles in frames:
-        z, source = compute_representation(config, candles, start_ms, models_dir, cache_dir)
-        histories.append(History.from_candles(candles, z))
-        sources.append(source)
+    if representations is None:
+        start_ms = int(frames[0]["timestamp"].iloc[start])
+        representations = represent(config, frames, start_ms, models_dir, cache_dir)
+    histories = [
+        History.from_candles(candles, z)
+        for candles, (z, _) in zip(frames, representations, strict=True)
+    ]
+    sources = [source for _, source in representations]
     schedule = strategy_schedule(config, start)
     portfolio = build_portfolio(config)
     costs = strategy_costs(config)
@@ -64,11 +115,39 @@ def decide(
         weights = np.full((stop - start, len(frames)), 1.0 / len(frames))
     else:
         weights = portfolio_weights(histories, portfolio, schedule, stop, costs)
+    fit_blocks = None if executor is None else _blocks_on(executor, config)
     decisions = [
-        walk_forward(history, build_pipeline(config), schedule, stop, costs, scale=weights[:, i])
+        walk_forward(
+            history,
+            build_pipeline(config),
+            schedule,
+            stop,
+            costs,
+            scale=weights[:, i],
+            fit_blocks=fit_blocks,
+        )
         for i, history in enumerate(histories)
     ]
     return Fitted(histories, decisions, weights, sources)
+
+
+def fit_block(
+    config: StrategyConfig, history: History, block: slice, train: slice, costs: Costs
+) -> dict[str, np.ndarray]:
+    """Return one refit block's outputs from the strategy's pipeline, fitted for it alone."""
+    with one_thread():
+        return block_outputs(history, build_pipeline(config), block, train, costs)
+
+
+def _blocks_on(executor: Executor, config: StrategyConfig) -> FitBlocks:
+    # Fit a walk-forward's blocks as calls of the executor, the history shared once.
+    def fit(history: History, blocks: list[tuple[slice, slice]], costs: Costs) -> list[dict]:
+        shared = executor.share(history)
+        calls = [(config, shared, block, train, costs) for block, train in blocks]
+        outputs = dict(executor.map(fit_block, calls))
+        return [outputs[i] for i in range(len(blocks))]
+
+    return fit
 
 
 def run_backtest(
@@ -77,8 +156,16 @@ def run_backtest(
     store: CandleStore | None = None,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
+    inputs: Inputs | None = None,
+    executor: Executor | None = None,
 ) -> Backtest:
-    """Run a strategy over its out-of-sample range and return the result."""
+    """Run a strategy over its out-of-sample range and return the result.
+
+    ``inputs`` (from ``load_inputs`` for the same market, store and
+    representation) skips loading the candles and computing representations.
+    With an ``executor`` the walk-forward's refit blocks are fitted on it
+    (several at a time on Ray), with the same results as without.
+    """
     say = progress or (lambda _: None)
     store = store or CandleStore(config.store.path)
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
@@ -86,7 +173,7 @@ def run_backtest(
     clock = time.perf_counter()
 
     say("loading candles")
-    keys, frames = load_candles(config, store)
+    keys, frames = load_candles(config, store) if inputs is None else (inputs.keys, inputs.frames)
     timestamps = frames[0]["timestamp"].to_numpy()
     start, stop = out_of_sample_rows(config, timestamps)
     check_schedule(config, start)
@@ -95,7 +182,8 @@ def run_backtest(
 
     say("computing representations and fitting components walk-forward")
     clock = time.perf_counter()
-    fitted = decide(config, frames, start, stop, models_dir, cache_dir)
+    shared = None if inputs is None else inputs.representations
+    fitted = decide(config, frames, start, stop, models_dir, cache_dir, shared, executor)
     timings["representation_and_walk_forward_s"] = time.perf_counter() - clock
 
     say("running the event loop")

@@ -10,7 +10,7 @@ tests check that the two paths agree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,6 +77,18 @@ def portfolio_weights(
     return weights
 
 
+#: Fits every block of a walk-forward: (history, [(block, train)], costs) -> outputs per block.
+FitBlocks = Callable[[History, list[tuple[slice, slice]], Costs], list[dict[str, np.ndarray]]]
+
+
+def block_outputs(
+    history: History, pipeline: Pipeline, block: slice, train: slice, costs: Costs
+) -> dict[str, np.ndarray]:
+    """Refit ``pipeline`` on the rows ``train``; return its outputs for the rows ``block``."""
+    refit(pipeline, history.upto(block.start), train, costs)
+    return transform(pipeline, history.upto(block.stop), block)
+
+
 def walk_forward(
     history: History,
     pipeline: Pipeline,
@@ -84,20 +96,30 @@ def walk_forward(
     stop: int,
     costs: Costs,
     scale: np.ndarray | None = None,
+    fit_blocks: FitBlocks | None = None,
 ) -> Decisions:
     """Fit the pipeline over the schedule and return its decisions for bars ``anchor .. stop - 1``.
 
     ``scale`` (one value per decided bar, e.g. a portfolio weight) multiplies
-    the target exposure before the timing decides when to act on it. The
-    caller checks the schedule (``RefitSchedule.check``) once.
+    the target exposure before the timing decides when to act on it.
+    ``fit_blocks`` (history, blocks, costs) returns every block's outputs,
+    each from a pipeline refitted for that block alone (for example on
+    several workers); by default the blocks are fitted here, one after
+    another, on ``pipeline``. A refit replaces everything a component
+    learned, so the two give the same outputs. The caller checks the
+    schedule (``RefitSchedule.check``) once.
     """
     start = schedule.anchor
     n = stop - start
     outputs: dict[str, np.ndarray] = {}
     refits = []
-    for block, train in schedule.blocks(stop):
-        refit(pipeline, history.upto(block.start), train, costs)
-        for name, values in transform(pipeline, history.upto(block.stop), block).items():
+    blocks = list(schedule.blocks(stop))
+    if fit_blocks is None:
+        fitted = [block_outputs(history, pipeline, block, train, costs) for block, train in blocks]
+    else:
+        fitted = fit_blocks(history, blocks, costs)
+    for (block, train), block_values in zip(blocks, fitted, strict=True):
+        for name, values in block_values.items():
             out = outputs.setdefault(name, np.full(n, np.nan))
             out[block.start - start : block.stop - start] = values
         refits.append((block.start, train.start, train.stop))

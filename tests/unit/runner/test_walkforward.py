@@ -9,7 +9,7 @@ from strategy.conftest import COSTS, with_future_changed
 from engine.errors import ConfigError, DataError, EngineError
 from engine.runner.decisions import DecisionState, Pipeline, time_bar
 from engine.runner.schedule import RefitSchedule
-from engine.runner.walkforward import walk_forward
+from engine.runner.walkforward import block_outputs, walk_forward
 from engine.sim.enums import Mode
 from engine.strategy.base import FitContext, History, Timing
 from engine.strategy.components import (
@@ -179,3 +179,24 @@ def test_a_transform_returning_an_unlisted_output_is_an_error(history):
         walk_forward(
             history, Pipeline(_UndeclaredOutput()), RefitSchedule(1000, 600, 100, 5), 1100, COSTS
         )
+
+
+def _fresh_pipeline_per_block(history, blocks, costs):
+    # What an executor does: each block fitted by a pipeline of its own, the last block first.
+    order = range(len(blocks) - 1, -1, -1)
+    outputs = {i: block_outputs(history, _pipeline(), *blocks[i], costs) for i in order}
+    return [outputs[i] for i in range(len(blocks))]
+
+
+def test_blocks_fitted_apart_give_the_decisions_of_one_pipeline_fitted_in_turn(history):
+    schedule = RefitSchedule(1000, 600, 100, 5)
+    serial = walk_forward(history, _pipeline(), schedule, 1450, COSTS)
+    apart = walk_forward(
+        history, _pipeline(), schedule, 1450, COSTS, fit_blocks=_fresh_pipeline_per_block
+    )
+    for name in ("target", "risk_scale", "mode", "limit_offset", "stop_loss", "take_profit"):
+        np.testing.assert_array_equal(getattr(serial, name), getattr(apart, name))
+    assert serial.outputs.keys() == apart.outputs.keys()
+    for name, values in serial.outputs.items():
+        np.testing.assert_array_equal(values, apart.outputs[name])
+    assert serial.refits == apart.refits

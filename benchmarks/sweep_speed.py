@@ -1,0 +1,92 @@
+"""Wall time of a 16-trial sweep of ``ssl_cost`` variants: serial against two Ray workers.
+
+The same sweep (entry, exit and the risk threshold of the main strategy, a
+4x2x2 grid, validated on 2025 as ``sweeps/ssl_cost_small.yaml`` is) runs twice, each in a fresh
+``engine sweep`` process with a fresh sweep folder: once with ``--workers 1``
+(serial, in one process, no Ray) and once with ``--workers 2`` (a local Ray
+instance with two CPUs, started and stopped by the command; its start-up
+counts). A first serial run warms the numba and representation caches and is
+not timed.
+
+The load average is printed beside each figure: the machine may be shared, and
+a speedup measured beside other work is not the speedup on two idle cores.
+Beside each wall time is the sum of the trials' own times (``trial_seconds``
+of ``summary.json``); the rest is the fixed cost of a sweep: imports, loading
+the inputs, the test run, the report, and with Ray its start-up and each
+worker's imports.
+
+Run from the repository root (``ENGINE_SHARED_DATA`` overrides ../shared/data)::
+
+    python benchmarks/sweep_speed.py
+
+The last line is ``sweep_speedup_2_workers: X``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = {
+    "name": "speed",
+    "validation": {"start": "2025-01-01", "end": "2025-12-31"},
+    "test": {"start": "2026-01-01", "end": "2026-03-31"},
+    "cscv_blocks": 16,
+    "parameters": {
+        "components.signal.params.entry": [0.1, 0.2, 0.3, 0.4],
+        "components.signal.params.exit": [0.0, 0.05],
+        "components.risk.params.threshold": [6.0, 8.0],
+    },
+}
+
+
+def load_average() -> str:
+    """Return the 1, 5 and 15 minute load averages as text."""
+    return "load average {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
+
+
+def sweep(space: Path, workers: int, reports: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Run the sweep in a fresh process; return its wall time and its trials' seconds."""
+    command = [sys.executable, "-c", "from engine.cli import main; main()", "sweep"]
+    command += [str(ROOT / "strategies" / "ssl_cost.yaml"), "--space", str(space)]
+    command += ["--workers", str(workers), "--fresh", "--reports-dir", str(reports)]
+    command += ["--models-dir", str(ROOT / "models")]
+    started = time.perf_counter()
+    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - started
+    folder = Path(out.stdout.strip().splitlines()[-1].removeprefix("wrote "))
+    return wall, json.loads((folder / "summary.json").read_text())["trial_seconds"]
+
+
+def main() -> None:
+    """Print the serial and two-worker wall times, the speedup and the load averages."""
+    data = os.environ.get("ENGINE_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
+    env = {**os.environ, "ENGINE_DATA_DIR": data, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory() as tmp:
+        space = Path(tmp) / "speed.yaml"
+        space.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+        reports = Path(tmp) / "reports"
+        warm, _ = sweep(space, 1, reports, env)
+        print(f"warm-up serial: {warm:.1f} s ({load_average()})")
+        serial, serial_trials = sweep(space, 1, reports, env)
+        print(
+            f"serial (--workers 1): {serial:.1f} s, trials {serial_trials:.1f} s ({load_average()})"
+        )
+        parallel, parallel_trials = sweep(space, 2, reports, env)
+        print(
+            f"Ray (--workers 2): {parallel:.1f} s, trials {parallel_trials:.1f} s "
+            f"({load_average()})"
+        )
+    print(f"sweep_speedup_2_workers: {serial / parallel:.2f} ({load_average()})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Where independent pieces of work run: in this process, or as tasks on Ray.
+
+A sweep's trials and a backtest's walk-forward refit blocks are independent
+calls of one function. ``SerialExecutor`` makes them one after another in
+this process; ``RayExecutor`` makes them as Ray tasks (one CPU each) on a
+local Ray instance or on a cluster, with values every call reads put once
+into Ray's object store (``share``). A task whose worker process dies is
+retried by Ray; an exception raised by the function is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from engine.errors import EngineError
+
+#: How to install the optional dependencies of parallel runs.
+RAY_INSTALL = "pip install -e '.[ray]'"
+
+
+class SerialExecutor:
+    """Runs calls one after another in this process."""
+
+    workers = 1
+
+    def share(self, value):
+        """Return a handle to a value every call reads (here the value itself)."""
+        return value
+
+    def map(self, fn: Callable, calls: list[tuple]) -> Iterator[tuple[int, Any]]:
+        """Yield ``(index, fn(*args))`` for each call, in order."""
+        for index, args in enumerate(calls):
+            yield index, fn(*args)
+
+    def close(self) -> None:
+        """Release nothing."""
+
+
+class RayExecutor:
+    """Runs calls as Ray tasks, one CPU each, at most ``workers`` at a time.
+
+    Without ``address`` a local Ray instance with ``workers`` CPUs is
+    started (all cores when None); with one, the executor joins that cluster.
+    """
+
+    def __init__(self, workers: int | None, address: str | None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise EngineError(
+                f"--workers {workers or 'default'} runs on Ray, which is not installed; "
+                f"install it with {RAY_INSTALL}, or run serially with --workers 1"
+            ) from None
+        self.ray = ray
+        try:
+            if address:
+                ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+            else:
+                ray.init(
+                    num_cpus=workers,
+                    include_dashboard=False,
+                    logging_level="WARNING",
+                    log_to_driver=False,
+                )
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise EngineError(f"cannot start or join Ray at {address or 'local'}: {exc}") from None
+        self.workers = workers or int(ray.cluster_resources().get("CPU", 1))
+        self._tasks: dict[Callable, Any] = {}
+
+    def share(self, value):
+        """Put a value every call reads into Ray's object store once."""
+        return self.ray.put(value)
+
+    def map(self, fn: Callable, calls: list[tuple]) -> Iterator[tuple[int, Any]]:
+        """Yield ``(index, result)`` as each task finishes, keeping ``workers`` in flight."""
+        if fn not in self._tasks:
+            # Ray retries a task whose worker process died, up to three times.
+            self._tasks[fn] = self.ray.remote(num_cpus=1, max_retries=3)(fn)
+        task = self._tasks[fn]
+        waiting = list(enumerate(calls))
+        running: dict[Any, int] = {}
+        while waiting or running:
+            while waiting and len(running) < self.workers:
+                index, args = waiting.pop(0)
+                running[task.remote(*args)] = index
+            done, _ = self.ray.wait(list(running), num_returns=1)
+            for ref in done:
+                yield running.pop(ref), self.ray.get(ref)
+
+    def close(self) -> None:
+        """Disconnect from Ray (stopping the local instance this executor started)."""
+        self.ray.shutdown()
+
+
+Executor = SerialExecutor | RayExecutor
+
+
+def make_executor(workers: int | None, address: str | None) -> Executor:
+    """Return the serial executor for ``workers == 1``, else a Ray executor."""
+    return SerialExecutor() if workers == 1 else RayExecutor(workers, address)
