@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +19,24 @@ import pandas as pd
 
 from engine.config import StrategyConfig
 from engine.data.store import CandleStore
+from engine.data.times import iso_utc
 from engine.report.run import Backtest, bar_time, performance
 from engine.runner.assemble import (
     build_pipeline,
     build_portfolio,
     check_schedule,
     compute_representation,
+    drift_monitor,
     sim_settings,
     strategy_costs,
     strategy_schedule,
 )
+from engine.runner.encoders import BlockHistories, encoder_walk
 from engine.runner.sources import load_candles, load_funding, out_of_sample_rows
 from engine.runner.walkforward import Fitted, portfolio_weights, walk_forward
 from engine.sim.run import SimResult, simulate
 from engine.strategy.base import History
-from engine.strategy.representations import default_cache_dir, hash_candles
+from engine.strategy.representations import default_cache_dir, hash_candles, load_unseen_model
 
 OHLC = ("open", "high", "low", "close")
 
@@ -64,10 +68,29 @@ def decide(
         weights = np.full((stop - start, len(frames)), 1.0 / len(frames))
     else:
         weights = portfolio_weights(histories, portfolio, schedule, stop, costs)
-    decisions = [
-        walk_forward(history, build_pipeline(config), schedule, stop, costs, scale=weights[:, i])
-        for i, history in enumerate(histories)
-    ]
+    walk = None
+    if config.encoder_refit is not None:
+        model = load_unseen_model(models_dir, config.encoder, start_ms, "out_of_sample.start")
+        walk = encoder_walk(config, model, cache_dir)
+    decisions = []
+    for i, (history, candles) in enumerate(zip(histories, frames, strict=True)):
+        pipeline = build_pipeline(config)
+        monitor = drift_monitor(config, pipeline, history.z.shape[1])
+        tuned = None if walk is None else BlockHistories(history, candles, walk, start)
+        decided = walk_forward(
+            history, pipeline, schedule, stop, costs, weights[:, i], monitor, tuned
+        )
+        decisions.append(decided)
+        if tuned is not None:
+            # The representation each bar was decided on: its encoder version's.
+            histories[i] = replace(history, z=tuned.z_used)
+            sources[i] = sources[i] | {
+                "encoder_versions": [
+                    {"from": iso_utc(int(history.timestamp[v.bar])), "version": v.version}
+                    | {"parent": walk.model.name, "seconds": round(v.seconds, 3)}
+                    for v in decided.encoders
+                ]
+            }
     return Fitted(histories, decisions, weights, sources)
 
 
