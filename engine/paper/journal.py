@@ -99,7 +99,14 @@ TABLES = (
     "events",
 )
 #: How each table's rows are ordered: by bar, then asset or sequence.
-_ORDER = {"events": "id", "fills": "ts, seq", "rejects": "ts, seq", "balances": "ts"}
+_ORDER = {
+    "events": "id",
+    "fills": "ts, seq",
+    "rejects": "ts, seq",
+    "balances": "ts",
+    "drift": "ts",
+    "encoders": "ts",
+}
 _ASSET_COLUMNS = (
     "position",
     "entry_price",
