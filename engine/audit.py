@@ -4,8 +4,12 @@ At a sample of out-of-sample bars t, the bars after t are replaced by a
 different but valid price path (and other volumes), the representation is
 recomputed from scratch (no cache), the components are refitted
 walk-forward, and every output at or before t is compared bit for bit with
-the original run. A causal strategy changes nothing; any changed value is a
-leak and is reported with the output it appeared in.
+the original run: the representation, every component output and decision,
+the bars at which components and encoders were refitted (the representation
+is each bar's encoder version's, so encoders re-tuned walk-forward are audited
+too) and, with drift monitoring, every drift reading. A causal strategy
+changes nothing; any changed value is a leak and is reported with the output
+it appeared in.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from engine.data.store import CandleStore
 from engine.runner.assemble import check_schedule
 from engine.runner.backtest import decide
 from engine.runner.decisions import DECISION_FIELDS
+from engine.runner.drift import READING_FIELDS
 from engine.runner.sources import load_candles, out_of_sample_rows
-from engine.runner.walkforward import Fitted
+from engine.runner.walkforward import Decisions, Fitted
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,24 @@ def _outputs(fitted: Fitted, symbols: list[str]) -> dict[str, np.ndarray]:
             outputs[f"{symbol} {name}"] = getattr(decisions, name)
         for name, values in decisions.outputs.items():
             outputs[f"{symbol} component:{name}"] = values
+        outputs[f"{symbol} refits"] = _marks(decisions, [r[0] for r in decisions.refits])
+        outputs[f"{symbol} encoder refits"] = _marks(decisions, [v.bar for v in decisions.encoders])
+        if decisions.drift:
+            for name in READING_FIELDS:
+                if name != "alarms":
+                    values = {t: float(getattr(r, name)) for t, r in decisions.drift.items()}
+                    outputs[f"{symbol} drift:{name}"] = _marks(decisions, values)
     outputs["portfolio weights"] = fitted.weights
     return outputs
+
+
+def _marks(decisions: Decisions, values: dict[int, float] | list[int]) -> np.ndarray:
+    # One value per decided bar: the given values at their bars (1 at listed bars), else NaN.
+    column = np.full(decisions.stop - decisions.start, np.nan)
+    pairs = values.items() if isinstance(values, dict) else ((t, 1.0) for t in values)
+    for t, value in pairs:
+        column[t - decisions.start] = value
+    return column
 
 
 def audit(

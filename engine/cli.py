@@ -847,7 +847,7 @@ def paper_status(
     session: str | None = typer.Argument(None, help="A session; all sessions when not given."),
     journal_dir: Path = typer.Option(Path("reports/paper"), help=_JOURNALS_HELP),
 ) -> None:
-    """Show each session's last bar, equity, position and open orders.
+    """Show each session's last bar, equity, position, open orders and drift state.
 
     Journals are opened read-only. Listing all sessions, a file that is not a
     readable journal is skipped and reported below the table.
@@ -859,7 +859,8 @@ def paper_status(
     else:
         names = sorted(p.stem for p in journal_dir.glob("*.sqlite"))
     table = Table(title=f"paper sessions in {journal_dir}")
-    for column in ("session", "last bar", "bars", "equity", "position", "open order", "fills"):
+    columns = ("session", "last bar", "bars", "equity", "position", "open order", "fills", "drift")
+    for column in columns:
         table.add_column(column, justify="left" if column == "session" else "right", no_wrap=True)
     skipped = []
     for name in names:
@@ -878,6 +879,7 @@ def paper_status(
             s.position,
             s.open_order,
             f"{s.fills:,}",
+            s.drift,
         )
     console.print(table, width=max(console.width, 130))
     for problem in skipped:

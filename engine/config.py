@@ -9,6 +9,7 @@ was expected.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -32,6 +33,8 @@ __all__ = [
     "ComponentSpec",
     "CostsConfig",
     "DataConfig",
+    "DriftConfig",
+    "EncoderRefitConfig",
     "EncoderSpec",
     "EvaluateConfig",
     "FeaturesConfig",
@@ -327,6 +330,81 @@ class MarketRules(_Model):
     min_notional: float = Field(0.0, ge=0.0)
 
 
+#: The drift statistics a policy can act on.
+DRIFT_KINDS = ("representation", "prediction", "performance", "health")
+
+
+class DriftConfig(_Model):
+    """Drift monitoring against each refit's fitting window, and what an alarm does.
+
+    From ``window`` bars after a refit on, and then every ``stride`` bars, the
+    last ``window`` bars of the block are compared with the fitting window:
+    representation drift (energy distance on a fixed random projection, with a
+    permutation p-value), prediction drift (PSI of the signal's scores),
+    performance decay (accuracy of the score's sign on matured labels, with a
+    Wilson interval) and data health (gaps, stale bars, volume collapse).
+    """
+
+    stride: int = Field(24, gt=0, description="Bars between evaluations.")
+    window: int = Field(168, gt=9, description="Recent bars compared with the fitting window.")
+    reference_bars: int = Field(
+        384, gt=9, description="Rows of the fitting window, evenly spaced, as the reference."
+    )
+    projection_dims: int = Field(8, gt=0, description="Dimensions of the fixed projection.")
+    permutations: int = Field(99, ge=19, le=9999)
+    p_value: float = Field(
+        0.01, gt=0.0, lt=1.0, description="Representation drift at or below this p-value."
+    )
+    psi: float = Field(0.25, gt=0.0, description="Prediction drift above this PSI.")
+    confidence: float = Field(
+        0.99, gt=0.5, lt=1.0, description="Of the accuracy interval; decay when it is all below."
+    )
+    max_stale: float = Field(
+        0.1, ge=0.0, le=1.0, description="Largest fraction of flat or volumeless bars."
+    )
+    volume_collapse: float = Field(
+        0.2, ge=0.0, le=1.0, description="Collapse below this fraction of the median volume."
+    )
+    triggers: list[Literal["representation", "prediction", "performance", "health"]] = Field(
+        default_factory=lambda: list(DRIFT_KINDS),
+        description="The statistics whose alarm triggers the policy.",
+    )
+    policy: Literal["alert", "refit_components", "retrain_encoder", "flatten"] = Field(
+        "alert",
+        description="On an alarm: only alert; refit the components from the next bar; re-tune "
+        "the encoder (encoder_refit) and refit the components from the next bar; or go flat "
+        "until an evaluation without alarm or the next refit.",
+    )
+
+    @model_validator(mode="after")
+    def _reachable_p_value(self) -> DriftConfig:
+        if (self.permutations + 1) * self.p_value < 1:
+            raise ValueError(
+                f"permutations of at least {math.ceil(1 / self.p_value) - 1} for p_value "
+                f"{self.p_value}: the smallest p-value is 1 / (permutations + 1)"
+            )
+        return self
+
+
+class EncoderRefitConfig(FinetuneSpec):
+    """Re-tune the strategy's encoder walk-forward, at the start of a refit block.
+
+    The pretrained encoder is fine-tuned (``FinetuneSpec``) on the direction
+    labels of the ``fit_bars`` bars before the block, whose labels are all
+    known when the block starts; the components are then refitted on its
+    representations. A refit happens at the first block ``every`` bars or more
+    after the last one, and after a block the drift policy ``retrain_encoder``
+    ended.
+    """
+
+    every: int | None = Field(
+        None, gt=0, description="Bars between encoder refits; none: on drift only."
+    )
+    fit_bars: int = Field(4320, gt=0, description="Labelled bars the encoder is tuned on.")
+    horizon: int = Field(5, gt=0)
+    threshold: float = Field(0.005, gt=0.0)
+
+
 class StrategyConfig(_Model):
     """A strategy file (``strategies/*.yaml``)."""
 
@@ -354,6 +432,10 @@ class StrategyConfig(_Model):
     margin: MarginConfig = MarginConfig()
     rules: dict[Symbol, MarketRules] = Field(default_factory=dict)
     initial_capital: float = Field(100_000.0, gt=0.0, le=1e12)
+    drift: DriftConfig | None = Field(None, description="Drift monitoring and its policy.")
+    encoder_refit: EncoderRefitConfig | None = Field(
+        None, description="Re-tune the encoder walk-forward (needs an encoder)."
+    )
 
     @model_validator(mode="after")
     def _one_representation(self) -> StrategyConfig:
@@ -361,6 +443,14 @@ class StrategyConfig(_Model):
             raise ValueError(
                 "exactly one of 'encoder' (a model in models/) and 'representation' "
                 "(a baseline: pca, supervised or features; or a fine-tuned encoder: finetuned)"
+            )
+        if self.encoder_refit is not None and self.encoder is None:
+            raise ValueError("an 'encoder' with 'encoder_refit': only an encoder can be re-tuned")
+        retrain = self.drift is not None and self.drift.policy == "retrain_encoder"
+        if retrain and self.encoder_refit is None:
+            raise ValueError(
+                "an 'encoder_refit' section with drift.policy retrain_encoder: it says how the "
+                "encoder is re-tuned"
             )
         return self
 

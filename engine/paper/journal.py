@@ -4,11 +4,12 @@ The database runs in WAL mode with ``synchronous=FULL``. Everything one bar
 produced for every asset of the session (the bar, its funding rate and
 representation, the component outputs, the portfolio weight, the decision and
 the decision state, fills, rejected orders, the balance, the positions with
-their open orders, and the event loop's state arrays) is written in one
-transaction, so after a crash (even ``kill -9``) the journal holds either all of
-a bar or none of it. Every per-bar table is keyed by (session, bar timestamp),
-with the asset (its index in the session's ``symbols``) where a table has a
-row per asset: writing a bar twice is an integrity error, never a silent
+their open orders, the event loop's state arrays, and the bar's drift reading
+and new encoder version when it has them) is written in one transaction, so
+after a crash (even ``kill -9``) the journal holds either all of a bar or
+none of it. Every per-bar table is keyed by (session, bar timestamp), with
+the asset (its index in the session's ``symbols``) where a table has a row
+per asset: writing a bar twice is an integrity error, never a silent
 duplicate.
 
 The event loop's state is stored as the raw bytes of its ``account_dt`` and
@@ -30,6 +31,8 @@ import pandas as pd
 
 from engine.errors import ConfigError, DataError, EngineError
 from engine.runner.decisions import DecisionState
+from engine.runner.drift import READING_FIELDS, Reading
+from engine.runner.encoders import EncoderVersion
 from engine.sim.enums import account_dt, asset_dt, fill_dt, reject_dt
 
 SCHEMA = """
@@ -69,14 +72,41 @@ CREATE TABLE IF NOT EXISTS positions (
 CREATE TABLE IF NOT EXISTS book (
     session TEXT NOT NULL, ts INTEGER NOT NULL, account BLOB NOT NULL, assets BLOB NOT NULL,
     PRIMARY KEY (session, ts));
+CREATE TABLE IF NOT EXISTS drift (
+    session TEXT NOT NULL, ts INTEGER NOT NULL,
+    energy REAL, p_value REAL, psi REAL, accuracy REAL, accuracy_low REAL,
+    accuracy_high REAL, reference_accuracy REAL, gaps INTEGER, stale INTEGER,
+    volume_ratio REAL, alarms TEXT NOT NULL, triggered INTEGER NOT NULL,
+    PRIMARY KEY (session, ts));
+CREATE TABLE IF NOT EXISTS encoders (
+    session TEXT NOT NULL, ts INTEGER NOT NULL, version TEXT NOT NULL, seconds REAL NOT NULL,
+    PRIMARY KEY (session, ts));
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL, at_ms INTEGER NOT NULL,
     level TEXT NOT NULL, message TEXT NOT NULL);
 """
 
-TABLES = ("bars", "outputs", "decisions", "fills", "rejects", "balances", "positions", "events")
+TABLES = (
+    "bars",
+    "outputs",
+    "decisions",
+    "fills",
+    "rejects",
+    "balances",
+    "positions",
+    "drift",
+    "encoders",
+    "events",
+)
 #: How each table's rows are ordered: by bar, then asset or sequence.
-_ORDER = {"events": "id", "fills": "ts, seq", "rejects": "ts, seq", "balances": "ts"}
+_ORDER = {
+    "events": "id",
+    "fills": "ts, seq",
+    "rejects": "ts, seq",
+    "balances": "ts",
+    "drift": "ts",
+    "encoders": "ts",
+}
 _ASSET_COLUMNS = (
     "position",
     "entry_price",
@@ -114,7 +144,10 @@ class BarRecord:
     ``per_asset`` holds one ``AssetRecord`` per asset, in the session's
     order; ``balance`` holds equity, cash and the costs of the bar
     (``funding``, ``maker_fee``, ``taker_fee``, ``slippage``,
-    ``liquidation_fee``).
+    ``liquidation_fee``); ``drift`` the bar's drift reading, when it was
+    evaluated, and ``encoder`` the encoder version tuned walk-forward for the
+    block the bar starts (the bar is the first it encodes). Sessions with
+    drift monitoring or encoder refits trade one symbol.
     """
 
     ts: int
@@ -127,6 +160,8 @@ class BarRecord:
     balance: dict[str, float]
     account: np.ndarray
     assets: np.ndarray
+    drift: Reading | None = None
+    encoder: EncoderVersion | None = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +303,17 @@ class Journal:
                 "INSERT INTO book VALUES (?, ?, ?, ?)",
                 (s, ts, record.account.tobytes(), record.assets.tobytes()),
             )
+            if record.drift is not None:
+                reading = asdict(record.drift)
+                db.execute(
+                    f"INSERT INTO drift VALUES (?, ?{', ?' * len(READING_FIELDS)})",  # noqa: S608
+                    (s, ts, *(reading[name] for name in READING_FIELDS)),
+                )
+            if record.encoder is not None:
+                db.execute(
+                    "INSERT INTO encoders VALUES (?, ?, ?, ?)",
+                    (s, ts, record.encoder.version, record.encoder.seconds),
+                )
             db.execute("COMMIT")
         except BaseException as exc:
             # SQLite may already have rolled back (a full disk does): a second
@@ -316,6 +362,13 @@ class Journal:
         assets = np.frombuffer(row[2], dtype=asset_dt).copy()
         states = [DecisionState(**json.loads(state)) for (state,) in states]
         return Resume(int(row[0]), account, assets, states)
+
+    def has_table(self, name: str) -> bool:
+        """Return whether the journal has table ``name`` (older journals lack newer tables)."""
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
 
     def table(self, name: str) -> pd.DataFrame:
         """Return one table of this session, ordered by bar (and sequence)."""

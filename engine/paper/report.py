@@ -4,7 +4,8 @@ The journal is turned back into the backtest's result types (the per-bar
 decisions, the event loop's fills, rejects and equity) and handed to
 ``engine.report.run.write_run``, so both folders have the same files and columns
 and can be diffed: tearsheet.html, metrics.json, trades.csv, equity.csv,
-config.yaml, inputs.json and timings.json.
+config.yaml, inputs.json and timings.json, and with drift monitoring drift.csv
+and drift.png.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from engine.paper.journal import Journal
 from engine.paper.session import journal_path
 from engine.report.run import Backtest, bar_time, performance, write_run
 from engine.runner.decisions import DECISION_FIELDS
+from engine.runner.drift import READING_FIELDS, Reading
 from engine.runner.walkforward import Decisions, Fitted
 from engine.sim.enums import account_dt, asset_dt, fill_dt, reject_dt
 from engine.sim.run import SimResult
@@ -36,6 +38,21 @@ def _records(frame: pd.DataFrame, dtype: np.dtype, bar: np.ndarray) -> np.ndarra
     return records
 
 
+def _readings(drift: pd.DataFrame, stamps: np.ndarray) -> dict[int, Reading]:
+    # The journaled drift readings by bar row.
+    rows = np.searchsorted(stamps, drift["ts"].to_numpy())
+    records = drift.to_dict("records")
+    return {
+        int(r): Reading(
+            **(
+                {name: record[name] for name in READING_FIELDS}
+                | {"triggered": record["triggered"] == 1}
+            )
+        )
+        for r, record in zip(rows, records, strict=True)
+    }
+
+
 def session_backtest(journal_dir: Path, session: str) -> Backtest:
     """Return a session's journal as the result of a backtest over its bars."""
     journal = Journal.open_existing(journal_path(journal_dir, session), session)
@@ -44,6 +61,7 @@ def session_backtest(journal_dir: Path, session: str) -> Backtest:
         tables = {name: journal.table(name) for name in ("bars", "decisions", "outputs")}
         tables |= {name: journal.table(name) for name in ("balances", "fills", "rejects")}
         positions = journal.table("positions")
+        drift = journal.table("drift") if journal.has_table("drift") else None
         last = journal.resume()
     finally:
         journal.close()
@@ -66,6 +84,8 @@ def session_backtest(journal_dir: Path, session: str) -> Backtest:
                 stop=len(stamps),
                 **{name: chosen[name].to_numpy() for name in DECISION_FIELDS},
                 outputs={name: mine[name].to_numpy() for name in mine.columns},
+                refits=[(int(r), -1, -1) for r in np.flatnonzero(chosen["refit"].to_numpy())],
+                drift={} if drift is None else _readings(drift, stamps),
             )
         )
     weights = np.column_stack([chosen["weight"].to_numpy() for chosen in decided])

@@ -78,14 +78,16 @@ from engine.data.store import CandleStore
 from engine.data.times import iso_utc
 from engine.data.times import now_ms as wall_ms
 from engine.data.validate import CANDLE_COLUMNS, find_violations, raise_on_violations
-from engine.errors import DataError, EngineError
+from engine.errors import ConfigError, DataError, EngineError
 from engine.models.registry import Registry
 from engine.paper.journal import AssetRecord, BarRecord, Journal
 from engine.paper.sources import BarSource, series_keys
 from engine.paper.stream import BarStream
+from engine.runner.drift import ENDING_POLICIES
+from engine.runner.encoders import EncoderVersion
 from engine.runner.representation import strategy_representation
 from engine.runner.sources import common_bars
-from engine.runner.stepper import Bars, BarStepper
+from engine.runner.stepper import Bars, BarStepper, DriftResume
 from engine.sim.run import SETTLEMENT_MS, align_funding
 from engine.strategy.representations import default_cache_dir
 
@@ -249,12 +251,38 @@ class PaperSession:
         self.warmup_rows = len(frames[0])
         stamps = self.bars[0].timestamps()
         anchor = min(int(np.searchsorted(stamps, anchor_ms)), self.warmup_rows)
-        self.stepper = BarStepper(config, self.bars, anchor, representations)
+        adaptive = config.drift is not None or config.encoder_refit is not None
+        if adaptive and len(market.symbols) > 1:
+            raise ConfigError(
+                "drift, encoder_refit: a paper session monitors drift and re-tunes encoders for "
+                f"one symbol; got {market.symbols}"
+            )
+        if config.drift is not None and anchor < self.warmup_rows:
+            raise ConfigError(
+                "drift: a session with drift monitoring starts its refit schedule at its first "
+                "bar; it cannot continue a run's schedule (--from-run), whose drift readings "
+                "and refits need the run's scores"
+            )
+        model = None
+        if config.encoder_refit is not None:
+            model = Registry(options.models_dir).load(config.encoder)
+        self.stepper = BarStepper(
+            config, self.bars, anchor, representations, model, default_cache_dir()
+        )
         resumed = self.journal.resume()
         self.last_ts = warmup_until
         if resumed is not None:
             self.last_ts = resumed.last_ts
             self.stepper.resume(resumed.account, resumed.assets, resumed.states)
+            if config.drift is not None:
+                self.stepper.resume_drift(self._drift_state())
+            versions = self.journal.table("encoders")
+            if self.stepper.walk is not None and not versions.empty:
+                last = versions.iloc[-1]
+                row = int(np.searchsorted(stamps, int(last["ts"])))
+                self.stepper.resume_encoder(
+                    EncoderVersion(row, str(last["version"]), float(last["seconds"]))
+                )
         self.bar_store = None if options.bar_store is None else CandleStore(options.bar_store)
         # The last bar known to be in the bar store; None until the first write.
         self._stored_until: int | None = None
@@ -272,6 +300,29 @@ class PaperSession:
         pinned = pinned or Registry(self.options.models_dir).resolve(self.config.encoder).ref
         self.config = self.config.model_copy(update={"encoder": pinned})
         return pinned
+
+    def _drift_state(self) -> DriftResume:
+        # The drift policy's state after the last journaled bar: the block it is in (its last
+        # refit), whether the policy ended it there, the flatten flag and the block's scores.
+        decisions = self.journal.table("decisions")
+        block_ts = int(decisions["ts"][decisions["refit"] == 1].iloc[-1])
+        drift = self.journal.table("drift")
+        drift = drift[drift["ts"] >= block_ts]
+        outputs = self.journal.table("outputs")
+        scores = outputs[(outputs["name"] == "score") & (outputs["ts"] >= block_ts)]
+        last = self.stepper.n - 1
+        triggered = not drift.empty and bool(drift["triggered"].iloc[-1])
+        ends = (
+            triggered
+            and int(drift["ts"].iloc[-1]) == self.last_ts
+            and self.config.drift.policy in ENDING_POLICIES
+        )
+        return DriftResume(
+            int(np.searchsorted(self.bars[0].timestamps(), block_ts)),
+            last if ends else None,
+            triggered,
+            scores["value"].tolist(),
+        )
 
     def close(self) -> None:
         """Close the bar stream, if any, and the journal."""
@@ -337,9 +388,26 @@ class PaperSession:
                 processed += 1
                 if stop.is_set():
                     break
-                stepper.prepare()
+                self._prepare()
             self._store_bars()
         return processed
+
+    def _prepare(self) -> None:
+        # Refit before the next bar when it starts a block, journaling an encoder re-tuning
+        # before it starts (a pause between bars) and its version and time once done.
+        stepper = self.stepper
+        following = stepper.window(stepper.n)[0]
+        tuning = following == stepper.n and stepper.will_tune(following)
+        if tuning:
+            self._event(logging.INFO, f"re-tuning the encoder on the bars before bar {following}")
+        stepper.prepare()
+        if tuning:
+            tuned = stepper.tuned
+            self._event(
+                logging.INFO,
+                f"encoder version {tuned.version} tuned in {tuned.seconds:.1f} s; it encodes "
+                f"from the next bar on",
+            )
 
     def _streamed(self, since: int, stop: threading.Event) -> bool:
         # Whether the bar stream shows bar `since` closed (a later bar streaming), waited for
@@ -470,10 +538,15 @@ class PaperSession:
             balance=balance,
             account=result.account,
             assets=result.assets,
+            drift=step.drift,
+            encoder=step.encoder,
         )
         self.journal.record(record)
         self.stepper.commit(step)
         self.last_ts = ts
+        if step.drift is not None and step.drift.alarms:
+            action = self.config.drift.policy if step.drift.triggered else "alert"
+            self._event(logging.WARNING, f"{iso_utc(ts)} {step.drift.describe()}; {action}")
         log.info(
             "%s %s, %d fills, equity %.2f",
             iso_utc(ts),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.data.times import iso_utc
 from engine.paper.journal import Journal
 from engine.paper.session import journal_path
 from engine.sim.enums import Pending
@@ -20,6 +21,7 @@ class Status:
     position: str
     open_order: str
     fills: int
+    drift: str = "-"
 
 
 def session_status(journal_dir: Path, session: str) -> Status:
@@ -41,7 +43,7 @@ def _status(journal: Journal) -> Status:
     # The status fields, read from an open journal.
     balances = journal.table("balances")
     if balances.empty:
-        return Status(None, 0, None, "-", "-", 0)
+        return Status(None, 0, None, "-", "-", 0, _drift(journal))
     last = balances.iloc[-1]
     positions = journal.table("positions")
     now = positions[positions["ts"] == last["ts"]]
@@ -60,4 +62,16 @@ def _status(journal: Journal) -> Status:
         held,
         "; ".join(orders) or "-",
         fills,
+        _drift(journal),
     )
+
+
+def _drift(journal: Journal) -> str:
+    # The last drift reading: its alarms (or "ok") and its bar; "-" without one.
+    if not journal.has_table("drift"):
+        return "-"
+    drift = journal.table("drift")
+    if drift.empty:
+        return "-"
+    last = drift.iloc[-1]
+    return f"{last['alarms'] or 'ok'} at {iso_utc(int(last['ts']))}"

@@ -2,7 +2,8 @@
 
 ``performance`` computes the headline metrics of the bars acted on;
 ``write_run`` writes the folder that ``engine run`` and ``engine paper
-report`` both write, with the same files and columns.
+report`` both write, with the same files and columns (and, for a strategy
+with drift monitoring, ``drift.csv`` and ``drift.png``).
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ def write_run(backtest: Backtest, reports_dir: Path, config_path: Path | None = 
 
 def _write_run_files(backtest: Backtest, building: Path, config_path: Path | None) -> None:
     # Every file of a run folder, written into `building`.
+    from engine.report.drift import drift_frame, write_drift_plot
     from engine.report.tearsheet import write_tearsheet
 
     inputs = dict(backtest.inputs)
@@ -178,6 +180,12 @@ def _write_run_files(backtest: Backtest, building: Path, config_path: Path | Non
     write_text(building / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     trades_frame(backtest).to_csv(building / "trades.csv", index=False)
     equity_frame(backtest).to_csv(building / "equity.csv", index=False)
+    drift = backtest.config.drift
+    if drift is not None:
+        symbols = backtest.config.market.symbols
+        frame = drift_frame(backtest.fitted, symbols)
+        frame.to_csv(building / "drift.csv", index=False)
+        write_drift_plot(backtest.fitted, symbols, drift, frame, building / "drift.png")
     write_tearsheet(
         backtest.daily,
         backtest.benchmark,

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 
 from engine.config import StrategyConfig
+from engine.data.symbols import timeframe_ms
 from engine.errors import ConfigError
 from engine.runner.decisions import Pipeline
+from engine.runner.drift import DriftMonitor
 from engine.runner.representation import strategy_representation
 from engine.runner.schedule import RefitSchedule
 from engine.sim.run import MarketSpec, SimConfig
@@ -45,6 +47,14 @@ def build_pipeline(config: StrategyConfig) -> Pipeline:
         if spec is not None and role != "portfolio"
     }
     return Pipeline(**parts)
+
+
+def drift_monitor(config: StrategyConfig, pipeline: Pipeline, dims: int) -> DriftMonitor | None:
+    """Return the strategy's drift monitor for ``dims``-column representations, or None."""
+    if config.drift is None:
+        return None
+    interval = timeframe_ms(config.market.timeframe)
+    return DriftMonitor(config.drift, dims, pipeline.signal.horizon, interval, config.seed)
 
 
 def build_portfolio(config: StrategyConfig) -> Portfolio | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 
 from engine.config import StrategyConfig
 from engine.data.store import CandleStore, SeriesKey
+from engine.data.times import iso_utc
 from engine.executor import Executor
 from engine.report.run import Backtest, bar_time, performance
 from engine.runner.assemble import (
@@ -26,10 +27,12 @@ from engine.runner.assemble import (
     build_portfolio,
     check_schedule,
     compute_representation,
+    drift_monitor,
     sim_settings,
     strategy_costs,
     strategy_schedule,
 )
+from engine.runner.encoders import BlockHistories, encoder_walk
 from engine.runner.sources import load_candles, load_funding, out_of_sample_rows
 from engine.runner.walkforward import (
     FitBlocks,
@@ -40,7 +43,7 @@ from engine.runner.walkforward import (
 )
 from engine.sim.run import SimResult, simulate
 from engine.strategy.base import Costs, History
-from engine.strategy.representations import default_cache_dir, hash_candles
+from engine.strategy.representations import default_cache_dir, hash_candles, load_unseen_model
 from engine.threads import one_thread
 
 OHLC = ("open", "high", "low", "close")
@@ -97,11 +100,13 @@ def decide(
     """Compute every asset's representations and decisions for bars ``start .. stop - 1``.
 
     ``representations`` (one per frame) skips computing them. With an
-    ``executor``, each refit block is fitted as one of its calls. The caller
+    ``executor``, each refit block is fitted as one of its calls (unless a
+    drift monitor or an encoder walk makes the blocks depend on each
+    other). The caller
     checks the refit schedule (``check_schedule``) once.
     """
+    start_ms = int(frames[0]["timestamp"].iloc[start])
     if representations is None:
-        start_ms = int(frames[0]["timestamp"].iloc[start])
         representations = represent(config, frames, start_ms, models_dir, cache_dir)
     histories = [
         History.from_candles(candles, z)
@@ -116,18 +121,29 @@ def decide(
     else:
         weights = portfolio_weights(histories, portfolio, schedule, stop, costs)
     fit_blocks = None if executor is None else _blocks_on(executor, config)
-    decisions = [
-        walk_forward(
-            history,
-            build_pipeline(config),
-            schedule,
-            stop,
-            costs,
-            scale=weights[:, i],
-            fit_blocks=fit_blocks,
+    walk = None
+    if config.encoder_refit is not None:
+        model = load_unseen_model(models_dir, config.encoder, start_ms, "out_of_sample.start")
+        walk = encoder_walk(config, model, cache_dir)
+    decisions = []
+    for i, (history, candles) in enumerate(zip(histories, frames, strict=True)):
+        pipeline = build_pipeline(config)
+        monitor = drift_monitor(config, pipeline, history.z.shape[1])
+        tuned = None if walk is None else BlockHistories(history, candles, walk, start)
+        decided = walk_forward(
+            history, pipeline, schedule, stop, costs, weights[:, i], monitor, tuned, fit_blocks
         )
-        for i, history in enumerate(histories)
-    ]
+        decisions.append(decided)
+        if tuned is not None:
+            # The representation each bar was decided on: its encoder version's.
+            histories[i] = replace(history, z=tuned.z_used)
+            sources[i] = sources[i] | {
+                "encoder_versions": [
+                    {"from": iso_utc(int(history.timestamp[v.bar])), "version": v.version}
+                    | {"parent": walk.model.name, "seconds": round(v.seconds, 3)}
+                    for v in decided.encoders
+                ]
+            }
     return Fitted(histories, decisions, weights, sources)
 
 

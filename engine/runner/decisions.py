@@ -144,18 +144,20 @@ class DecisionState:
     limit_placed: bool = False
 
 
-def refit(pipeline: Pipeline, past: History, train: slice, costs: Costs) -> None:
+def refit(pipeline: Pipeline, past: History, train: slice, costs: Costs) -> np.ndarray:
     """Fit every component of ``pipeline`` on rows ``train`` of ``past``, the signal first.
 
     The other components get the fitted signal's in-sample direction on the
-    training rows.
+    training rows. Returns the signal's in-sample scores on those rows.
     """
     signal = pipeline.signal
     signal.fit(FitContext(past, train, costs))
-    in_sample = signal.direction(signal.transform(past, train)["score"])
+    scores = signal.transform(past, train)["score"]
+    in_sample = signal.direction(scores)
     for role, component in pipeline.components().items():
         if role != "signal":
             component.fit(FitContext(past, train, costs, in_sample))
+    return scores
 
 
 def transform(pipeline: Pipeline, history: History, rows: slice) -> dict[str, np.ndarray]:

@@ -42,6 +42,7 @@ from engine.data.symbols import timeframe_ms
 from engine.data.times import day_range_ms, day_start_ms
 from engine.errors import ConfigError
 from engine.ssl.base import Encoder
+from engine.ssl.checkpoint import PretrainedModel
 from engine.ssl.infer import encode_series, window_bars
 from engine.strategy.representations import (
     PcaBasis,
@@ -187,6 +188,20 @@ class Encoded(Representation):
         return encode_series(self.encoder, self.features(candles), bars, start)
 
 
+def model_encoding(model: PretrainedModel, interval_ms: int, cache_dir: Path | None) -> Encoded:
+    """Return a pretrained model's encoding of its normalised features, cached by its hash."""
+    digest = model_hash(model)
+    return Encoded(
+        lambda: model.encoder,
+        lambda c: model.normalise(model_feature_matrix(model, c)),
+        settle_bars(*model_features(model)),
+        interval_ms,
+        f"model-{digest[:20]}",
+        cache_dir,
+        {"model": model.name, "model_sha256": digest},
+    )
+
+
 def strategy_representation(
     config: StrategyConfig,
     candles: pd.DataFrame,
@@ -209,16 +224,7 @@ def strategy_representation(
     interval = timeframe_ms(config.market.timeframe)
     if config.encoder is not None:
         model = load_unseen_model(models_dir, config.encoder, start_ms, "out_of_sample.start")
-        digest = model_hash(model)
-        return Encoded(
-            lambda: model.encoder,
-            lambda c: model.normalise(model_feature_matrix(model, c)),
-            settle_bars(*model_features(model)),
-            interval,
-            f"model-{digest[:20]}",
-            cache_dir,
-            {"model": model.name, "model_sha256": digest},
-        )
+        return model_encoding(model, interval, cache_dir)
     spec = config.representation
     if spec.kind == "features":
         return Features(spec.extras)

@@ -17,6 +17,14 @@ A paper session hands every newly closed bar (one per asset) to a
 ``step`` returns all of it without changing the stepper; ``commit`` makes it
 the state the next bar starts from, once the caller has journaled it.
 
+With a ``drift`` section (one asset) the bar is also observed by the drift
+monitor, whose policy may flatten it or end its block
+(``engine.runner.drift``); blocks then follow each other bar by bar rather
+than on the fixed grid, and a resumed session continues from the journaled
+``DriftResume``. With ``encoder_refit`` the encoder is re-tuned before the
+blocks that need it, on the bars before them, and the kept representations
+re-encoded (``engine.runner.encoders``).
+
 What cannot be bit-identical to a backtest is stated here, not hidden.
 Components transform one bar at a time here but a whole refit block at once in
 a backtest, and BLAS sums a matrix-vector product in an order that depends on
@@ -35,23 +43,30 @@ computed from a tail of the bars up to it that gives the backtest's bits
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from engine.config import StrategyConfig
 from engine.data.validate import CANDLE_COLUMNS
+from engine.errors import EngineError
 from engine.runner.assemble import (
     build_pipeline,
     build_portfolio,
     check_schedule,
+    drift_monitor,
     sim_settings,
     strategy_costs,
 )
 from engine.runner.decisions import Decision, DecisionState, decide_bar, refit, transform
+from engine.runner.drift import Reading, flat_after, next_block
+from engine.runner.encoders import EncoderVersion, encoder_walk, timed_tune, tuned_representation
 from engine.runner.representation import Representation
 from engine.sim.run import SimResult, new_state, simulate
+from engine.ssl.checkpoint import PretrainedModel
 from engine.strategy.base import FitContext, History
+from engine.strategy.representations import model_representations
 
 #: Bars before the current one that components always see, for their own trailing windows.
 FEATURE_CONTEXT = 1000
@@ -85,6 +100,10 @@ class Bars:
             self.columns[c][self.n] = bar[c]
         self.z[self.n - self.z_from] = np.nan if z is None else z
         self.n += 1
+
+    def set_z(self, z: np.ndarray) -> None:
+        """Replace the kept representations (rows ``z_from .. n - 1``), e.g. by a new encoder's."""
+        self.z[: self.n - self.z_from] = z
 
     def set_last_z(self, z: np.ndarray) -> None:
         """Set the representation of the newest bar."""
@@ -123,7 +142,9 @@ class Step:
     (its representation, component outputs, decision and next decision
     state); ``weights`` the portfolio weights the targets were scaled by;
     ``result`` the book after the bar; ``refit`` whether the bar starts a
-    refit block.
+    refit block; ``drift`` the bar's drift reading (None when it was not
+    evaluated), ``flat`` whether the drift policy flattens from this bar on,
+    and ``encoder`` the encoder version tuned for the block this bar starts.
     """
 
     z: list[np.ndarray]
@@ -133,6 +154,31 @@ class Step:
     weights: np.ndarray
     result: SimResult
     refit: bool
+    drift: Reading | None = None
+    flat: bool = False
+    encoder: EncoderVersion | None = None
+
+
+@dataclass(frozen=True)
+class DriftResume:
+    """The drift policy's state a resumed session continues from.
+
+    Attributes
+    ----------
+    block : int
+        The row of the current refit block's first bar.
+    ended_after : int, optional
+        The row after which the drift policy ended the block, if it did.
+    flat : bool
+        Whether ``flatten`` holds.
+    scores : list of float
+        The signal's scores of the block's bars so far.
+    """
+
+    block: int
+    ended_after: int | None
+    flat: bool
+    scores: list[float]
 
 
 class BarStepper:
@@ -155,6 +201,10 @@ class BarStepper:
         The row of the refit schedule's first block.
     representations : list of Representation
         Each asset's representation, fitted on its bars.
+    model : PretrainedModel, optional
+        The pretrained encoder an ``encoder_refit`` re-tunes (one asset).
+    cache_dir : Path, optional
+        Where encoders tuned walk-forward are cached.
     """
 
     def __init__(
@@ -163,6 +213,8 @@ class BarStepper:
         bars: list[Bars],
         anchor: int,
         representations: list[Representation],
+        model: PretrainedModel | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.config, self.bars, self.representations = config, bars, representations
         self.pipelines = [build_pipeline(config) for _ in bars]
@@ -174,6 +226,15 @@ class BarStepper:
         self.account, self.assets = new_state(len(bars), config.initial_capital)
         self.states = [DecisionState() for _ in bars]
         self.fitted_block: int | None = None
+        self.monitor = drift_monitor(config, self.pipelines[0], bars[0].z.shape[1])
+        # The drift policy's state: the current block, the bar the policy ended it after, the
+        # flatten flag and the block's scores so far.
+        first = self.schedule.block_start(max(anchor, bars[0].n))
+        self.drift = DriftResume(first, None, False, [])
+        self.walk = encoder_walk(config, model, cache_dir)
+        # The row of the last encoder refit (the pretrained encoder counts as tuned at the
+        # anchor) and the version tuned for a block that has not started yet.
+        self.tuned_at, self.tuned = anchor, None
 
     @property
     def n(self) -> int:
@@ -184,22 +245,83 @@ class BarStepper:
         """Continue from a journaled book and decision states."""
         self.account, self.assets, self.states = account, assets, states
 
+    def resume_drift(self, drift: DriftResume) -> None:
+        """Continue the drift policy from a journaled state."""
+        self.drift = drift
+
+    def resume_encoder(self, version: EncoderVersion) -> None:
+        """Continue with the journaled encoder version: tune (or load) it again and check it.
+
+        Raises
+        ------
+        EngineError
+            If tuning on the same bars does not give the journaled version.
+        """
+        again = self._tune(version.bar)
+        if again.version != version.version:
+            raise EngineError(
+                f"the encoder tuned before bar {version.bar} is version {again.version}; the "
+                f"journal says {version.version}: the bars or the models changed"
+            )
+        self.tuned = None
+
+    def will_tune(self, block: int) -> bool:
+        """Return whether refitting for the block starting at row ``block`` re-tunes the encoder."""
+        if self.walk is None or block == self.tuned_at:
+            return False
+        ended = self.drift.ended_after
+        retrain = self.config.drift is not None and self.config.drift.policy == "retrain_encoder"
+        return self.walk.due(block, self.tuned_at, retrain and ended == block - 1)
+
+    def _tune(self, block: int) -> EncoderVersion:
+        # Tune the encoder on the bars before `block` and re-encode the kept bars with it.
+        bars = self.bars[0]
+        frame = bars.frame(0, bars.n)
+        model, z, version = timed_tune(
+            self.walk,
+            frame,
+            block,
+            lambda model: model_representations(model, frame, self.walk.interval, bars.z_from),
+        )
+        bars.set_z(z)
+        self.representations[0] = tuned_representation(model, self.walk.interval)
+        self.tuned_at, self.tuned = block, version
+        return version
+
+    def block_start(self, t: int) -> int:
+        """Return the first bar of the refit block bar ``t`` is in.
+
+        Without a drift monitor, that of the schedule; with one, blocks follow
+        each other as ``engine.runner.drift.next_block`` says, bar by bar.
+        """
+        if self.monitor is None:
+            return self.schedule.block_start(t)
+        following = next_block(self.drift.block, self.schedule.refit_every, self.drift.ended_after)
+        return following if t >= following else self.drift.block
+
     def window(self, t: int) -> tuple[int, int]:
         """Return the first bar of t's refit block, and the first bar components see at t."""
-        block = self.schedule.block_start(t)
+        block = self.block_start(t)
         return block, max(0, min(self.schedule.train(block).start, t - FEATURE_CONTEXT))
 
     def refit(self, block: int) -> None:
         """Refit components and portfolio for the block starting at ``block``, on bars before it.
 
         The portfolio sees the bar before the training rows too, for the
-        first training row's return, as in a backtest.
+        first training row's return, as in a backtest. The encoder is re-tuned
+        first when ``will_tune`` says so.
         """
+        if self.will_tune(block):
+            self._tune(block)
         _, start = self.window(block)
         train = self.schedule.train(block)
         rows = slice(train.start - start, train.stop - start)
         for bars, pipeline in zip(self.bars, self.pipelines, strict=True):
-            refit(pipeline, bars.history(start).upto(block - start), rows, self.costs)
+            in_sample = refit(pipeline, bars.history(start).upto(block - start), rows, self.costs)
+        if self.monitor is not None:
+            self.monitor.fit(self.bars[0].history(start).upto(block - start), rows, in_sample)
+            if block != self.drift.block:
+                self.drift = DriftResume(block, None, False, [])
         if self.portfolio is not None:
             first = max(0, train.start - 1)
             rows = slice(train.start - first, train.stop - first)
@@ -247,10 +369,17 @@ class BarStepper:
         rows = slice(t - start, t - start + 1)
         histories = [asset.history(start) for asset in self.bars]
         outputs, decisions, states = [], [], []
+        reading, flat = None, False
         for i, (history, pipeline) in enumerate(zip(histories, self.pipelines, strict=True)):
             values = transform(pipeline, history, rows)
             outputs.append({name: float(column[0]) for name, column in values.items()})
-            decision, state = decide_bar(pipeline, self.states[i], outputs[-1], self.weights[i])
+            weight = self.weights[i]
+            if self.monitor is not None:
+                scores = np.array([*self.drift.scores, outputs[-1]["score"]])
+                reading = self.monitor.observe(history, t - start, block - start, scores)
+                flat = flat_after(self.drift.flat, reading)
+                weight = weight * self.monitor.scale(flat)
+            decision, state = decide_bar(pipeline, self.states[i], outputs[-1], weight)
             decisions.append(decision)
             states.append(state)
 
@@ -272,9 +401,18 @@ class BarStepper:
             state=(self.account, self.assets),
         )
         z = [asset.last_z() for asset in self.bars]
-        return Step(z, outputs, decisions, states, self.weights, result, refit=t == block)
+        tuned = self.tuned if t == block and self.tuned is not None else None
+        return Step(
+            z, outputs, decisions, states, self.weights, result, t == block, reading, flat, tuned
+        )
 
     def commit(self, step: Step) -> None:
-        """Carry the book and decision states of ``step`` to the next bar."""
+        """Carry the book, decision states and drift policy's state of ``step`` to the next bar."""
         self.account, self.assets = step.result.account, step.result.assets
         self.states = step.states
+        if step.encoder is not None:
+            self.tuned = None
+        if self.monitor is not None:
+            ended = self.n - 1 if self.monitor.ends_block(step.drift) else None
+            scores = [*self.drift.scores, step.outputs[0]["score"]]
+            self.drift = DriftResume(self.drift.block, ended, step.flat, scores)

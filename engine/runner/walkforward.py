@@ -6,6 +6,11 @@ component per block, not per bar), and ``decide_bar`` is looped over the
 block's outputs. A paper session takes the same refits and calls
 ``decide_bar`` once per closed bar (``engine.runner.stepper``); the parity
 tests check that the two paths agree.
+
+With a drift monitor (``engine.runner.drift``) every bar of a block is
+observed after the block is transformed, in order: its reading can flatten
+the bars from it on, or end the block after it (the rest of the block's
+outputs are dropped and the next block starts at the following bar).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from engine.runner.decisions import (
     refit,
     transform,
 )
+from engine.runner.drift import DriftMonitor, Reading, flat_after
+from engine.runner.encoders import BlockHistories, EncoderVersion
 from engine.runner.schedule import RefitSchedule
 from engine.strategy.base import Costs, FitContext, History, Portfolio
 
@@ -33,7 +40,8 @@ class Decisions:
 
     ``outputs`` holds every component output by name (score, size, anomaly,
     risk_scale, similarity, ...); ``refits`` the bar at which each refit took
-    effect with its training rows.
+    effect with its training rows; ``drift`` the drift readings by bar;
+    ``encoders`` the encoder versions tuned walk-forward.
     """
 
     start: int
@@ -46,6 +54,8 @@ class Decisions:
     take_profit: np.ndarray
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
     refits: list[tuple[int, int, int]] = field(default_factory=list)
+    drift: dict[int, Reading] = field(default_factory=dict)
+    encoders: list[EncoderVersion] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -96,41 +106,100 @@ def walk_forward(
     stop: int,
     costs: Costs,
     scale: np.ndarray | None = None,
+    monitor: DriftMonitor | None = None,
+    tuned: BlockHistories | None = None,
     fit_blocks: FitBlocks | None = None,
 ) -> Decisions:
     """Fit the pipeline over the schedule and return its decisions for bars ``anchor .. stop - 1``.
 
     ``scale`` (one value per decided bar, e.g. a portfolio weight) multiplies
-    the target exposure before the timing decides when to act on it.
+    the target exposure before the timing decides when to act on it; a drift
+    ``monitor``'s policy may flatten bars and end blocks early; with ``tuned``
+    each block sees the history of its encoder version (``tuned.at``).
     ``fit_blocks`` (history, blocks, costs) returns every block's outputs,
     each from a pipeline refitted for that block alone (for example on
-    several workers); by default the blocks are fitted here, one after
-    another, on ``pipeline``. A refit replaces everything a component
-    learned, so the two give the same outputs. The caller checks the
-    schedule (``RefitSchedule.check``) once.
+    several workers). A refit replaces everything a component learned, so
+    the two give the same outputs. It is used only without a monitor and
+    without ``tuned``: those make each block depend on the one before, so
+    their blocks are fitted here, one after another, on ``pipeline``. The
+    caller checks the schedule (``RefitSchedule.check``) once.
     """
     start = schedule.anchor
     n = stop - start
     outputs: dict[str, np.ndarray] = {}
     refits = []
-    blocks = list(schedule.blocks(stop))
-    if fit_blocks is None:
-        fitted = [block_outputs(history, pipeline, block, train, costs) for block, train in blocks]
-    else:
-        fitted = fit_blocks(history, blocks, costs)
-    for (block, train), block_values in zip(blocks, fitted, strict=True):
-        for name, values in block_values.items():
-            out = outputs.setdefault(name, np.full(n, np.nan))
-            out[block.start - start : block.stop - start] = values
-        refits.append((block.start, train.start, train.stop))
+    readings: dict[int, Reading] = {}
+    scale = np.ones(n) if scale is None else np.array(scale, dtype=np.float64)
+    on_blocks = fit_blocks is not None and monitor is None and tuned is None
+    if on_blocks:
+        blocks = list(schedule.blocks(stop))
+        for (block, train), values in zip(blocks, fit_blocks(history, blocks, costs), strict=True):
+            _keep(outputs, values, block.start - start, block.stop - start, n)
+            refits.append((block.start, train.start, train.stop))
+    block, retrain = (stop if on_blocks else start), False
+    while block < stop:
+        if tuned is not None:
+            history = tuned.at(block, retrain)
+        train = schedule.train(block)
+        end = min(block + schedule.refit_every, stop)
+        past = history.upto(block)
+        in_sample = refit(pipeline, past, train, costs)
+        values = transform(pipeline, history.upto(end), slice(block, end))
+        if monitor is not None:
+            monitor.fit(past, train, in_sample)
+            stopped = _observe(
+                monitor, history, (block, end), values["score"], readings, scale[block - start :]
+            )
+            retrain = stopped is not None and monitor.config.policy == "retrain_encoder"
+            end = end if stopped is None else stopped
+        _keep(outputs, values, block - start, end - start, n)
+        refits.append((block, train.start, train.stop))
+        block = end
     names = list(outputs)
     state = DecisionState()
     decided = []
     for i, row in enumerate(zip(*outputs.values(), strict=True)):
-        decision, state = decide_bar(
-            pipeline, state, dict(zip(names, row, strict=True)), None if scale is None else scale[i]
-        )
+        decision, state = decide_bar(pipeline, state, dict(zip(names, row, strict=True)), scale[i])
         decided.append(decision)
     columns = {name: np.array([getattr(d, name) for d in decided]) for name in DECISION_FIELDS}
     columns["mode"] = columns["mode"].astype(np.int64)
-    return Decisions(start=start, stop=stop, **columns, outputs=outputs, refits=refits)
+    return Decisions(
+        start=start,
+        stop=stop,
+        **columns,
+        outputs=outputs,
+        refits=refits,
+        drift=readings,
+        encoders=[] if tuned is None else tuned.versions,
+    )
+
+
+def _keep(outputs: dict[str, np.ndarray], values: dict, first: int, end: int, n: int) -> None:
+    # Write a block's outputs into the rows first .. end - 1 of the n decided bars.
+    for name, column in values.items():
+        out = outputs.setdefault(name, np.full(n, np.nan))
+        out[first:end] = column[: end - first]
+
+
+def _observe(
+    monitor: DriftMonitor,
+    history: History,
+    rows: tuple[int, int],
+    scores: np.ndarray,
+    readings: dict[int, Reading],
+    scale: np.ndarray,
+) -> int | None:
+    # Observe the block's bars in order, keeping their readings and zeroing `scale` (from the
+    # block's first bar) while the policy flattens; return the bar the block ends before when
+    # the policy ends it after a bar, else None.
+    block, end = rows
+    flat = False
+    for t in range(block, end):
+        reading = monitor.observe(history, t, block, scores[: t - block + 1])
+        flat = flat_after(flat, reading)
+        scale[t - block] *= monitor.scale(flat)
+        if reading is not None:
+            readings[t] = reading
+            if monitor.ends_block(reading):
+                return t + 1
+    return None
