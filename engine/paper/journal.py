@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS events (
     level TEXT NOT NULL, message TEXT NOT NULL);
 """
 
+DEFAULT_JOURNAL_DIR = Path("reports") / "paper"
+
 TABLES = ("bars", "outputs", "decisions", "fills", "rejects", "balances", "positions", "events")
 #: How each table's rows are ordered: by bar, then asset or sequence.
 _ORDER = {"events": "id", "fills": "ts, seq", "rejects": "ts, seq", "balances": "ts"}
@@ -346,6 +348,11 @@ def _open_journal(path: Path, read_only: bool) -> sqlite3.Connection:
             "expected a journal written by `engine paper run`"
         )
     return db
+
+
+def journal_path(journal_dir: Path, session: str) -> Path:
+    """Return the journal file of a session."""
+    return journal_dir / f"{session}.sqlite"
 
 
 @contextmanager

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.paper.journal import Journal
-from engine.paper.session import journal_path
+from engine.paper.journal import Journal, journal_path
 from engine.sim.enums import Pending
 
 
