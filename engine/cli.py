@@ -1014,7 +1014,11 @@ def paper_report(
     """
     config.check_name(session, "session")
     check_writable(reports_dir, "--reports-dir")
-    with _status_lines(f"paper session {session}: loading the report's libraries") as say:
+    with _status_lines(f"paper session {session}: loading QuantStats") as say:
+        # The report's slowest import, first, so that no stage is silent for long.
+        import quantstats  # noqa: F401
+
+        say(f"paper session {session}: loading the strategy's modules")
         from engine.paper.report import session_backtest
         from engine.report.run import write_run
 
