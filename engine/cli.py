@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -51,11 +52,29 @@ err_console = Console(stderr=True, width=_WIDTH)
 _options = {"debug": False}
 
 
+# Commands that fit nothing: they answer without loading the libraries whose thread pools
+# `_fit_on_one_thread` limits (scikit-learn alone takes a second or more to import).
+# `paper run` limits them itself, once it has said what it is starting.
+_FITS_NOTHING = ("validate", "data", "models", "paper")
+
+
+def _fit_on_one_thread(ctx: typer.Context) -> None:
+    # BLAS and scikit-learn's OpenMP run on one thread for the rest of the command
+    # (`engine.threads`): the engine's matrices are small, and waiting for a second thread
+    # on a busy machine made walk-forward fitting several times slower than one thread.
+    from engine.threads import one_thread
+
+    ctx.with_resource(one_thread())
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors."),
 ) -> None:
     _options["debug"] = debug
+    if ctx.invoked_subcommand not in _FITS_NOTHING:
+        _fit_on_one_thread(ctx)
 
 
 _MODELS_HELP = "The model registry: versions of pretrained encoders (models/<name>/<version>/)."
@@ -125,6 +144,16 @@ def _metric(metrics: dict, name: str) -> str:
     return "n/a" if value is None else _METRIC_LABELS[name][1].format(value)
 
 
+def _print_metrics(title: str, metrics: dict) -> None:
+    # The metrics table of one run folder, as `engine run` and `engine paper report` print it.
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, (label, _) in _METRIC_LABELS.items():
+        table.add_row(label, _metric(metrics, name))
+    console.print(table)
+
+
 @app.command()
 def run(
     strategy: Path = typer.Argument(..., help="A strategy file, e.g. strategies/ssl_cost.yaml."),
@@ -164,12 +193,9 @@ def run(
     finally:
         if executor is not None:
             executor.close()
-    table = Table(title=f"{cfg.name}: {result.inputs['first_bar']} to {result.inputs['last_bar']}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, (label, _) in _METRIC_LABELS.items():
-        table.add_row(label, _metric(result.metrics, name))
-    console.print(table)
+    _print_metrics(
+        f"{cfg.name}: {result.inputs['first_bar']} to {result.inputs['last_bar']}", result.metrics
+    )
     timings = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in result.timings.items())
     console.print(f"time: {timings}")
     console.print(f"wrote {folder}")
@@ -723,6 +749,7 @@ class Feed(StrEnum):
 
 @paper_app.command("run")
 def paper_run(
+    ctx: typer.Context,
     strategy: Path = typer.Argument(..., help="A strategy file, e.g. strategies/ssl_cost.yaml."),
     session: str | None = typer.Option(None, help="Session name; default the strategy's name."),
     from_run: Path | None = typer.Option(
@@ -732,7 +759,13 @@ def paper_run(
         None,
         help="Recorded candles to replay, released as a simulated clock passes them: a parquet "
         "file of a single-symbol strategy, or a folder holding each symbol's file named as the "
-        "store names it (e.g. bybit_linear_BTCUSDT_1h.parquet).",
+        "store names it (e.g. bybit_linear_BTCUSDT_1h.parquet). The session warms up on the "
+        "store's bars before the first replayed bar and ends after the last one.",
+    ),
+    since: str | None = typer.Option(
+        None,
+        help="Replay: the first bar to replay, a UTC date or date-time; default the file's "
+        "first bar.",
     ),
     speed: float = typer.Option(0.0, min=0.0, help="Replay: simulated s per real s; 0 instant."),
     feed: Feed = typer.Option(
@@ -758,54 +791,145 @@ def paper_run(
     """Run a paper session (resuming it if its journal exists) until SIGINT or SIGTERM.
 
     Fills are simulated by the backtest's event loop; no order or account
-    endpoint is ever called and no API key is needed.
+    endpoint is ever called and no API key is needed. Each bar's time,
+    decision, position, equity and latency are shown as it is processed: on a
+    status line in a terminal, one line per bar otherwise. A replay ends by
+    itself after its file's last bar; every session ends with a summary.
     """
-    import torch
-
     from engine.data.store import CandleStore
+    from engine.data.symbols import timeframe_ms
     from engine.data.times import day_start_ms, parse_utc_ms
-    from engine.paper.journal import session_lock
-    from engine.paper.session import SessionOptions
-    from engine.paper.sources import load_replay
 
     if replay is not None and feed is Feed.ws:
         raise EngineError("--feed ws watches a live exchange; a --replay reads bars from its file")
-    torch.set_num_threads(threads)
-    cfg = _strategy(strategy, models_dir)
+    if since is not None and replay is None:
+        raise EngineError("--since chooses the first bar of a --replay; a live session has none")
     if session is not None:
         config.check_name(session, "--session")
-    anchor_ms = None
-    if from_run is not None:
-        if not from_run.is_dir():
-            raise EngineError(f"--from-run {from_run}: no such run folder")
-        run_cfg = _strategy(from_run / "config.yaml", models_dir)
-        if run_cfg.name != cfg.name:
-            raise EngineError(
-                f"--from-run {from_run} is a run of {run_cfg.name!r}, not of {cfg.name!r}"
-            )
-        cfg = run_cfg
-        anchor_ms = day_start_ms(cfg.out_of_sample.start)
-    store = CandleStore(cfg.store.path)
-    options = SessionOptions(
-        session=session or cfg.name,
-        journal_dir=journal_dir,
-        models_dir=models_dir,
-        force=force,
-        anchor_ms=anchor_ms,
-        until_ms=None if until is None else parse_utc_ms(until),
-        # A replay writes into no store unless one is named: its bars are not the user's data.
-        bar_store=bar_store or (None if replay is not None else store.root),
+    cfg = config.load_config(strategy, config.StrategyConfig)
+    name = session or cfg.name
+    with _status_lines(f"{name}: loading the numerical libraries") as say:
+        _fit_on_one_thread(ctx)
+        say(f"{name}: loading torch and the session's modules")
+        import torch
+
+        from engine.paper.journal import session_lock
+        from engine.paper.session import SessionOptions
+        from engine.paper.sources import load_replay
+        from engine.preflight import check_strategy
+
+        torch.set_num_threads(threads)
+        say(f"{name}: checking {strategy}, its encoder and its components")
+        check_strategy(cfg, models_dir)
+        anchor_ms = None
+        if from_run is not None:
+            if not from_run.is_dir():
+                raise EngineError(f"--from-run {from_run}: no such run folder")
+            run_cfg = _strategy(from_run / "config.yaml", models_dir)
+            if run_cfg.name != cfg.name:
+                raise EngineError(
+                    f"--from-run {from_run} is a run of {run_cfg.name!r}, not of {cfg.name!r}"
+                )
+            cfg = run_cfg
+            anchor_ms = day_start_ms(cfg.out_of_sample.start)
+        store = CandleStore(cfg.store.path)
+        until_ms = None if until is None else parse_utc_ms(until)
+        recorded, first_ms = None, None
+        if replay is not None:
+            recorded = load_replay(cfg, replay)
+            if since is not None:
+                first = parse_utc_ms(since)
+                recorded = [frame[frame["timestamp"] >= first] for frame in recorded]
+                if any(frame.empty for frame in recorded):
+                    raise DataError(f"--replay {replay} has no bar at or after --since {since}")
+            first_ms = min(int(frame["timestamp"].iloc[0]) for frame in recorded)
+            # The replay ends after the last bar every symbol has, or at --until if earlier.
+            last_ms = min(int(frame["timestamp"].iloc[-1]) for frame in recorded)
+            end_ms = last_ms + timeframe_ms(cfg.market.timeframe)
+            until_ms = end_ms if until_ms is None else min(until_ms, end_ms)
+            say(f"{name}: replaying {replay}, {_bar_time(first_ms)} to {_bar_time(last_ms)}")
+        options = SessionOptions(
+            session=name,
+            journal_dir=journal_dir,
+            models_dir=models_dir,
+            force=force,
+            anchor_ms=anchor_ms,
+            until_ms=until_ms,
+            # A replay writes into no store unless one is named: its bars are not the user's.
+            bar_store=bar_store or (None if replay is not None else store.root),
+            warmup_before_ms=first_ms,
+        )
+        check_writable(journal_dir, "--journal-dir")
+        with session_lock(journal_dir, name):
+            processed = _run_session(cfg, options, recorded, speed, feed is Feed.ws, store, say)
+    _print_session_summary(cfg, options, processed)
+
+
+@contextmanager
+def _status_lines(first: str):
+    # Yield a function that shows a message: on a rich status line in a terminal, else on a
+    # line of its own (a log or a pipe gets one line per message, with no animation).
+    with console.status(first) as status:
+
+        def say(text: str) -> None:
+            status.update(text)
+            if not console.is_terminal:
+                console.print(text, highlight=False)
+
+        say(first)
+        yield say
+
+
+def _bar_line(record, symbols: list[str]) -> str:
+    # One processed bar: its time; each asset's close, decision and position after the bar;
+    # the equity and the latency.
+    from engine.sim.enums import Mode
+
+    assets = []
+    for symbol, asset, position in zip(
+        symbols, record.per_asset, record.assets["position"], strict=True
+    ):
+        decision = asset.decision
+        exposure = decision["target"] * decision["risk_scale"]
+        mode = Mode(int(decision["mode"])).name.lower()
+        prefix = f"{symbol} " if len(symbols) > 1 else ""
+        assets.append(
+            f"{prefix}close {asset.bar['close']:,.2f}  decision {mode} to {exposure:+.3f}  "
+            f"position {float(position):+g}"
+        )
+    return (
+        f"{_bar_time(record.ts)}  {'; '.join(assets)}  "
+        f"equity {record.balance['equity']:,.2f}  latency {record.latency_ms:.0f} ms"
     )
-    recorded = None if replay is None else load_replay(cfg, replay)
-    check_writable(journal_dir, "--journal-dir")
-    with session_lock(journal_dir, options.session):
-        processed = _run_session(cfg, options, recorded, speed, feed is Feed.ws, store)
-    console.print(f"{options.session}: processed {processed} bars; journal {journal_dir}")
 
 
-def _run_session(cfg, options, recorded, speed, streaming, store) -> int:
+def _print_session_summary(cfg, options, processed: int) -> None:
+    # What a session holds once it ends: bars, trades, equity and return on its capital.
+    from engine.paper.journal import journal_path
+    from engine.paper.status import session_status
+
+    status = session_status(options.journal_dir, options.session)
+    console.print(
+        f"{options.session}: processed {processed} bars; the session holds {status.bars:,} bars",
+        highlight=False,
+    )
+    if status.equity is not None:
+        change = status.equity / cfg.initial_capital - 1
+        console.print(
+            f"  last bar {_bar_time(status.last_ts)}, {status.fills:,} trades (fills), "
+            f"equity {status.equity:,.2f}, return {change:+.2%}, position {status.position}",
+            highlight=False,
+        )
+    console.print(
+        f"  journal {journal_path(options.journal_dir, options.session)}; "
+        f"`engine paper report {options.session}` writes its run folder",
+        highlight=False,
+    )
+
+
+def _run_session(cfg, options, recorded, speed, streaming, store, say) -> int:
     # Run a paper session (live, or replaying the candles `recorded`) with its log file,
-    # until a signal stops it or its `until` is reached.
+    # until a signal stops it or its `until` is reached; `say` shows its progress.
     import logging
     import signal
     import threading
@@ -822,6 +946,11 @@ def _run_session(cfg, options, recorded, speed, streaming, store) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    before = options.warmup_before_ms
+    say(
+        f"{options.session}: warming up on the store's bars"
+        + ("" if before is None else f" before {_bar_time(before)}")
+    )
     try:
         if recorded is None:
             exchange_id = cfg.market.exchange
@@ -833,8 +962,10 @@ def _run_session(cfg, options, recorded, speed, streaming, store) -> int:
             source = replay_source(cfg, recorded, store, clock)
             session_run = PaperSession(cfg, options, source, clock, store)
             clock.jump(session_run.last_ts + session_run.interval)
+        say(f"{options.session}: waiting for the bar after {_bar_time(session_run.last_ts)}")
         try:
-            return session_run.run(stop)
+            symbols = cfg.market.symbols
+            return session_run.run(stop, lambda record: say(_bar_line(record, symbols)))
         finally:
             session_run.close()
     finally:
@@ -892,12 +1023,31 @@ def paper_report(
     journal_dir: Path = typer.Option(Path("reports/paper"), help=_JOURNALS_HELP),
     reports_dir: Path = typer.Option(Path("reports"), help="Where the run folder is written."),
 ) -> None:
-    """Write a session's run folder from its journal, as `engine run` writes a backtest's."""
-    from engine.paper.report import write_session_report
+    """Write a session's run folder from its journal, as `engine run` writes a backtest's.
 
+    The folder reports/paper-<session>-<UTC time>/ holds the files of a run
+    folder; its timings.json holds the session's decision latencies. Prints
+    the metrics table `engine run` prints.
+    """
     config.check_name(session, "session")
     check_writable(reports_dir, "--reports-dir")
-    console.print(f"wrote {write_session_report(journal_dir, session, reports_dir)}")
+    with _status_lines(f"paper session {session}: loading QuantStats") as say:
+        # The report's slowest import, first, so that no stage is silent for long.
+        import quantstats  # noqa: F401
+
+        say(f"paper session {session}: loading the strategy's modules")
+        from engine.paper.report import session_backtest
+        from engine.report.run import write_run
+
+        say(f"paper session {session}: reading its journal and computing its metrics")
+        result = session_backtest(journal_dir, session)
+        say(f"paper session {session}: writing its run folder and tearsheet")
+        folder = write_run(result, reports_dir, name=f"paper-{session}")
+    inputs = result.inputs
+    _print_metrics(
+        f"paper session {session}: {inputs['first_bar']} to {inputs['last_bar']}", result.metrics
+    )
+    console.print(f"wrote {folder}")
 
 
 # --- engine sweep -------------------------------------------------------------
@@ -973,15 +1123,13 @@ def sweep(
 def main() -> None:
     """Run the ``engine`` command line.
 
-    BLAS and scikit-learn's OpenMP run on one thread (``engine.threads``):
-    the engine's matrices are small, and waiting for a second thread on a busy
-    machine made walk-forward fitting several times slower than one thread.
+    Every command that may fit components runs BLAS and scikit-learn's OpenMP
+    on one thread (``engine.threads``); ``validate``, ``data``, ``models``,
+    ``paper status`` and ``paper report`` fit nothing and skip loading those
+    libraries.
     """
-    from engine.threads import one_thread
-
     try:
-        with one_thread():
-            app()
+        app()
     except EngineError as exc:
         if _options["debug"]:
             raise

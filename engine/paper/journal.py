@@ -86,6 +86,8 @@ CREATE TABLE IF NOT EXISTS events (
     level TEXT NOT NULL, message TEXT NOT NULL);
 """
 
+DEFAULT_JOURNAL_DIR = Path("reports") / "paper"
+
 TABLES = (
     "bars",
     "outputs",
@@ -411,6 +413,11 @@ def _open_journal(path: Path, read_only: bool) -> sqlite3.Connection:
             "expected a journal written by `engine paper run`"
         )
     return db
+
+
+def journal_path(journal_dir: Path, session: str) -> Path:
+    """Return the journal file of a session."""
+    return journal_dir / f"{session}.sqlite"
 
 
 @contextmanager

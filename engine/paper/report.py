@@ -5,11 +5,16 @@ decisions, the event loop's fills, rejects and equity) and handed to
 ``engine.report.run.write_run``, so both folders have the same files and columns
 and can be diffed: tearsheet.html, metrics.json, trades.csv, equity.csv,
 config.yaml, inputs.json and timings.json, and with drift monitoring drift.csv
-and drift.png.
+and drift.png. A session's timings are its
+decision latencies (from a bar's arrival to its journaled decision: median,
+99th percentile and maximum, in milliseconds) and the time the report took to
+read the journal. ``engine paper report`` writes it as
+``reports/paper-<session>-<UTC time>/``.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +22,8 @@ import pandas as pd
 
 from engine.config import StrategyConfig
 from engine.errors import DataError
-from engine.paper.journal import Journal
-from engine.paper.session import journal_path
-from engine.report.run import Backtest, bar_time, performance, write_run
+from engine.paper.journal import Journal, journal_path
+from engine.report.run import Backtest, bar_time, performance
 from engine.runner.decisions import DECISION_FIELDS
 from engine.runner.drift import READING_FIELDS, Reading
 from engine.runner.walkforward import Decisions, Fitted
@@ -55,6 +59,7 @@ def _readings(drift: pd.DataFrame, stamps: np.ndarray) -> dict[int, Reading]:
 
 def session_backtest(journal_dir: Path, session: str) -> Backtest:
     """Return a session's journal as the result of a backtest over its bars."""
+    started = time.perf_counter()
     journal = Journal.open_existing(journal_path(journal_dir, session), session)
     try:
         meta = journal.meta()
@@ -65,6 +70,7 @@ def session_backtest(journal_dir: Path, session: str) -> Backtest:
         last = journal.resume()
     finally:
         journal.close()
+    read_s = time.perf_counter() - started
     per_asset = [frame for _, frame in tables["bars"].groupby("asset", sort=True)]
     n_bars = len(per_asset[0]) if per_asset else 0
     if n_bars < 2:
@@ -115,9 +121,12 @@ def session_backtest(journal_dir: Path, session: str) -> Backtest:
             {"candles": f"journal of {session}", "candles_sha256": hash_candles(c)} for c in candles
         ],
     }
-    return Backtest(config, stamps, close, fitted, sim, metrics, daily, benchmark, inputs)
-
-
-def write_session_report(journal_dir: Path, session: str, reports_dir: Path) -> Path:
-    """Write a session's run folder under ``reports_dir`` and return its path."""
-    return write_run(session_backtest(journal_dir, session), reports_dir)
+    # Every asset's row of a bar holds the bar's latency.
+    latency = per_asset[0]["latency_ms"].to_numpy()
+    timings = {
+        "read_journal_s": read_s,
+        "latency_p50_ms": float(np.percentile(latency, 50)),
+        "latency_p99_ms": float(np.percentile(latency, 99)),
+        "latency_max_ms": float(latency.max()),
+    }
+    return Backtest(config, stamps, close, fitted, sim, metrics, daily, benchmark, inputs, timings)

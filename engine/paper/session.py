@@ -30,7 +30,10 @@ is the out-of-sample start of the run a session is taken from (``from_run``),
 else the session's first bar (fitted on the most recent window at start).
 
 A new live session processes every bar after the store's last one, so bring
-the store up to date first (``engine data fetch``).
+the store up to date first (``engine data fetch``). A replay warms up on the
+store's bars before its first bar and ignores the later ones
+(``SessionOptions.warmup_before_ms``), so any store that reaches back before
+the replay will do.
 
 A bar is closed when the clock (the earlier of the local and the exchange's
 time) has passed its open time plus the interval; only bars after the last
@@ -64,6 +67,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -74,13 +78,13 @@ import pandas as pd
 
 from engine.config import StrategyConfig
 from engine.data.feed import RetryPolicy
-from engine.data.store import CandleStore
+from engine.data.store import CandleStore, SeriesKey
 from engine.data.times import iso_utc
 from engine.data.times import now_ms as wall_ms
 from engine.data.validate import CANDLE_COLUMNS, find_violations, raise_on_violations
 from engine.errors import ConfigError, DataError, EngineError
 from engine.models.registry import Registry
-from engine.paper.journal import AssetRecord, BarRecord, Journal
+from engine.paper.journal import DEFAULT_JOURNAL_DIR, AssetRecord, BarRecord, Journal, journal_path
 from engine.paper.sources import BarSource, series_keys
 from engine.paper.stream import BarStream
 from engine.runner.drift import ENDING_POLICIES
@@ -91,7 +95,6 @@ from engine.runner.stepper import Bars, BarStepper, DriftResume
 from engine.sim.run import SETTLEMENT_MS, align_funding
 from engine.strategy.representations import default_cache_dir
 
-DEFAULT_JOURNAL_DIR = Path("reports") / "paper"
 #: Wait after a bar's close before asking for it.
 POLL_MARGIN_MS = 2_000
 
@@ -149,6 +152,10 @@ class SessionOptions:
     bar_store : Path, optional
         The store folder each processed bar is appended to (the layout of
         ``engine data fetch``); None keeps the bars in the journal only.
+    warmup_before_ms : int, optional
+        A new session warms up on the store's bars opening before this time
+        (a replay's first bar) and processes bars from there on; on all the
+        store's bars when not given.
     """
 
     session: str
@@ -162,16 +169,12 @@ class SessionOptions:
     poll_margin_ms: int = POLL_MARGIN_MS
     stream_wait_s: float = POLL_MARGIN_MS / 1000
     bar_store: Path | None = None
+    warmup_before_ms: int | None = None
 
 
 def config_hash(config: StrategyConfig) -> str:
     """Return the SHA-256 of a resolved configuration."""
     return hashlib.sha256(config.model_dump_json().encode()).hexdigest()
-
-
-def journal_path(journal_dir: Path, session: str) -> Path:
-    """Return the journal file of a session."""
-    return journal_dir / f"{session}.sqlite"
 
 
 class PaperSession:
@@ -215,7 +218,10 @@ class PaperSession:
         frames = common_bars(frames, market.symbols)
         meta = self.journal.meta()
         model = self._pin_encoder(meta)
-        warmup_until = int(meta["warmup_until"]) if meta else int(frames[0]["timestamp"].iloc[-1])
+        if meta:
+            warmup_until = int(meta["warmup_until"])
+        else:
+            warmup_until = _last_bar_before(frames[0], options.warmup_before_ms, store, self.keys)
         frames = [f[f["timestamp"] <= warmup_until].reset_index(drop=True) for f in frames]
         first_ms = warmup_until + self.interval
         anchor_ms = int(meta["anchor_ms"]) if meta else (options.anchor_ms or first_ms)
@@ -335,8 +341,14 @@ class PaperSession:
         log.log(level, message)
         self.journal.log(self.clock.now_ms(), logging.getLevelName(level), message)
 
-    def run(self, stop: threading.Event | None = None) -> int:
+    def run(
+        self,
+        stop: threading.Event | None = None,
+        progress: Callable[[BarRecord], None] | None = None,
+    ) -> int:
         """Process closed bars until ``stop`` is set or ``until_ms`` is reached.
+
+        ``progress``, if given, is called with each bar's journaled record.
 
         Returns
         -------
@@ -384,8 +396,10 @@ class PaperSession:
             for i, stamp in enumerate(bars[0]["timestamp"]):
                 if options.until_ms is not None and stamp >= options.until_ms:
                     break
-                self.process([r[i] for r in rows], [float(r[i]) for r in rates], received)
+                record = self.process([r[i] for r in rows], [float(r[i]) for r in rates], received)
                 processed += 1
+                if progress is not None:
+                    progress(record)
                 if stop.is_set():
                     break
                 self._prepare()
@@ -493,11 +507,18 @@ class PaperSession:
             return np.zeros(len(stamps))
         return align_funding(stamps, rates["timestamp"].to_numpy(), rates["rate"].to_numpy())
 
-    def process(self, bars: list[dict[str, float]], funding: list[float], received: float) -> None:
+    def process(
+        self, bars: list[dict[str, float]], funding: list[float], received: float
+    ) -> BarRecord:
         """Decide on one closed bar of every asset, advance the book, journal both at once.
 
         ``bars`` and ``funding`` hold each asset's bar (all opening at one
         time) and funding rate, in the order of ``market.symbols``.
+
+        Returns
+        -------
+        BarRecord
+            What the journal recorded for the bar.
         """
         step = self.stepper.step(bars, funding)
         result = step.result
@@ -557,3 +578,21 @@ class PaperSession:
             len(result.fills),
             balance["equity"],
         )
+        return record
+
+
+def _last_bar_before(
+    candles: pd.DataFrame, before_ms: int | None, store: CandleStore, keys: list[SeriesKey]
+) -> int:
+    # The last warm-up bar of a new session: the store's last bar opening before `before_ms`.
+    stamps = candles["timestamp"].to_numpy()
+    if before_ms is not None:
+        stamps = stamps[stamps < before_ms]
+    if len(stamps) == 0:
+        before = "" if before_ms is None else f" before {iso_utc(before_ms)}"
+        names = ", ".join(key.filename for key in keys)
+        raise DataError(
+            f"the store {store.root} has no {names} bars{before}; a session warms up on the "
+            "store's bars before its first bar"
+        )
+    return int(stamps[-1])

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.data.times import iso_utc
-from engine.paper.journal import Journal
-from engine.paper.session import journal_path
+from engine.paper.journal import Journal, journal_path
 from engine.sim.enums import Pending
 
 

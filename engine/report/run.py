@@ -139,15 +139,21 @@ def equity_frame(backtest: Backtest) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def write_run(backtest: Backtest, reports_dir: Path, config_path: Path | None = None) -> Path:
-    """Write the run folder ``reports_dir/<strategy>-<UTC time>/`` and return its path.
+def write_run(
+    backtest: Backtest,
+    reports_dir: Path,
+    config_path: Path | None = None,
+    name: str | None = None,
+) -> Path:
+    """Write the run folder ``reports_dir/<name>-<UTC time>/`` and return its path.
 
-    The folder is assembled under a hidden name and renamed when complete, so
-    a crash leaves no half-written run; on an error the partial folder is
-    removed, and an ``OSError`` (a full disk) becomes an ``EngineError``.
+    ``name`` is the strategy's name when not given. The folder is assembled
+    under a hidden name and renamed when complete, so a crash leaves no
+    half-written run; on an error the partial folder is removed, and an
+    ``OSError`` (a full disk) becomes an ``EngineError``.
     """
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    final = reports_dir / f"{backtest.config.name}-{stamp}"
+    final = reports_dir / f"{name or backtest.config.name}-{stamp}"
     building = reports_dir / f".{final.name}.partial"
     try:
         building.mkdir(parents=True, exist_ok=False)

@@ -51,7 +51,8 @@ def test_kill_9_at_20_random_points_then_resume_equals_an_uninterrupted_run(
     command = [
         sys.executable, "-c", "from engine.cli import main; main()",
         "paper", "run", str(strategy), "--session", "s", "--replay", str(shared_data / CANDLES),
-        "--until", UNTIL, "--journal-dir", str(journals), "--bar-store", str(tmp_path / "bars"),
+        "--since", "2025-06-01", "--until", UNTIL, "--journal-dir", str(journals),
+        "--bar-store", str(tmp_path / "bars"),
     ]  # fmt: skip
     targets = sorted(random.Random(7).sample(range(1, total), KILLS))
     env = {**os.environ, "ENGINE_CACHE_DIR": str(tmp_path / "cache")}
@@ -114,7 +115,7 @@ def test_a_signal_ends_the_session_cleanly_after_the_current_bar(
         command = [
             sys.executable, "-c", "from engine.cli import main; main()",
             "paper", "run", str(strategy), "--session", "s", "--replay", str(shared_data / CANDLES),
-            "--speed", "7200", "--journal-dir", str(tmp_path / "j"),
+            "--since", "2025-06-01", "--speed", "7200", "--journal-dir", str(tmp_path / "j"),
         ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from dataclasses import replace
@@ -159,32 +160,69 @@ def test_no_private_endpoint_and_no_api_key_anywhere(store, shared_data, tmp_pat
         assert secret.encode() not in data and password.encode() not in data
 
 
-def test_cli_runs_a_replay_and_shows_its_status(store, shared_data, tmp_path, run_cli):
+def test_a_replay_warms_up_before_its_first_bar_ends_with_its_file_and_shows_each_bar(
+    shared_data, tmp_path, run_cli
+):
+    # The store is the whole shared series: the session must use only the bars before the
+    # replay's first one, and stop by itself after the file's last bar.
     spec = _config("2025-06-01", "2025-06-30").model_dump(mode="json", by_alias=True)
-    spec["store"]["path"] = str(store.root)
+    spec["store"]["path"] = str(shared_data)
     strategy = tmp_path / "strategies" / "paper.yaml"
     strategy.parent.mkdir()
     strategy.write_text(yaml.safe_dump(spec))
+    candles = pd.read_parquet(shared_data / CANDLES)
+    day = candles[
+        (candles.timestamp >= _ms("2025-06-01")) & (candles.timestamp < _ms("2025-06-02"))
+    ]
+    cut = tmp_path / "day.parquet"
+    day.to_parquet(cut)
     journals = tmp_path / "journals"
     result = run_cli(
-        "paper",
-        "run",
-        strategy,
-        "--session",
-        "cli",
-        "--replay",
-        shared_data / CANDLES,
-        "--until",
-        "2025-06-02",
-        "--journal-dir",
-        journals,
+        "paper", "run", strategy, "--session", "cut", "--replay", cut, "--journal-dir", journals
     )
     assert result.exit_code == 0, result.stderr
-    assert "processed 24 bars" in result.stdout
-    status = run_cli("paper", "status", "cli", "--journal-dir", journals)
+    lines = result.stdout.splitlines()
+    bar_lines = [line for line in lines if " decision " in line]
+    assert len(bar_lines) == 24
+    assert bar_lines[0].startswith("2025-06-01 00:00") and bar_lines[-1].startswith(
+        "2025-06-01 23:00"
+    )
+    for line in bar_lines:
+        assert all(word in line for word in ("close", "position", "equity", "latency"))
+    assert "cut: processed 24 bars" in result.stdout
+    assert "return" in result.stdout and "trades (fills)" in result.stdout
+    with sqlite3.connect(journals / "cut.sqlite") as db:
+        meta = dict(db.execute("SELECT key, value FROM meta"))
+    assert int(meta["warmup_until"]) == _ms("2025-06-01") - HOUR
+    status = run_cli("paper", "status", "cut", "--journal-dir", journals)
     assert status.exit_code == 0, status.stderr
-    assert "2025-06-01 23:00" in status.stdout and "cli" in status.stdout
-    assert "close" in (journals / "cli.log").read_text()
+    assert "2025-06-01 23:00" in status.stdout and "cut" in status.stdout
+    assert "close" in (journals / "cut.log").read_text()
+    # The whole file from --since, up to --until: the same session as the cut file.
+    since = run_cli(
+        "paper", "run", strategy, "--session", "since", "--replay", shared_data / CANDLES,
+        "--since", "2025-06-01", "--until", "2025-06-02", "--journal-dir", journals,
+    )  # fmt: skip
+    assert since.exit_code == 0, since.stderr
+    with (
+        sqlite3.connect(journals / "cut.sqlite") as a,
+        sqlite3.connect(journals / "since.sqlite") as b,
+    ):
+        query = "SELECT ts, equity, cash, funding FROM balances ORDER BY ts"
+        assert a.execute(query).fetchall() == b.execute(query).fetchall()
+
+
+def test_a_replay_with_no_store_bar_before_it_is_refused(store, shared_data, tmp_path, run_cli):
+    spec = _config("2025-06-01", "2025-06-30").model_dump(mode="json", by_alias=True)
+    spec["store"]["path"] = str(store.root)
+    strategy = tmp_path / "paper.yaml"
+    strategy.write_text(yaml.safe_dump(spec))
+    result = run_cli(
+        "paper", "run", strategy, "--replay", shared_data / CANDLES, "--journal-dir", tmp_path / "j"
+    )
+    assert result.exit_code == 2
+    assert "has no bybit_linear_BTCUSDT_1h.parquet bars before 2023-11-29" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slow
@@ -198,6 +236,13 @@ def test_report_writes_the_backtests_run_folder_from_the_journal(
     )
     assert result.exit_code == 0, result.stderr
     paper = next((tmp_path / "p").iterdir())
+    assert paper.name.startswith("paper-r-")
+    timings = json.loads((paper / "timings.json").read_text())
+    assert timings["latency_max_ms"] >= timings["latency_p99_ms"] >= timings["latency_p50_ms"] > 0
+    metrics = json.loads((paper / "metrics.json").read_text())
+    assert "total return" in result.stdout and "max drawdown" in result.stdout
+    assert f"{metrics['total_return']:+.2%}" in result.stdout
+    assert f"{metrics['max_drawdown']:.2%}" in result.stdout
     backtest = write_run(
         run_backtest(config, store=CandleStore(shared_data), cache_dir=None), tmp_path / "b"
     )
@@ -259,7 +304,7 @@ def test_from_run_refits_on_the_runs_schedule_and_matches_its_outputs(
     (run_folder / "config.yaml").write_text(yaml.safe_dump(resolved))
     result = run_cli(
         "paper", "run", strategy, "--session", "f", "--from-run", run_folder,
-        "--replay", shared_data / CANDLES, "--until", "2025-06-13",
+        "--replay", shared_data / CANDLES, "--since", "2025-06-01", "--until", "2025-06-13",
         "--journal-dir", tmp_path / "j",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr

@@ -105,6 +105,8 @@ def test_a_replay_writes_into_no_store_unless_one_is_named(store, shared_data, t
         strategy,
         "--replay",
         shared_data / CANDLES,
+        "--since",
+        "2025-06-01",
         "--until",
         "2025-06-01T03:00",
     ]
