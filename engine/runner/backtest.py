@@ -37,6 +37,12 @@ from engine.strategy.representations import default_cache_dir, hash_candles
 OHLC = ("open", "high", "low", "close")
 
 Progress = Callable[[str], None]
+#: The stages ``run_backtest`` reports to its ``progress``, in order.
+STAGES = (
+    "loading candles",
+    "computing representations and fitting components walk-forward",
+    "running the event loop",
+)
 
 
 def decide(
@@ -85,7 +91,7 @@ def run_backtest(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    say("loading candles")
+    say(STAGES[0])
     keys, frames = load_candles(config, store)
     timestamps = frames[0]["timestamp"].to_numpy()
     start, stop = out_of_sample_rows(config, timestamps)
@@ -93,12 +99,12 @@ def run_backtest(
     funding = [load_funding(config, store, key, timestamps[start:stop]) for key in keys]
     timings["load_s"] = time.perf_counter() - clock
 
-    say("computing representations and fitting components walk-forward")
+    say(STAGES[1])
     clock = time.perf_counter()
     fitted = decide(config, frames, start, stop, models_dir, cache_dir)
     timings["representation_and_walk_forward_s"] = time.perf_counter() - clock
 
-    say("running the event loop")
+    say(STAGES[2])
     clock = time.perf_counter()
     sim = _simulate(config, fitted, np.column_stack([rates for rates, _ in funding]))
     timings["event_loop_s"] = time.perf_counter() - clock

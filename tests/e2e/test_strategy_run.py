@@ -35,19 +35,28 @@ def _strategy(tmp_path: Path, name: str, **changes) -> Path:
     return path
 
 
-def _run(run_cli, strategy: Path, reports: Path) -> Path:
+def _run(run_cli, strategy: Path, reports: Path, console: list | None = None) -> Path:
     result = run_cli(
         "run", strategy, "--reports-dir", reports, "--models-dir", REPO_ROOT / "models"
     )
     assert result.exit_code == 0, result.stderr
     folders = sorted(p for p in reports.iterdir() if p.is_dir())
     assert folders, result.stdout
+    if console is not None:
+        console.append(result)
     return folders[-1]
 
 
 def test_run_writes_the_run_folder(env, run_cli):
     strategy = _strategy(env, "sma_cross", out_of_sample=SHORT_RANGE)
-    folder = _run(run_cli, strategy, env / "reports")
+    console = []
+    folder = _run(run_cli, strategy, env / "reports", console)
+    # Off a terminal, progress is plain lines, one per stage, before the table.
+    lines = [line for line in console[0].stdout.splitlines() if line.startswith("[")]
+    stages = [line.split(": ", 1)[1] for line in lines if not line.endswith(", working")]
+    assert stages[0] == "checking the strategy, its model and its candles"
+    assert stages[1].startswith("loading candles (1/5, about ")
+    assert stages[-1].startswith("writing the run folder and tearsheet (4/5, about ")
     names = {p.name for p in folder.iterdir()}
     expected = {"tearsheet.html", "metrics.json", "trades.csv", "equity.csv", "config.yaml"}
     assert expected | {"inputs.json", "timings.json"} <= names
@@ -75,13 +84,42 @@ def test_a_second_run_writes_an_identical_metrics_file(env, run_cli):
     assert (first / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
 
 
+_ROWS = """() => Array.from(document.querySelectorAll('tr')).map(
+    row => Array.from(row.querySelectorAll('td')).map(cell => cell.innerText.trim()))"""
+_HEATMAP_CELLS = """() => Array.from(document.querySelectorAll('#monthly_heatmap svg text'))
+    .map(t => t.textContent.trim()).filter(t => /^-?[0-9]+[.][0-9]{2}$/.test(t))"""
+
+
+def _points(text: str) -> float:
+    # "+5.99%" or "-28.88%" as percentage points.
+    return float(text.rstrip("%"))
+
+
 def test_tearsheet_renders_in_headless_chromium(env, run_cli):
-    folder = _run(run_cli, _strategy(env, "sma_cross", out_of_sample=SHORT_RANGE), env / "r")
+    from engine.report.metrics import HEADLINE, format_metric
+
+    console = []
+    strategy = _strategy(env, "sma_cross", out_of_sample=SHORT_RANGE)
+    folder = _run(run_cli, strategy, env / "r", console)
+    metrics = json.loads((folder / "metrics.json").read_text())
     shot = env / "tearsheet.png"
     with open_page(folder / "tearsheet.html") as (page, errors):
         text = page.inner_text("body")
+        rows = {row[0]: row[1:] for row in page.evaluate(_ROWS) if row}
+        heatmap = page.evaluate(_HEATMAP_CELLS)
         page.screenshot(path=str(shot), full_page=False)
     assert errors == []
+    # The rendered page, metrics.json and the console agree to 0.01 percentage point.
+    hold, strat = rows["Cumulative Return"]
+    assert abs(_points(strat) - 100 * metrics["total_return"]) <= 0.01
+    assert abs(_points(hold) - 100 * metrics["benchmark_return"]) <= 0.01
+    for name in ("total_return", "benchmark_return", "max_drawdown"):
+        shown = rows[HEADLINE[name][0]][0]
+        assert abs(_points(shown) - 100 * metrics[name]) <= 0.01, name
+        row = f"│ {HEADLINE[name][0]} │ {format_metric(metrics, name)} │"
+        assert row in " ".join(console[0].stdout.split()), name
+    # Two months hold bars (March and April 2025): the heatmap prints two numbers.
+    assert len(heatmap) == 2, heatmap
     assert "sma_cross: out-of-sample 2025-03-01 to 2025-04-30" in text
     assert "Sharpe" in text and "Max Drawdown" in text
     from PIL import Image
