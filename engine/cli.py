@@ -45,8 +45,8 @@ def _conventional_help() -> None:
         if param.metavar is not None:
             return param.metavar
         label = typed(param, ctx).strip("<>")
-        if param.type_descriptor.is_choice:
-            value = f"[{label}]"
+        if param.type_descriptor.is_choice or param.type_descriptor.is_datetime:
+            value = f"[{label}]"  # the choices, or the formats of a date
         else:
             word = label.split()[0]
             value = names.get(word, word.upper())
