@@ -162,17 +162,16 @@ def _strategy(path: Path, models_dir: Path) -> config.StrategyConfig:
 _CHECKING = "checking the strategy, its model and its candles"
 
 
-def _backtestable(path: Path, models_dir: Path, store: Path | None):
-    # A strategy as `validate` checks it, and its candle store (--store, else the file's
-    # store.path, else the default), checked for candles that are missing and cannot be
-    # fetched before any fetching (so that no network fails at once, not after retries).
+def _candles(cfg: config.StrategyConfig, store: Path | None):
+    # A strategy's candle store (--store, else the file's store.path, else the default),
+    # checked for candles that are missing and cannot be fetched before any fetching, so
+    # that no network fails at once rather than after every retry.
     from engine.data.store import CandleStore
     from engine.runner.sources import check_candles
 
-    cfg = _strategy(path, models_dir)
     candles = CandleStore(store or cfg.store.path)
     check_candles(cfg, candles)
-    return cfg, candles
+    return candles
 
 
 def _metrics_table(title: str, columns: list[tuple[str, dict]]) -> Table:
@@ -205,9 +204,10 @@ def run(
     """
     with Progress(console, f"run {strategy}") as progress:
         progress.step(_CHECKING)
-        cfg, candles = _backtestable(strategy, models_dir, store)
+        cfg = _strategy(strategy, models_dir)
         check_writable(reports_dir, "--reports-dir")
         uri = _tracking(mlflow, reports_dir)
+        candles = _candles(cfg, store)
         from engine.report.run import write_run
         from engine.runner.backtest import STAGES, run_backtest
 
@@ -240,8 +240,9 @@ def compare(
     results = []
     with Progress(console, "compare") as progress:
         progress.step(_CHECKING)
-        checked = [_backtestable(path, models_dir, store) for path in strategies]
+        configs = [_strategy(path, models_dir) for path in strategies]
         check_writable(reports_dir, "--reports-dir")
+        checked = [(cfg, _candles(cfg, store)) for cfg in configs]
         from engine.report.compare import write_comparison
         from engine.runner.backtest import STAGES, run_backtest
 
@@ -268,7 +269,8 @@ def audit(
     """
     with Progress(console, f"audit {strategy}", steps=samples + 3) as progress:
         progress.step(_CHECKING)
-        cfg, candles = _backtestable(strategy, models_dir, store)
+        cfg = _strategy(strategy, models_dir)
+        candles = _candles(cfg, store)
         from engine.audit import audit as run_audit
 
         findings = run_audit(cfg, models_dir, candles, samples=samples, progress=progress.step)
