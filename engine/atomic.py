@@ -1,12 +1,14 @@
 """Atomic file writes: write to a temporary file beside the target, then rename.
 
 A reader never sees half a file, and a crash or an error mid-write leaves the
-previous file, if any, untouched.
+previous file, if any, untouched. Files get the mode any new file gets (0644
+under the usual umask 022), whatever wrote them.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,11 +22,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
 
     The temporary file is flushed to disk before the rename. On an exception it
-    is removed and ``path`` is unchanged.
+    is removed and ``path`` is unchanged. It is created with mode 0666 less the
+    umask, as ``open`` creates files (``tempfile.mkstemp`` would make it 0600).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield Path(tmp)
         with open(tmp, "rb") as written:

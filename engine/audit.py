@@ -14,6 +14,7 @@ it appeared in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,22 +102,28 @@ def audit(
     store: CandleStore | None = None,
     samples: int = 4,
     seed: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Finding]:
     """Return one finding per sampled bar and output: how many past values changed.
 
     An honest strategy has ``changed == 0`` everywhere. Representations are
-    recomputed without the cache, so the encoder is audited too.
+    recomputed without the cache, so the encoder is audited too. ``progress``
+    is called with the name of each of the ``samples + 2`` stages as it starts.
     """
+    say = progress or (lambda _: None)
     store = store or CandleStore(config.store.path)
+    say("loading candles")
     _, frames = load_candles(config, store)
     timestamps = frames[0]["timestamp"].to_numpy()
     start, stop = out_of_sample_rows(config, timestamps)
     check_schedule(config, start)
     symbols = config.market.symbols
+    say("decisions on the bars as they are")
     base = _outputs(decide(config, frames, start, stop, models_dir, None), symbols)
     fractions = np.arange(1, samples + 1) / (samples + 1)
     findings = []
     for i, t in enumerate(start + (fractions * (stop - start - 1)).astype(int)):
+        say(f"decisions with the bars after sample {i + 1} of {samples} changed")
         changed = [perturb_after(frame, int(t), seed + i) for frame in frames]
         other = _outputs(decide(config, changed, start, stop, models_dir, None), symbols)
         upto = int(t) - start + 1

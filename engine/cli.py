@@ -9,7 +9,6 @@ given, and the exit code is 2.
 from __future__ import annotations
 
 import sys
-import time
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
@@ -22,7 +21,45 @@ from rich.table import Table
 from engine import config
 from engine.atomic import check_writable
 from engine.errors import ConfigError, DataError, EngineError
+from engine.progress import Progress
 
+
+def _conventional_help() -> None:
+    # Typer shows arguments as {strategy} and values as <bool>, <list[Path]>; show them as
+    # well-kept command lines do: arguments as STRATEGY or STRATEGIES..., values as PATH,
+    # TEXT, INTEGER or [rest|ws] (or an option's own metavar), and flags bare.
+    from typer.core import TyperArgument, TyperOption
+
+    def argument_name(param) -> str:
+        return param.metavar or param.name.upper()
+
+    def argument_usage(param) -> str:
+        name = argument_name(param) if param.required else f"[{argument_name(param)}]"
+        return name + ("..." if param.nargs != 1 else "")
+
+    typed = TyperOption.display_type  # "<str>", "<int range>", "<rest|ws>", ...
+    names = {"str": "TEXT", "int": "INTEGER"}
+
+    def option_value(param, ctx) -> str | None:
+        if param.is_flag or param.count:
+            return None
+        if param.metavar is not None:
+            return param.metavar
+        label = typed(param, ctx).strip("<>")
+        if param.type_descriptor.is_choice or param.type_descriptor.is_datetime:
+            value = f"[{label}]"  # the choices, or the formats of a date
+        else:
+            word = label.split()[0]
+            value = names.get(word, word.upper())
+        return value + ("..." if param.nargs != 1 else "")
+
+    TyperArgument.display_name_raw = property(argument_name)
+    TyperArgument._usage_display_name = argument_usage
+    TyperArgument.display_type_rich = lambda param, ctx: None
+    TyperOption.display_type_rich = option_value
+
+
+_conventional_help()
 app = typer.Typer(
     help="Backtest and paper-trade crypto strategies built on self-supervised encoders.",
     no_args_is_help=True,
@@ -94,11 +131,28 @@ def _tracking(enabled: bool, reports_dir: Path) -> str | None:
     return uri
 
 
+_STORE_HELP = "Candle store folder; default $ENGINE_DATA_DIR, else ./data."
+# How a time is given on the command line (engine.data.times.parse_utc_ms reads it).
+_TIME = "TIME"
+_TIME_FORMAT = "YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC"
+_CONFIG_STORE_HELP = (
+    "Candle store folder; default the file's store.path, else $ENGINE_DATA_DIR, else ./data."
+)
+# For the commands whose whole job is to fetch (ENGINE_OFFLINE stops fetching on the side).
+_ALWAYS_FETCHES = "This command fetches whatever ENGINE_OFFLINE says."
+_FETCHING_STORE_HELP = (
+    f"{_CONFIG_STORE_HELP} A series the store lacks is fetched from the exchange unless "
+    "ENGINE_OFFLINE=1."
+)
+
+
 @app.command()
 def validate(
-    file: Path = typer.Argument(..., help="A strategy, data or pretraining YAML file."),
+    file: Path = typer.Argument(..., help="A strategy, data, pretraining or evaluation YAML file."),
     kind: str | None = typer.Option(
-        None, help="strategy, data or pretrain; by default taken from the file's folder."
+        None,
+        help=f"{', '.join(config.SCHEMAS)}; by default taken from the file's folder "
+        f"({', '.join(f'{folder}/' for folder in config.FOLDER_KINDS)}).",
     ),
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
 ) -> None:
@@ -124,39 +178,43 @@ def _strategy(path: Path, models_dir: Path) -> config.StrategyConfig:
     return cfg
 
 
-_METRIC_LABELS = {
-    "direction_accuracy": ("direction accuracy", "{:.3f}"),
-    "total_return": ("total return", "{:+.2%}"),
-    "benchmark_return": ("buy and hold", "{:+.2%}"),
-    "sharpe": ("Sharpe (daily, 365)", "{:.2f}"),
-    "sortino": ("Sortino (daily, 365)", "{:.2f}"),
-    "max_drawdown": ("max drawdown", "{:.2%}"),
-    "turnover": ("turnover (x capital)", "{:.1f}"),
-    "fees": ("fees (USDT)", "{:,.0f}"),
-    "slippage": ("slippage (USDT)", "{:,.0f}"),
-    "funding": ("funding paid (USDT)", "{:,.0f}"),
-    "trades": ("trades (fills)", "{:d}"),
-}
+_CHECKING = "checking the strategy, its model and its candles"
 
 
-def _metric(metrics: dict, name: str) -> str:
-    value = metrics.get(name)
-    return "n/a" if value is None else _METRIC_LABELS[name][1].format(value)
+def _candles(cfg: config.StrategyConfig, store: Path | None):
+    # A strategy's candle store (--store, else the file's store.path, else the default),
+    # checked for candles that are missing and cannot be fetched before any fetching, so
+    # that no network fails at once rather than after every retry.
+    from engine.data.store import CandleStore
+    from engine.runner.sources import check_candles
+
+    candles = CandleStore(store or cfg.store.path)
+    check_candles(cfg, candles)
+    return candles
+
+
+def _metrics_table(title: str, columns: list[tuple[str, dict]]) -> Table:
+    # The headline figures of one or more runs, one (heading, metrics) column per run.
+    from engine.report.metrics import HEADLINE, format_metric
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for heading, _ in columns:
+        table.add_column(heading, justify="right")
+    for key, (label, _) in HEADLINE.items():
+        table.add_row(label, *(format_metric(metrics, key) for _, metrics in columns))
+    return table
 
 
 def _print_metrics(title: str, metrics: dict) -> None:
     # The metrics table of one run folder, as `engine run` and `engine paper report` print it.
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, (label, _) in _METRIC_LABELS.items():
-        table.add_row(label, _metric(metrics, name))
-    console.print(table)
+    console.print(_metrics_table(title, [("value", metrics)]))
 
 
 @app.command()
 def run(
     strategy: Path = typer.Argument(..., help="A strategy file, e.g. strategies/ssl_cost.yaml."),
+    store: Path | None = typer.Option(None, help=_FETCHING_STORE_HELP),
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
     reports_dir: Path = typer.Option(Path("reports"), help="Where the run folder is written."),
     mlflow: bool = typer.Option(False, "--mlflow", help=_MLFLOW_HELP),
@@ -178,21 +236,27 @@ def run(
     version, NAME@VERSION) and timings.json.
     """
     from engine.executor import make_executor
-    from engine.report.run import write_run
-    from engine.runner.backtest import run_backtest
 
-    cfg = _strategy(strategy, models_dir)
-    check_writable(reports_dir, "--reports-dir")
-    uri = _tracking(mlflow, reports_dir)
-    executor = None if workers == 1 else make_executor(workers, address)
-    try:
-        with console.status("starting") as status:
-            result = run_backtest(cfg, models_dir, progress=status.update, executor=executor)
-            status.update("writing the run folder and tearsheet")
-            folder = write_run(result, reports_dir, strategy)
-    finally:
-        if executor is not None:
-            executor.close()
+    with Progress(console, f"run {strategy}") as progress:
+        progress.step(_CHECKING)
+        cfg = _strategy(strategy, models_dir)
+        check_writable(reports_dir, "--reports-dir")
+        uri = _tracking(mlflow, reports_dir)
+        candles = _candles(cfg, store)
+        from engine.report.run import write_run
+        from engine.runner.backtest import STAGES, run_backtest
+
+        progress.expect(len(STAGES) + 2)
+        executor = None if workers == 1 else make_executor(workers, address)
+        try:
+            result = run_backtest(
+                cfg, models_dir, candles, progress=progress.step, executor=executor
+            )
+        finally:
+            if executor is not None:
+                executor.close()
+        progress.step("writing the run folder and tearsheet")
+        folder = write_run(result, reports_dir, strategy)
     _print_metrics(
         f"{cfg.name}: {result.inputs['first_bar']} to {result.inputs['last_bar']}", result.metrics
     )
@@ -208,6 +272,7 @@ def run(
 @app.command()
 def compare(
     strategies: list[Path] = typer.Argument(..., help="Two or more strategy files."),
+    store: Path | None = typer.Option(None, help=_FETCHING_STORE_HELP),
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
     reports_dir: Path = typer.Option(Path("reports"), help="Where the comparison is written."),
 ) -> None:
@@ -215,26 +280,21 @@ def compare(
 
     Writes reports/compare-<UTC time>.csv and .md with one row per strategy.
     """
-    from engine.report.compare import write_comparison
-    from engine.runner.backtest import run_backtest
-
-    configs = [_strategy(path, models_dir) for path in strategies]
-    check_writable(reports_dir, "--reports-dir")
     results = []
-    with console.status("starting") as status:
-        for cfg in configs:
-            results.append(
-                run_backtest(
-                    cfg, models_dir, progress=lambda s, n=cfg.name: status.update(f"{n}: {s}")
-                )
-            )
-    table = Table(title="out-of-sample comparison")
-    table.add_column("metric")
-    for result in results:
-        table.add_column(result.config.name, justify="right")
-    for name, (label, _) in _METRIC_LABELS.items():
-        table.add_row(label, *(_metric(result.metrics, name) for result in results))
-    console.print(table)
+    with Progress(console, "compare") as progress:
+        progress.step(_CHECKING)
+        configs = [_strategy(path, models_dir) for path in strategies]
+        check_writable(reports_dir, "--reports-dir")
+        checked = [(cfg, _candles(cfg, store)) for cfg in configs]
+        from engine.report.compare import write_comparison
+        from engine.runner.backtest import STAGES, run_backtest
+
+        progress.expect(1 + len(STAGES) * len(checked))
+        for cfg, candles in checked:
+            say = lambda stage, name=cfg.name: progress.step(f"{name}: {stage}")  # noqa: E731
+            results.append(run_backtest(cfg, models_dir, candles, progress=say))
+    columns = [(result.config.name, result.metrics) for result in results]
+    console.print(_metrics_table("out-of-sample comparison", columns))
     for path in write_comparison(results, reports_dir):
         console.print(f"wrote {path}")
 
@@ -243,17 +303,20 @@ def compare(
 def audit(
     strategy: Path = typer.Argument(..., help="A strategy file."),
     samples: int = typer.Option(4, min=1, help="Bars t at which the future is changed."),
+    store: Path | None = typer.Option(None, help=_FETCHING_STORE_HELP),
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
 ) -> None:
     """Check a strategy for lookahead: change the bars after t; nothing up to t may change.
 
     Exits 1 if any output at or before a sampled bar changed.
     """
-    from engine.audit import audit as run_audit
+    with Progress(console, f"audit {strategy}", steps=samples + 3) as progress:
+        progress.step(_CHECKING)
+        cfg = _strategy(strategy, models_dir)
+        candles = _candles(cfg, store)
+        from engine.audit import audit as run_audit
 
-    cfg = _strategy(strategy, models_dir)
-    with console.status(f"auditing {cfg.name} at {samples} bars"):
-        findings = run_audit(cfg, models_dir, samples=samples)
+        findings = run_audit(cfg, models_dir, candles, samples=samples, progress=progress.step)
     table = Table(title=f"lookahead audit of {cfg.name}")
     for column in ("bar time t", "output", "values <= t", "changed <= t", "moved > t"):
         table.add_column(column, justify="right" if column != "output" else "left")
@@ -274,9 +337,6 @@ def audit(
 # a second to import, which every other command would pay.
 
 
-_STORE_HELP = "Store folder; by default $ENGINE_DATA_DIR, else ./data."
-
-
 def _store(root: Path | None):
     from engine.data.store import CandleStore
 
@@ -289,54 +349,19 @@ def _bar_time(ms: int | None) -> str:
     return "-" if ms is None else iso_utc(ms).replace("T", " ").removesuffix(":00Z")
 
 
-def _timed_bar(title: str, detail: str):
-    # A progress bar with a detail column, the time spent and the time left; off when the
-    # output is not a terminal (commands print plain lines there instead).
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        f"[bold]{title}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(detail),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )
-
-
-def _progress(description: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    return Progress(
-        f"[bold]{description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 @data_app.command("fetch")
 def data_fetch(
     symbol: str = typer.Option(..., help="Exchange symbol, e.g. BTCUSDT."),
-    since: str = typer.Option(..., help="First bar, an ISO date or date-time in UTC."),
-    until: str | None = typer.Option(None, help="Stop before this UTC time; default now."),
+    since: str = typer.Option(..., metavar=_TIME, help=f"First bar ({_TIME_FORMAT})."),
+    until: str | None = typer.Option(
+        None, metavar=_TIME, help=f"Stop before this time ({_TIME_FORMAT}); default now."
+    ),
     exchange: str = typer.Option("bybit", help="ccxt exchange id."),
     market: str = typer.Option("linear", help="linear (USDT perpetual) or spot."),
     timeframe: str = typer.Option("1h", help="Bar length, e.g. 1m, 5m, 1h, 1d."),
     funding: bool = typer.Option(False, "--funding", help="Also fetch funding rates."),
     max_gap_bars: int = typer.Option(0, help="Longest gap accepted; a longer one is an error."),
-    store: Path | None = typer.Option(None, help=_STORE_HELP),
+    store: Path | None = typer.Option(None, help=f"{_STORE_HELP} {_ALWAYS_FETCHES}"),
 ) -> None:
     """Download the bars the store lacks through ccxt and store them atomically."""
     from engine.data.feed import make_exchange
@@ -355,19 +380,20 @@ def _fetch_series(candle_store, client, key, since_ms, until_ms, max_gap_bars, f
     from engine.data.feed import update_candles, update_funding
     from engine.data.store import FundingKey
 
-    with _progress(f"{key.filename}") as bar:
-        task = bar.add_task("candles")
-
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with Progress(console, f"fetch {key.filename}") as progress:
+        progress.stage("candles")
         results = [
-            update_candles(candle_store, client, key, since_ms, until_ms, max_gap_bars, advance)
+            update_candles(
+                candle_store, client, key, since_ms, until_ms, max_gap_bars, progress.update
+            )
         ]
         if funding:
             funding_key = FundingKey(key.exchange, key.market, key.symbol)
+            progress.stage("funding rates")
             results.append(
-                update_funding(candle_store, client, funding_key, since_ms, until_ms, advance)
+                update_funding(
+                    candle_store, client, funding_key, since_ms, until_ms, progress.update
+                )
             )
     for result in results:
         console.print(
@@ -379,6 +405,7 @@ def _fetch_series(candle_store, client, key, since_ms, until_ms, max_gap_bars, f
 @data_app.command("sync")
 def data_sync(
     file: Path = typer.Argument(..., help="A data file, e.g. configs/data/bybit_majors.yaml."),
+    store: Path | None = typer.Option(None, help=f"{_CONFIG_STORE_HELP} {_ALWAYS_FETCHES}"),
 ) -> None:
     """Fetch every series a data file names (symbols, timeframe, range, funding)."""
     from engine.data.feed import make_exchange
@@ -389,7 +416,7 @@ def data_sync(
 
     series = spec.series
     since_ms, until_ms = day_range_ms(spec.range.start, spec.range.end)
-    candle_store = _store(spec.store.path)
+    candle_store = _store(store or spec.store.path)
     client = make_exchange(series.exchange)
     for symbol in series.symbols:
         key = SeriesKey(series.exchange, series.market, symbol, series.timeframe)
@@ -482,6 +509,11 @@ def pretrain(
     resume: bool = typer.Option(
         True, "--resume/--no-resume", help="Continue from the last checkpoint of this run."
     ),
+    store: Path | None = typer.Option(
+        None,
+        help=f"{_CONFIG_STORE_HELP} Nothing is fetched: a missing series is an error, as under "
+        "ENGINE_OFFLINE=1.",
+    ),
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
     parent: str | None = typer.Option(
         None,
@@ -510,20 +542,21 @@ def pretrain(
     if until is not None and parent is None:
         raise ConfigError("--until: continues a version; name it with --from NAME@VERSION")
     uri = _tracking(mlflow, reports_dir)
-    bar = _timed_bar(f"pretrain {spec.name}", "loss {task.fields[loss]:.4f}")
-    with bar:
-        task = bar.add_task("pretrain", total=None, loss=float("nan"))
+    if store is not None:
+        # The card records the store the encoder was trained from.
+        stored = spec.data.store.model_copy(update={"path": store})
+        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"store": stored})})
+    with Progress(console, f"pretrain {spec.name}") as progress:
+        progress.stage("training")
 
-        def progress(iteration: int, iters: int, loss: float) -> None:
-            bar.update(task, completed=iteration, total=iters, loss=loss)
-            if not console.is_terminal and (iteration % 25 == 0 or iteration == iters):
-                console.print(f"iteration {iteration}/{iters}, loss {loss:.4f}", highlight=False)
+        def trained(iteration: int, iters: int, loss: float) -> None:
+            progress.update(iteration, iters, f"loss {loss:.4f}")
 
         result = run_pretraining(
             spec,
             models_dir=models_dir,
             resume=resume,
-            progress=progress,
+            progress=trained,
             parent=parent,
             until=None if until is None else until.date(),
         )
@@ -671,7 +704,11 @@ def evaluate(
     file: Path = typer.Argument(
         ..., help="An evaluation file, e.g. configs/evaluate/seed_tables.yaml."
     ),
-    store: Path | None = typer.Option(None, help=_STORE_HELP),
+    store: Path | None = typer.Option(
+        None,
+        help=f"{_CONFIG_STORE_HELP} Nothing is fetched: a missing series is an error, as under "
+        "ENGINE_OFFLINE=1.",
+    ),
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
     reports_dir: Path = typer.Option(Path("reports"), help="Where the run folder is written."),
     mlflow: bool = typer.Option(False, "--mlflow", help=_MLFLOW_HELP),
@@ -694,18 +731,10 @@ def evaluate(
     spec = config.load_config(file, config.EvaluateConfig)
     check_writable(reports_dir, "--reports-dir")
     uri = _tracking(mlflow, reports_dir)
-    bar = _timed_bar(f"evaluate {spec.name}", "{task.description}")
-    started = time.monotonic()
-    with bar:
-        task = bar.add_task("starting", total=count_steps(spec))
-
-        def progress(step: str) -> None:
-            bar.update(task, advance=1, description=step)
-            if not console.is_terminal:
-                console.print(f"[{time.monotonic() - started:6.0f} s] {step}", highlight=False)
-
-        result = run_evaluation(spec, _store(store), models_dir, default_cache_dir(), progress)
-        bar.update(task, description="writing the report")
+    with Progress(console, f"evaluate {spec.name}", steps=count_steps(spec) + 1) as progress:
+        candles = _store(store or spec.store.path)
+        result = run_evaluation(spec, candles, models_dir, default_cache_dir(), progress.step)
+        progress.step("writing the report")
         folder = write_run(result, reports_dir, file.read_text(encoding="utf-8"))
     train = spec.train_series[0]
     ranges = result.results["ranges"][train]
@@ -780,7 +809,10 @@ def paper_run(
         help="Store folder the processed bars are appended to (as `engine data fetch` writes "
         "them). Default: the strategy's store when live, none in a replay.",
     ),
-    until: str | None = typer.Option(None, help="Stop before the bar opening at this UTC time."),
+    until: str | None = typer.Option(
+        None, metavar=_TIME, help=f"Stop before the bar opening at this time ({_TIME_FORMAT})."
+    ),
+    store_dir: Path | None = typer.Option(None, "--store", help=_FETCHING_STORE_HELP),
     force: bool = typer.Option(False, "--force", help="Resume even if the config changed."),
     journal_dir: Path = typer.Option(Path("reports/paper"), help=_JOURNALS_HELP),
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
@@ -832,7 +864,7 @@ def paper_run(
                 )
             cfg = run_cfg
             anchor_ms = day_start_ms(cfg.out_of_sample.start)
-        store = CandleStore(cfg.store.path)
+        store = CandleStore(store_dir or cfg.store.path)
         until_ms = None if until is None else parse_utc_ms(until)
         recorded, first_ms = None, None
         if replay is not None:
@@ -1087,22 +1119,19 @@ def sweep(
     _strategy(strategy, models_dir)
     check_writable(reports_dir, "--reports-dir")
     run = Sweep(strategy, space, models_dir, reports_dir, fresh)
-    bar = _timed_bar(f"sweep {run.space.name}", "best {task.fields[best]}")
     try:
         if run.resumed:
             console.print(f"resuming {run.folder}")
         executor = make_executor(workers, address)
         try:
-            with bar:
-                task = bar.add_task("trials", total=None, best="-")
+            with Progress(console, f"sweep {run.space.name}") as shown:
+                shown.stage("trials")
 
                 def progress(p) -> None:
                     best = (
                         "-" if p.best_number is None else f"{p.best_value:.3f} (#{p.best_number})"
                     )
-                    bar.update(task, completed=p.done, total=p.total, best=best)
-                    if not console.is_terminal:
-                        console.print(f"trials {p.done}/{p.total}, best {best}", highlight=False)
+                    shown.update(p.done, p.total, f"best {best}")
 
                 result = run.run(executor, progress)
         finally:

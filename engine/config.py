@@ -40,8 +40,10 @@ __all__ = [
     "FeaturesConfig",
     "FinetuneSpec",
     "FinetunedRepresentation",
+    "FOLDER_KINDS",
     "SeriesSpec",
     "PretrainConfig",
+    "SCHEMAS",
     "StoreConfig",
     "StrategyConfig",
     "SweepConfig",
@@ -744,7 +746,8 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "evaluate": EvaluateConfig,
     "sweep": SweepConfig,
 }
-_FOLDER_KINDS = {
+#: The kind of config file each folder holds.
+FOLDER_KINDS = {
     "strategies": "strategy",
     "data": "data",
     "pretrain": "pretrain",
@@ -760,11 +763,11 @@ def schema_for(path: str | Path, kind: str | None = None) -> type[BaseModel]:
     pretraining files and in ``configs/data/`` data files.
     """
     if kind is None:
-        kind = _FOLDER_KINDS.get(Path(path).resolve().parent.name)
+        kind = FOLDER_KINDS.get(Path(path).resolve().parent.name)
         if kind is None:
             raise ConfigError(
                 f"{path}: cannot tell what kind of file this is from its folder; "
-                f"name the kind, one of {', '.join(SCHEMAS)}"
+                f"give it with --kind, one of {', '.join(SCHEMAS)}"
             )
     if kind not in SCHEMAS:
         raise ConfigError(f"unknown kind of config {kind!r}; expected one of {', '.join(SCHEMAS)}")

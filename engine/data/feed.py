@@ -269,13 +269,28 @@ def _check_page(
         )
 
 
-def _load_market(exchange: ccxt.Exchange, symbol: str, retry: RetryPolicy) -> dict[str, Any]:
-    # Load the exchange's markets (with retries) and return the one named `symbol`.
+def _load_markets(exchange: ccxt.Exchange, retry: RetryPolicy) -> None:
     def request() -> list[list[Any]]:
         exchange.load_markets()
         return []
 
     _with_retries(exchange, request, "loading the markets", retry)
+
+
+def check_reachable(exchange: ccxt.Exchange) -> None:
+    """Load the exchange's markets in a single attempt, so that a missing network fails at once.
+
+    Raises
+    ------
+    ExchangeError
+        If the request fails; it is not retried.
+    """
+    _load_markets(exchange, RetryPolicy(retries=0))
+
+
+def _load_market(exchange: ccxt.Exchange, symbol: str, retry: RetryPolicy) -> dict[str, Any]:
+    # Load the exchange's markets (with retries) and return the one named `symbol`.
+    _load_markets(exchange, retry)
     if symbol not in exchange.markets:
         raise DataError(
             f"{exchange.id} has no market {symbol}; expected one of the "

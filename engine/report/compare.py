@@ -7,27 +7,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.atomic import atomic_path, write_text
-
-COLUMNS = (
-    "direction_accuracy",
-    "total_return",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "turnover",
-    "fees",
-    "funding",
-    "trades",
-)
+from engine.atomic import write_text
+from engine.report.metrics import HEADLINE
+from engine.report.run import write_csv
 
 
 def comparison_frame(results) -> pd.DataFrame:
-    """Return one row per backtest with the comparison columns and its range."""
+    """Return one row per backtest: its headline metrics (as the console shows them) and range."""
     rows = []
     for result in results:
         row = {"strategy": result.config.name}
-        row.update({column: result.metrics.get(column) for column in COLUMNS})
+        row.update({name: result.metrics.get(name) for name in HEADLINE})
         row["first_bar"] = result.inputs["first_bar"]
         row["last_bar"] = result.inputs["last_bar"]
         rows.append(row)
@@ -40,7 +30,6 @@ def write_comparison(results, reports_dir: Path) -> list[Path]:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     csv_path = reports_dir / f"compare-{stamp}.csv"
     md_path = reports_dir / f"compare-{stamp}.md"
-    with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False)
+    write_csv(frame, csv_path)
     write_text(md_path, frame.to_markdown(index=False, floatfmt=".4f") + "\n")
     return [csv_path, md_path]

@@ -1,8 +1,10 @@
 """Headline metrics of a run, from its equity curve, fills, costs and signal.
 
-Returns are compounded per UTC day before Sharpe, Sortino and drawdown, with
-365 periods a year (crypto trades every day), so the figures match the
-tearsheet's.
+Returns are compounded per UTC day before Sharpe and Sortino, with 365
+periods a year (crypto trades every day), as the tearsheet computes them.
+Total return, max drawdown and time in market are taken per bar. ``HEADLINE``
+names and formats the figures every report shows (the console table,
+``compare``, the tearsheet), so they print the same everywhere.
 """
 
 from __future__ import annotations
@@ -14,6 +16,28 @@ import pandas as pd
 import quantstats as qs
 
 PERIODS_PER_YEAR = 365
+
+#: The headline figures in the order reports show them: label and format of each.
+HEADLINE: dict[str, tuple[str, str]] = {
+    "direction_accuracy": ("direction accuracy", "{:.3f}"),
+    "total_return": ("total return", "{:+.2%}"),
+    "benchmark_return": ("buy and hold", "{:+.2%}"),
+    "sharpe": ("Sharpe (daily, 365)", "{:.2f}"),
+    "sortino": ("Sortino (daily, 365)", "{:.2f}"),
+    "max_drawdown": ("max drawdown", "{:.2%}"),
+    "time_in_market": ("time in market (bars)", "{:.1%}"),
+    "turnover": ("turnover (x capital)", "{:.1f}"),
+    "fees": ("fees (USDT)", "{:,.0f}"),
+    "slippage": ("slippage (USDT)", "{:,.0f}"),
+    "funding": ("funding paid (USDT)", "{:,.0f}"),
+    "trades": ("trades (fills)", "{:d}"),
+}
+
+
+def format_metric(metrics: dict, name: str) -> str:
+    """Return headline figure ``name`` of ``metrics`` as reports print it; ``n/a`` if missing."""
+    value = metrics.get(name)
+    return "n/a" if value is None else HEADLINE[name][1].format(value)
 
 
 def daily_returns(timestamps: np.ndarray, equity: np.ndarray, initial: float) -> pd.Series:
@@ -44,12 +68,18 @@ def direction_accuracy(score: np.ndarray, forward: np.ndarray) -> float | None:
 def summarise(
     daily: pd.Series,
     equity: np.ndarray,
+    position: np.ndarray,
     initial: float,
     fills: np.ndarray,
     ledger: np.ndarray,
     accuracy: float | None,
 ) -> dict[str, float | int | None]:
-    """Return the headline metrics of a run as plain numbers."""
+    """Return the headline metrics of a run as plain numbers.
+
+    ``equity`` holds one value per bar and ``position`` one row per bar (a
+    column per asset); time in market is the share of bars that end holding
+    a position in any asset.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sharpe = float(qs.stats.sharpe(daily, periods=PERIODS_PER_YEAR))
@@ -63,6 +93,7 @@ def summarise(
         "sharpe": _finite(sharpe),
         "sortino": _finite(sortino),
         "max_drawdown": drawdown,
+        "time_in_market": float(np.mean(np.any(position != 0, axis=1))),
         "turnover": traded / initial,
         "trades": int(fills.size),
         "final_equity": float(equity[-1]),

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from engine.atomic import write_text
+from engine.atomic import atomic_path, write_text
 from engine.config import StrategyConfig
 from engine.errors import EngineError
 from engine.report.metrics import daily_returns, direction_accuracy, summarise
@@ -69,7 +69,7 @@ def performance(
     daily = daily_returns(timestamps[rows], sim.equity, capital)
     hold = capital * (close / first_open).mean(axis=1)
     benchmark = daily_returns(timestamps[rows], hold, capital).rename("benchmark")
-    metrics = summarise(daily, sim.equity, capital, sim.fills, sim.ledger, accuracy)
+    metrics = summarise(daily, sim.equity, sim.position, capital, sim.fills, sim.ledger, accuracy)
     metrics["benchmark_return"] = float(hold[-1] / capital - 1.0)
     metrics["bars"] = stop - start
     return close, metrics, daily, benchmark
@@ -87,6 +87,20 @@ def bar_time(ms: int) -> str:
 
 def _names(enum, values: np.ndarray) -> list[str]:
     return [enum(int(v)).name.lower() for v in values]
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` atomically as CSV, floats to 15 significant digits.
+
+    Fifteen digits is what a float64 holds exactly, so a quantity of 0.173
+    reads 0.173 rather than 0.17300000000000001; a zero is written 0, never
+    -0.
+    """
+    floats = frame.select_dtypes("float").columns
+    # Adding 0.0 turns -0.0 into 0.0 and leaves every other value as it is.
+    cleaned = frame.assign(**{column: frame[column] + 0.0 for column in floats})
+    with atomic_path(path) as tmp:
+        cleaned.to_csv(tmp, index=False, float_format="%.15g")
 
 
 def trades_frame(backtest: Backtest) -> pd.DataFrame:
@@ -184,13 +198,13 @@ def _write_run_files(backtest: Backtest, building: Path, config_path: Path | Non
     write_text(building / "timings.json", json.dumps(backtest.timings, indent=2) + "\n")
     resolved = backtest.config.model_dump(mode="json", by_alias=True)
     write_text(building / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    trades_frame(backtest).to_csv(building / "trades.csv", index=False)
-    equity_frame(backtest).to_csv(building / "equity.csv", index=False)
+    write_csv(trades_frame(backtest), building / "trades.csv")
+    write_csv(equity_frame(backtest), building / "equity.csv")
     drift = backtest.config.drift
     if drift is not None:
         symbols = backtest.config.market.symbols
         frame = drift_frame(backtest.fitted, symbols)
-        frame.to_csv(building / "drift.csv", index=False)
+        write_csv(frame, building / "drift.csv")
         write_drift_plot(backtest.fitted, symbols, drift, frame, building / "drift.png")
     write_tearsheet(
         backtest.daily,
@@ -198,4 +212,6 @@ def _write_run_files(backtest: Backtest, building: Path, config_path: Path | Non
         building / "tearsheet.html",
         title=f"{backtest.config.name}: out-of-sample {inputs['first_bar'][:10]} to "
         f"{inputs['last_bar'][:10]}",
+        metrics=backtest.metrics,
+        bar=backtest.config.market.timeframe,
     )

@@ -49,6 +49,14 @@ from engine.threads import one_thread
 OHLC = ("open", "high", "low", "close")
 
 Progress = Callable[[str], None]
+#: The stages ``run_backtest`` reports to its ``progress``, in order.
+STAGES = (
+    "loading candles",
+    "computing representations and fitting components walk-forward",
+    "running the event loop",
+)
+
+
 Representation = tuple[np.ndarray, dict]
 
 
@@ -188,7 +196,7 @@ def run_backtest(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    say("loading candles")
+    say(STAGES[0])
     keys, frames = load_candles(config, store) if inputs is None else (inputs.keys, inputs.frames)
     timestamps = frames[0]["timestamp"].to_numpy()
     start, stop = out_of_sample_rows(config, timestamps)
@@ -196,13 +204,13 @@ def run_backtest(
     funding = [load_funding(config, store, key, timestamps[start:stop]) for key in keys]
     timings["load_s"] = time.perf_counter() - clock
 
-    say("computing representations and fitting components walk-forward")
+    say(STAGES[1])
     clock = time.perf_counter()
     shared = None if inputs is None else inputs.representations
     fitted = decide(config, frames, start, stop, models_dir, cache_dir, shared, executor)
     timings["representation_and_walk_forward_s"] = time.perf_counter() - clock
 
-    say("running the event loop")
+    say(STAGES[2])
     clock = time.perf_counter()
     sim = _simulate(config, fitted, np.column_stack([rates for rates, _ in funding]))
     timings["event_loop_s"] = time.perf_counter() - clock

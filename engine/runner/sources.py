@@ -2,8 +2,10 @@
 
 ``load_candles`` reads every symbol of a strategy from the parquet store (and
 fetches a missing series through ccxt unless ``ENGINE_OFFLINE=1``), cut to the
-bars all symbols share; ``load_funding`` aligns each symbol's funding rates to
-its bars; ``out_of_sample_rows`` finds the bars a backtest acts on.
+bars all symbols share; ``check_candles`` tells at once, before anything slow,
+when a series is missing and cannot be fetched; ``load_funding`` aligns each
+symbol's funding rates to its bars; ``out_of_sample_rows`` finds the bars a
+backtest acts on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,46 @@ from engine.sim.run import align_funding
 
 #: Set to 1 to never fetch missing candles from the exchange.
 OFFLINE_ENV = "ENGINE_OFFLINE"
+_POINT_AT_A_STORE = (
+    "point --store DIR or ENGINE_DATA_DIR at a candle store that has it, "
+    "or fetch it with `engine data fetch`"
+)
+
+
+def series_keys(config: StrategyConfig) -> list[SeriesKey]:
+    """Return the candle series of every symbol of a strategy."""
+    market = config.market
+    return [SeriesKey(market.exchange, market.market, s, market.timeframe) for s in market.symbols]
+
+
+def _missing(store: CandleStore, key: SeriesKey) -> str:
+    if store.root.is_dir():
+        return f"the store {store.root} has no {key.filename}"
+    return f"there is no candle store at {store.root} (for {key.filename})"
+
+
+def check_candles(config: StrategyConfig, store: CandleStore) -> None:
+    """Raise a ``DataError`` at once if the store lacks a series that cannot be fetched.
+
+    A missing series can be fetched unless ``ENGINE_OFFLINE=1`` and if the
+    exchange answers one request, made without retries, so that a missing
+    store without a network fails in seconds rather than after every retry.
+    """
+    from engine.data.feed import check_reachable, make_exchange
+
+    missing = [key for key in series_keys(config) if not store.exists(key)]
+    if not missing:
+        return
+    what = _missing(store, missing[0])
+    if os.environ.get(OFFLINE_ENV) == "1":
+        raise DataError(f"{what} and {OFFLINE_ENV}=1 forbids fetching it; {_POINT_AT_A_STORE}")
+    try:
+        check_reachable(make_exchange(missing[0].exchange))
+    except EngineError as exc:
+        raise DataError(
+            f"{what}, and {missing[0].exchange} cannot be reached to fetch it ({exc}); "
+            f"{_POINT_AT_A_STORE}"
+        ) from None
 
 
 def load_candles(
@@ -31,14 +73,14 @@ def load_candles(
     Several symbols are cut to the bars they all have; each series was
     validated on load, so the common bars are gap-free if the series are.
     """
-    market = config.market
-    keys = [SeriesKey(market.exchange, market.market, s, market.timeframe) for s in market.symbols]
+    check_candles(config, store)
+    keys = series_keys(config)
     frames = []
     for key in keys:
         if not store.exists(key):
             _fetch_missing(config, store, key)
         frames.append(store.load(key, config.store.gap_policy, config.store.max_gap_bars))
-    return keys, common_bars(frames, market.symbols)
+    return keys, common_bars(frames, config.market.symbols)
 
 
 def common_bars(frames: list[pd.DataFrame], symbols: list[str]) -> list[pd.DataFrame]:
@@ -62,11 +104,6 @@ def _fetch_missing(config: StrategyConfig, store: CandleStore, key: SeriesKey) -
     # exchange: enough bars before the out-of-sample start for fitting.
     from engine.data.feed import make_exchange, update_candles, update_funding
 
-    if os.environ.get(OFFLINE_ENV) == "1":
-        raise DataError(
-            f"the store {store.root} has no {key.filename} and {OFFLINE_ENV}=1 forbids fetching "
-            "it; point ENGINE_DATA_DIR at a store that has it"
-        )
     warmup = config.walk_forward.fit_bars + config.walk_forward.embargo_bars
     start, until = day_range_ms(config.out_of_sample.start, config.out_of_sample.end)
     since = start - 2 * warmup * key.interval_ms
@@ -78,8 +115,7 @@ def _fetch_missing(config: StrategyConfig, store: CandleStore, key: SeriesKey) -
             update_funding(store, client, funding, since, until)
     except EngineError as exc:
         raise DataError(
-            f"the store {store.root} has no {key.filename} and fetching it failed: {exc}. "
-            "Fetch it with `engine data fetch`, or point ENGINE_DATA_DIR at a store that has it"
+            f"{_missing(store, key)} and fetching it failed: {exc}; {_POINT_AT_A_STORE}"
         ) from None
 
 

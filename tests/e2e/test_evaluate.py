@@ -62,7 +62,7 @@ def evaluated(shared_data, tmp_path_factory):
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stderr
     folder = next((root / "reports").iterdir())
-    return folder, done.stdout, json.loads((folder / "results.json").read_text())
+    return folder, done.stdout + done.stderr, json.loads((folder / "results.json").read_text())
 
 
 def test_the_run_folder_holds_results_tables_and_report(evaluated):
@@ -77,8 +77,12 @@ def test_the_run_folder_holds_results_tables_and_report(evaluated):
     from engine.config import EvaluateConfig
     from engine.research.evaluate import count_steps
 
+    # Off a terminal each step prints a line (then the report is written); lines ending in
+    # ", working" only break a silence.
     steps = [line for line in stdout.splitlines() if line.startswith("[") and " s] " in line]
-    assert len(steps) == count_steps(EvaluateConfig.model_validate(SHORT))
+    steps = [line for line in steps if not line.endswith(", working")]
+    assert len(steps) == count_steps(EvaluateConfig.model_validate(SHORT)) + 1
+    assert "evaluate short: writing the report" in steps[-1]
     main = (folder / "main.md").read_text()
     assert "TS2Vec (contrastive)" in main and "55.2%" in main
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -36,25 +38,28 @@ def _strategy(tmp_path: Path, name: str, **changes) -> Path:
     return path
 
 
-def _run(run_cli, strategy: Path, reports: Path) -> Path:
+def _run(run_cli, strategy: Path, reports: Path, console: list | None = None) -> Path:
     result = run_cli(
         "run", strategy, "--reports-dir", reports, "--models-dir", REPO_ROOT / "models"
     )
     assert result.exit_code == 0, result.stderr
     folders = sorted(p for p in reports.iterdir() if p.is_dir())
     assert folders, result.stdout
+    if console is not None:
+        console.append(result)
     return folders[-1]
 
 
 @pytest.fixture(scope="module")
-def sma_run(shared_data, tmp_path_factory) -> Path:
-    """Return the run folder of sma_cross over the short range, run once for the module."""
+def sma_run(shared_data, tmp_path_factory) -> tuple[Path, str]:
+    """Return the run folder and console output of sma_cross over the short range, run once."""
     from engine.cli import main
 
     root = tmp_path_factory.mktemp("sma_run")
     strategy = _strategy(root, "sma_cross", out_of_sample=SHORT_RANGE)
     command = ["engine", "run", str(strategy), "--reports-dir", str(root / "reports")]
-    with pytest.MonkeyPatch.context() as patch:
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
         patch.setenv("ENGINE_DATA_DIR", str(shared_data))
         patch.setenv("ENGINE_CACHE_DIR", str(root / "cache"))
         patch.setattr(sys, "argv", [*command, "--models-dir", str(REPO_ROOT / "models")])
@@ -62,11 +67,17 @@ def sma_run(shared_data, tmp_path_factory) -> Path:
             main()
     assert done.value.code in (0, None)
     (folder,) = (root / "reports").iterdir()
-    return folder
+    return folder, out.getvalue()
 
 
 def test_run_writes_the_run_folder(sma_run):
-    folder = sma_run
+    folder, stdout = sma_run
+    # Off a terminal, progress is plain lines, one per stage, before the table.
+    lines = [line for line in stdout.splitlines() if line.startswith("[")]
+    stages = [line.split(": ", 1)[1] for line in lines if not line.endswith(", working")]
+    assert stages[0] == "checking the strategy, its model and its candles"
+    assert stages[1].startswith("loading candles (1/5, about ")
+    assert stages[-1].startswith("writing the run folder and tearsheet (4/5, about ")
     names = {p.name for p in folder.iterdir()}
     expected = {"tearsheet.html", "metrics.json", "trades.csv", "equity.csv", "config.yaml"}
     assert expected | {"inputs.json", "timings.json"} <= names
@@ -89,15 +100,43 @@ def test_run_writes_the_run_folder(sma_run):
 
 def test_a_second_run_writes_an_identical_metrics_file(env, run_cli, sma_run):
     second = _run(run_cli, _strategy(env, "sma_cross", out_of_sample=SHORT_RANGE), env / "two")
-    assert (sma_run / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
+    assert (sma_run[0] / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
+
+
+_ROWS = """() => Array.from(document.querySelectorAll('tr')).map(
+    row => Array.from(row.querySelectorAll('td')).map(cell => cell.innerText.trim()))"""
+_HEATMAP_CELLS = """() => Array.from(document.querySelectorAll('#monthly_heatmap svg text'))
+    .map(t => t.textContent.trim()).filter(t => /^-?[0-9]+[.][0-9]{2}$/.test(t))"""
+
+
+def _points(text: str) -> float:
+    # "+5.99%" or "-28.88%" as percentage points.
+    return float(text.rstrip("%"))
 
 
 def test_tearsheet_renders_in_headless_chromium(sma_run, tmp_path):
+    from engine.report.metrics import HEADLINE, format_metric
+
+    folder, stdout = sma_run
+    metrics = json.loads((folder / "metrics.json").read_text())
     shot = tmp_path / "tearsheet.png"
-    with open_page(sma_run / "tearsheet.html") as (page, errors):
+    with open_page(folder / "tearsheet.html") as (page, errors):
         text = page.inner_text("body")
+        rows = {row[0]: row[1:] for row in page.evaluate(_ROWS) if row}
+        heatmap = page.evaluate(_HEATMAP_CELLS)
         page.screenshot(path=str(shot), full_page=False)
     assert errors == []
+    # The rendered page, metrics.json and the console agree to 0.01 percentage point.
+    hold, strat = rows["Cumulative Return"]
+    assert abs(_points(strat) - 100 * metrics["total_return"]) <= 0.01
+    assert abs(_points(hold) - 100 * metrics["benchmark_return"]) <= 0.01
+    for name in ("total_return", "benchmark_return", "max_drawdown"):
+        shown = rows[HEADLINE[name][0]][0]
+        assert abs(_points(shown) - 100 * metrics[name]) <= 0.01, name
+        row = f"│ {HEADLINE[name][0]} │ {format_metric(metrics, name)} │"
+        assert row in " ".join(stdout.split()), name
+    # Two months hold bars (March and April 2025): the heatmap prints two numbers.
+    assert len(heatmap) == 2, heatmap
     assert "sma_cross: out-of-sample 2025-03-01 to 2025-04-30" in text
     assert "Sharpe" in text and "Max Drawdown" in text
     from PIL import Image
@@ -199,7 +238,7 @@ def test_run_fetches_missing_candles_and_funding_through_ccxt(
     assert (empty_store / "bybit_linear_BTCUSDT_funding_8h.parquet").is_file()
     fetched = json.loads((folder / "metrics.json").read_text())
     # the same strategy run on the shared candles
-    assert fetched == json.loads((sma_run / "metrics.json").read_text())
+    assert fetched == json.loads((sma_run[0] / "metrics.json").read_text())
 
 
 SHIPPED = sorted(p.stem for p in (REPO_ROOT / "strategies").glob("*.yaml"))

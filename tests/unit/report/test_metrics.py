@@ -56,7 +56,9 @@ def test_summary_of_a_four_day_run():
         funding=[0.0, -0.2, 0.0, 0.5],
         liquidation_fee=[0.0, 0.0, 0.0, 0.0],
     )
-    metrics = summarise(daily, equity, 100.0, _fills([1.0, 0.5], [100.0, 120.0]), ledger, 0.6)
+    position = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, -0.5], [0.0, 0.0]])
+    fills = _fills([1.0, 0.5], [100.0, 120.0])
+    metrics = summarise(daily, equity, position, 100.0, fills, ledger, 0.6)
     # Mean 0.005; sample variance (0.005^2 + 0.025^2 + 0.025^2 + 0.005^2) / 3 = 0.0013 / 3.
     sharpe = 0.005 / math.sqrt(0.0013 / 3) * math.sqrt(365)
     # Downside deviation: sqrt(0.02^2 / 4 days) = 0.01.
@@ -69,6 +71,8 @@ def test_summary_of_a_four_day_run():
     assert metrics["max_drawdown"] == pytest.approx(-0.2, rel=1e-12)
     # Traded notional 1 * 100 + 0.5 * 120 = 160 on a capital of 100.
     assert metrics["turnover"] == pytest.approx(1.6, rel=1e-12)
+    # Bars 1 and 3 end holding a position (in one asset or the other).
+    assert metrics["time_in_market"] == 0.5
     assert metrics["trades"] == 2
     assert metrics["direction_accuracy"] == 0.6
     assert metrics["maker_fee"] == pytest.approx(0.03, rel=1e-12)
@@ -81,7 +85,9 @@ def test_summary_of_a_four_day_run():
 def test_flat_returns_have_no_sharpe_or_sortino_and_no_drawdown():
     daily = pd.Series(np.zeros(5), index=pd.date_range("2025-01-01", periods=5))
     ledger = _ledger(maker_fee=np.zeros(5).tolist())
-    metrics = summarise(daily, np.full(5, 100.0), 100.0, _fills([], []), ledger, None)
+    flat = np.zeros((5, 1))
+    metrics = summarise(daily, np.full(5, 100.0), flat, 100.0, _fills([], []), ledger, None)
     assert metrics["sharpe"] is None and metrics["sortino"] is None
     assert metrics["max_drawdown"] == 0.0 and metrics["total_return"] == 0.0
     assert metrics["turnover"] == 0.0 and metrics["trades"] == 0
+    assert metrics["time_in_market"] == 0.0
