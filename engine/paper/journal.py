@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,8 +33,10 @@ import pandas as pd
 from engine.errors import ConfigError, DataError, EngineError
 from engine.runner.decisions import DecisionState
 from engine.runner.drift import READING_FIELDS, Reading
-from engine.runner.encoders import EncoderVersion
 from engine.sim.enums import account_dt, asset_dt, fill_dt, reject_dt
+
+if TYPE_CHECKING:
+    from engine.runner.encoders import EncoderVersion
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

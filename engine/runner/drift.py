@@ -48,7 +48,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
-from scipy import stats
 
 from engine.config import DriftConfig
 from engine.strategy.base import History
@@ -140,6 +139,8 @@ def sign_accuracy(scores: np.ndarray, close: np.ndarray, horizon: int) -> tuple[
 
 def wilson(hits: int, n: int, confidence: float) -> tuple[float, float]:
     """Return the Wilson interval of a proportion ``hits / n`` at ``confidence``."""
+    from scipy import stats  # imported here: `engine paper status` reads readings without it
+
     z = stats.norm.ppf(0.5 + confidence / 2)
     p = hits / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
