@@ -104,7 +104,7 @@ def test_kill_9_during_an_encoder_refit_then_resume_loses_and_repeats_no_version
     command = [sys.executable, "-c", "from engine.cli import app; app()", "paper", "run"]
     command += [str(strategy), "--session", "s", "--replay", str(shared_data / CANDLES)]
     command += ["--journal-dir", str(journal), "--models-dir", str(models)]
-    command += ["--until", "2025-06-05"]
+    command += ["--since", "2025-06-01", "--until", "2025-06-05"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     tuning = "SELECT COUNT(*) FROM events WHERE message LIKE 're-tuning the encoder%'"
     deadline = time.monotonic() + 300
