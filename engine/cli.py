@@ -1103,6 +1103,7 @@ def sweep(
     ),
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
     reports_dir: Path = typer.Option(Path("reports"), help="Where the sweep folder is written."),
+    mlflow: bool = typer.Option(False, "--mlflow", help=_MLFLOW_HELP),
 ) -> None:
     """Backtest a strategy over a search space and say how much to trust the best trial.
 
@@ -1110,7 +1111,8 @@ def sweep(
     test range. Writes reports/sweep-<name>-<UTC time>/ with trials.csv,
     trials.sqlite (the journal: a sweep started again resumes and skips
     finished trials), the trials' strategy files, summary.json (best values,
-    validation and test metrics, Deflated Sharpe Ratio, PBO) and report.html.
+    validation and test metrics, Deflated Sharpe Ratio, PBO, the exact model
+    versions used) and report.html. With --mlflow, logs the sweep as one run.
     """
     from engine.executor import make_executor
     from engine.research.sweep import Sweep
@@ -1118,6 +1120,7 @@ def sweep(
 
     _strategy(strategy, models_dir)
     check_writable(reports_dir, "--reports-dir")
+    uri = _tracking(mlflow, reports_dir)
     run = Sweep(strategy, space, models_dir, reports_dir, fresh)
     try:
         if run.resumed:
@@ -1147,6 +1150,11 @@ def sweep(
         table.add_row(label, value)
     console.print(table)
     console.print(f"wrote {result.folder}")
+    if uri is not None:
+        from engine.tracking import track_sweep
+
+        run_id = track_sweep(uri, run.space, result.summary, result.folder)
+        console.print(f"logged MLflow run {run_id} to {uri}")
 
 
 def main() -> None:

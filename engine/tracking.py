@@ -219,3 +219,36 @@ def track_pretraining(uri: str, version: Any) -> str:
         models=[version.ref],
         tags={"engine.parent": version.parent or ""},
     )
+
+
+def track_sweep(uri: str, space: Any, summary: Mapping[str, Any], folder: Path) -> str:
+    """Log a finished sweep: its space, the best trial's figures, DSR and PBO, and its files.
+
+    Parameters are the search space (``engine.config.SweepConfig``), the
+    strategy file and the best trial's values; metrics are the trial counts,
+    the best trial's validation and test metrics, and the DSR's and PBO's
+    numbers; the artifacts are ``summary.json``, ``trials.csv`` and
+    ``report.html``.
+    """
+    best = summary["best"] or {}
+    overfit = {key: value for key, value in (summary["pbo"] or {}).items() if key != "logits"}
+    figures = {
+        "trials": summary["trials"],
+        "failed": summary["failed"],
+        "best": {k: best[k] for k in ("number", "validation", "test") if k in best},
+        "dsr": summary["dsr"] or {},
+        "pbo": overfit,
+    }
+    return log_run(
+        uri,
+        experiment="engine sweep",
+        run_name=folder.name,
+        params={
+            **space.model_dump(mode="json"),
+            "strategy": summary["strategy"],
+            "best_params": best.get("params", {}),
+        },
+        metrics=flatten(figures),
+        artifacts=[folder / name for name in ("summary.json", "trials.csv", "report.html")],
+        models=summary["models"],
+    )

@@ -408,7 +408,19 @@ class Sweep:
             self._local[key] = load_inputs(
                 config, start, self.models_dir, store, default_cache_dir()
             )
+            used = set(self.models())
+            sources = [source for _, source in self._local[key].representations]
+            used |= {source["model"] for source in sources if "model" in source}
+            self.journal.set_meta("models", json.dumps(sorted(used)))
         return key, self._local[key]
+
+    def models(self) -> list[str]:
+        """Return the exact model versions (``name@version``) the trials and test run used.
+
+        They are journaled as each market and representation is loaded, so a
+        resumed sweep keeps the versions of the trials it skips.
+        """
+        return json.loads(self.journal.meta("models") or "[]")
 
     def run(
         self,

@@ -56,9 +56,15 @@ def summarise(sweep: Sweep, finished: Finished, workers: int) -> dict:
         "dsr": None,
         "pbo": None,
     }
-    if not ranked:
-        return summary
-    best = ranked[0]
+    if ranked:
+        _judge_best(sweep, finished, ranked[0], summary)
+    summary["models"] = sweep.models()
+    return summary
+
+
+def _judge_best(sweep: Sweep, finished: Finished, best: int, summary: dict) -> None:
+    # Fill in the best trial, its test run, the DSR and the PBO.
+    space = sweep.space
     params = finished[best][0]
     summary["best"] = {
         "number": best,
@@ -88,7 +94,6 @@ def summarise(sweep: Sweep, finished: Finished, workers: int) -> dict:
             "splits": len(overfit.logits),
             "logits": overfit.logits.tolist(),
         }
-    return summary
 
 
 def _iso(day) -> str | None:
