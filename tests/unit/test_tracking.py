@@ -1,4 +1,4 @@
-"""MLflow tracking against a local SQLite store (no server): runs, pretraining, and no mlflow."""
+"""MLflow tracking against a local SQLite store (no server): every command, and no mlflow."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.config import StrategyConfig, load_config
+from engine.config import StrategyConfig, SweepConfig, load_config
 from engine.errors import ConfigError
-from engine.tracking import ENV_URI, log_run, track_backtest, track_evaluation, tracking_uri
+from engine.tracking import (
+    ENV_URI,
+    log_run,
+    track_backtest,
+    track_evaluation,
+    track_sweep,
+    tracking_uri,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 mlflow = pytest.importorskip("mlflow")
@@ -139,3 +146,96 @@ def test_an_evaluation_logs_every_figure_and_the_exact_models(store, tmp_path):
     assert run.data.metrics == {"probe.cost_bybit_1h.bybit:linear:BTCUSDT:1h.accuracy": 0.53}
     assert run.data.params["embargo_bars"] == "5"
     assert run.data.tags["engine.models"] == "cost_bybit_1h@6cf526b32216"
+
+
+def test_a_sweep_logs_its_space_best_trial_overfitting_files_and_models(store, tmp_path):
+    space = load_config(REPO_ROOT / "sweeps" / "ssl_cost_small.yaml", SweepConfig)
+    summary = {
+        "strategy": "strategies/ssl_cost.yaml",
+        "trials": 12,
+        "failed": 1,
+        "best": {
+            "number": 4,
+            "params": {"components.signal.params.entry": 0.2},
+            "validation": {"sharpe": 1.25, "trades": 80},
+            "test": {"sharpe": -0.5, "trades": 31},
+        },
+        "dsr": {"dsr": 0.41, "days": 365},
+        "pbo": {"pbo": 0.3, "splits": 12870, "logits": [0.5, -0.2]},
+        "models": ["cost_bybit_1h@6cf526b32216"],
+    }
+    folder = tmp_path / "sweep-ssl_cost_small-20260101T000000Z"
+    folder.mkdir()
+    for name in ("summary.json", "trials.csv", "report.html", "trials.sqlite"):
+        (folder / name).write_text("x")
+    run_id = track_sweep(store, space, summary, folder)
+    client = _client(store)
+    run = client.get_run(run_id)
+    assert run.data.params["parameters.components.signal.params.exit"] == "[0.0, 0.05, 0.1]"
+    assert run.data.params["best_params.components.signal.params.entry"] == "0.2"
+    assert run.data.params["validation.start"] == "2025-01-01"
+    assert run.data.metrics == {
+        "trials": 12,
+        "failed": 1,
+        "best.number": 4,
+        "best.validation.sharpe": 1.25,
+        "best.validation.trades": 80,
+        "best.test.sharpe": -0.5,
+        "best.test.trades": 31,
+        "dsr.dsr": 0.41,
+        "dsr.days": 365,
+        "pbo.pbo": 0.3,
+        "pbo.splits": 12870,
+    }
+    assert run.data.tags["engine.models"] == "cost_bybit_1h@6cf526b32216"
+    artifacts = sorted(a.path for a in client.list_artifacts(run_id))
+    assert artifacts == ["report.html", "summary.json", "trials.csv"]
+
+
+def test_a_sweep_where_every_trial_failed_logs_its_counts(store, tmp_path):
+    space = load_config(REPO_ROOT / "sweeps" / "ssl_cost_small.yaml", SweepConfig)
+    summary = {"strategy": "s.yaml", "trials": 2, "failed": 2, "best": None}
+    summary |= {"dsr": None, "pbo": None, "models": []}
+    folder = tmp_path / "sweep-failed"
+    folder.mkdir()
+    for name in ("summary.json", "trials.csv", "report.html"):
+        (folder / name).write_text("x")
+    run = _client(store).get_run(track_sweep(store, space, summary, folder))
+    assert run.data.metrics == {"trials": 2, "failed": 2}
+    assert run.data.tags["engine.models"] == ""
+
+
+@pytest.mark.slow
+def test_cli_sweep_with_mlflow_logs_one_run_with_the_summary(
+    monkeypatch, tmp_path, run_cli, shared_data
+):
+    import json
+
+    import yaml
+
+    space = tmp_path / "tiny.yaml"
+    spec = {
+        "name": "tiny",
+        "validation": {"start": "2025-03-01", "end": "2025-03-31"},
+        "test": {"start": "2025-04-01", "end": "2025-04-10"},
+        "cscv_blocks": 2,
+        "parameters": {"components.signal.params.entry": [0.1, 0.3]},
+    }
+    space.write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("ENGINE_DATA_DIR", str(shared_data))
+    monkeypatch.delenv(ENV_URI, raising=False)
+    result = run_cli(
+        "sweep", REPO_ROOT / "strategies" / "ssl_cost.yaml", "--space", space, "--workers", "1",
+        "--models-dir", REPO_ROOT / "models", "--reports-dir", tmp_path / "reports", "--mlflow",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    uri = tracking_uri(True, tmp_path / "reports")
+    client = _client(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("engine sweep").experiment_id])
+    [folder] = (tmp_path / "reports").glob("sweep-tiny-*")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["models"] and all(m.startswith("cost_bybit_1h@") for m in summary["models"])
+    assert run.data.tags["engine.models"] == ", ".join(summary["models"])
+    assert run.data.metrics["best.test.sharpe"] == summary["best"]["test"]["sharpe"]
+    assert run.data.metrics["trials"] == 2
+    assert run.info.run_id in result.stdout

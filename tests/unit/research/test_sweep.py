@@ -14,6 +14,7 @@ from engine.executor import make_executor
 from engine.research.sweep import (
     Journal,
     OptunaPlan,
+    Sweep,
     Trial,
     TrialResult,
     apply,
@@ -169,3 +170,22 @@ def test_engine_sweep_without_ray_exits_2_with_the_install_command(tmp_path, mon
     )  # fmt: skip
     assert result.exit_code == 2
     assert "pip install -e '.[ray]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_model_versions_a_sweep_loads_are_journaled_and_kept_on_resume(tmp_path, monkeypatch):
+    from engine.runner.backtest import Inputs
+
+    sources = [{"model": "cost_bybit_1h@6cf526b32216"}, {"representation": "features"}]
+    monkeypatch.setattr(
+        "engine.research.sweep.load_inputs",
+        lambda *_: Inputs([], [], [(None, source) for source in sources]),
+    )
+    args = (REPO_ROOT / "strategies" / "ssl_cost.yaml", _space(tmp_path), REPO_ROOT / "models")
+    sweep = Sweep(*args, tmp_path / "reports")
+    assert sweep.models() == []
+    sweep.inputs(sweep.trial_config(Trial(0, {"components.signal.params.entry": 0.1}))[1])
+    sweep.close()
+    resumed = Sweep(*args, tmp_path / "reports")
+    assert resumed.resumed and resumed.folder == sweep.folder
+    assert resumed.models() == ["cost_bybit_1h@6cf526b32216"]
+    resumed.close()
