@@ -8,7 +8,7 @@ store, ``reports/mlflow/mlflow.db`` (SQLite) with artifacts beside it in
 --backend-store-uri sqlite:///reports/mlflow/mlflow.db`` shows it.
 
 ``log_run`` is the one way the engine logs: one MLflow run per backtest,
-evaluation, pretraining or sweep trial, with its parameters (nested keys
+evaluation, pretraining or sweep, with its parameters (nested keys
 flattened with dots), its final metrics, metric series by step (a loss
 curve), its files as artifacts, and the exact model versions it used as the
 tag ``engine.models``. MLflow is the ``[mlflow]`` extra, imported only when
