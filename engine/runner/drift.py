@@ -29,7 +29,7 @@ reports, ``flatten`` sets the target to zero from that bar until an
 evaluation without a triggering alarm or the next refit (the caller holds
 that flag and passes it to ``scale``), ``refit_components`` ends the block
 after the bar, so the components are refitted before the next one
-(``next_block``), and ``retrain_encoder`` does the same after re-tuning the
+(``RefitSchedule.next_block``), and ``retrain_encoder`` does the same after re-tuning the
 encoder (``engine.runner.encoders``).
 
 Everything read at bar t is at or before t, so a reading is as causal as the
@@ -300,16 +300,6 @@ class DriftMonitor:
 def flat_after(flat: bool, reading: Reading | None) -> bool:
     """Return whether ``flatten`` holds after a bar: a reading decides, else it carries on."""
     return flat if reading is None else reading.triggered
-
-
-def next_block(block: int, refit_every: int, ended_after: int | None) -> int:
-    """Return the first bar of the block after the one starting at ``block``.
-
-    The block runs ``refit_every`` bars, or ends after bar ``ended_after``
-    when a drift policy ended it there.
-    """
-    regular = block + refit_every
-    return regular if ended_after is None else min(regular, ended_after + 1)
 
 
 def readings_table(readings: dict[int, Reading]) -> dict[str, list]:

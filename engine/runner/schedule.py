@@ -45,10 +45,19 @@ class RefitSchedule:
         """Return the training rows of the block starting at bar ``block``."""
         return slice(block - self.embargo - self.fit_bars, block - self.embargo)
 
+    def next_block(self, block: int, ended_after: int | None = None) -> int:
+        """Return the first bar of the block after the one starting at bar ``block``.
+
+        A block runs ``refit_every`` bars, or ends after bar ``ended_after``
+        when a drift policy ended it there.
+        """
+        regular = block + self.refit_every
+        return regular if ended_after is None else min(regular, ended_after + 1)
+
     def blocks(self, stop: int) -> Iterator[tuple[slice, slice]]:
         """Yield each block of bars before ``stop`` with its training rows, rolling forward."""
         for r in range(self.anchor, stop, self.refit_every):
-            yield slice(r, min(r + self.refit_every, stop)), self.train(r)
+            yield slice(r, min(self.next_block(r), stop)), self.train(r)
 
     def check(self, horizon: int) -> None:
         """Raise a clear error if the windows cannot be honest for ``horizon`` or cannot fit.

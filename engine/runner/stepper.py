@@ -60,7 +60,7 @@ from engine.runner.assemble import (
     strategy_costs,
 )
 from engine.runner.decisions import Decision, DecisionState, decide_bar, refit, transform
-from engine.runner.drift import Reading, flat_after, next_block
+from engine.runner.drift import Reading, flat_after
 from engine.runner.encoders import EncoderVersion, encoder_walk, timed_tune, tuned_representation
 from engine.runner.representation import Representation
 from engine.sim.run import SimResult, new_state, simulate
@@ -292,11 +292,11 @@ class BarStepper:
         """Return the first bar of the refit block bar ``t`` is in.
 
         Without a drift monitor, that of the schedule; with one, blocks follow
-        each other as ``engine.runner.drift.next_block`` says, bar by bar.
+        each other as ``RefitSchedule.next_block`` says, bar by bar.
         """
         if self.monitor is None:
             return self.schedule.block_start(t)
-        following = next_block(self.drift.block, self.schedule.refit_every, self.drift.ended_after)
+        following = self.schedule.next_block(self.drift.block, self.drift.ended_after)
         return following if t >= following else self.drift.block
 
     def window(self, t: int) -> tuple[int, int]:

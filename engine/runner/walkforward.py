@@ -141,17 +141,17 @@ def walk_forward(
         if tuned is not None:
             history = tuned.at(block, retrain)
         train = schedule.train(block)
-        end = min(block + schedule.refit_every, stop)
+        end = min(schedule.next_block(block), stop)
         past = history.upto(block)
         in_sample = refit(pipeline, past, train, costs)
         values = transform(pipeline, history.upto(end), slice(block, end))
         if monitor is not None:
             monitor.fit(past, train, in_sample)
-            stopped = _observe(
+            ended_after = _observe(
                 monitor, history, (block, end), values["score"], readings, scale[block - start :]
             )
-            retrain = stopped is not None and monitor.config.policy == "retrain_encoder"
-            end = end if stopped is None else stopped
+            retrain = ended_after is not None and monitor.config.policy == "retrain_encoder"
+            end = min(schedule.next_block(block, ended_after), stop)
         _keep(outputs, values, block - start, end - start, n)
         refits.append((block, train.start, train.stop))
         block = end
@@ -190,8 +190,8 @@ def _observe(
     scale: np.ndarray,
 ) -> int | None:
     # Observe the block's bars in order, keeping their readings and zeroing `scale` (from the
-    # block's first bar) while the policy flattens; return the bar the block ends before when
-    # the policy ends it after a bar, else None.
+    # block's first bar) while the policy flattens; return the bar the policy ends the block
+    # after, else None.
     block, end = rows
     flat = False
     for t in range(block, end):
@@ -201,5 +201,5 @@ def _observe(
         if reading is not None:
             readings[t] = reading
             if monitor.ends_block(reading):
-                return t + 1
+                return t
     return None
