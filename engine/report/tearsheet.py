@@ -13,6 +13,10 @@ says where they cannot:
   daily-close and per-day figures they are;
 - the monthly heatmap leaves months without bars blank instead of 0.00, and
   rolling panels longer than the report are replaced by a note.
+
+A run whose daily return never varies (no trades, or a single day) has no
+curve to draw, and QuantStats cannot regress it on buy and hold: its page
+says so and shows the run's figures instead.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.atomic import atomic_path
+from engine.atomic import atomic_path, write_text
 from engine.report.metrics import HEADLINE, PERIODS_PER_YEAR, format_metric
 
 _SAVE_ON_LOAD = re.compile(r'<body\s+onload="save\(\)">')
@@ -96,7 +100,7 @@ def _heatmap_svg(daily: pd.Series) -> str:
     return svg[svg.index("<svg") :]
 
 
-def _run_figures_html(metrics: dict, bar: str) -> str:
+def _run_figures_html(metrics: dict, bar: str, note: str) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(HEADLINE[name][0])}</td>"
         f"<td>{html.escape(format_metric(metrics, name))}</td></tr>"
@@ -104,10 +108,27 @@ def _run_figures_html(metrics: dict, bar: str) -> str:
     )
     return (
         f'<div id="run_figures"><h3>Run figures (per {html.escape(bar)} bar)</h3>'
-        "<p>As in metrics.json and the console. The QuantStats metrics below are computed "
-        "from daily closes: their max drawdown misses falls within a day, and their time "
-        "in market counts the days with a non-zero return.</p>"
+        f"<p>As in metrics.json and the console.{note}</p>"
         f"<table><tbody>{rows}</tbody></table></div>"
+    )
+
+
+def _nothing_to_chart(daily: pd.Series, metrics: dict, bar: str, title: str) -> str:
+    # The page of a run whose daily return never varies, in place of QuantStats' charts.
+    days = len(daily)
+    first, last = daily.index[0], daily.index[-1]
+    span = f"{days} day{'s' if days > 1 else ''}, {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+    statement = (
+        f"Nothing to chart: the strategy's daily return was {daily.iloc[0]:+.2%} on every day "
+        f"of the run ({span}; {format_metric(metrics, 'trades')} trades), so there is no curve "
+        "to draw, and QuantStats' statistics against buy and hold (beta, R², correlation) "
+        "are undefined."
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>"
+        f'<p id="nothing_to_chart">{html.escape(statement, quote=False)}</p>'
+        f"{_run_figures_html(metrics, bar, '')}</body></html>\n"
     )
 
 
@@ -120,7 +141,12 @@ def _template(daily: pd.Series, metrics: dict, bar: str) -> str:
     page = files("quantstats").joinpath("report.html").read_text(encoding="utf-8")
     page = _REMOTE_ICON.sub("", _SAVE_ON_LOAD.sub("<body>", page))
     heading = "<h3>Key Performance Metrics</h3>"
-    page = page.replace(heading, _run_figures_html(metrics, bar) + heading, 1)
+    note = (
+        " The QuantStats metrics below are computed from daily closes: their max drawdown "
+        "misses falls within a day, and their time in market counts the days with a "
+        "non-zero return."
+    )
+    page = page.replace(heading, _run_figures_html(metrics, bar, note) + heading, 1)
     page = page.replace("{{monthly_heatmap}}", _heatmap_svg(daily))
     window = rolling_window_days()
     if len(daily) <= window:
@@ -152,16 +178,21 @@ def write_tearsheet(
     Both series are daily returns on the same tz-naive UTC index (QuantStats
     mixes tz-aware and naive indexes badly). ``metrics`` are the run's
     headline metrics, shown at the top of the metrics column; ``bar`` is the
-    bar length they were computed on (e.g. ``1h``). The file is written to a
-    temporary name and renamed, so a crash never leaves half a report.
+    bar length they were computed on (e.g. ``1h``). When the strategy's daily
+    return never varies, the page states that there is nothing to chart and
+    shows the run's figures. The file is written to a temporary name and
+    renamed, so a crash never leaves half a report.
     """
+    if not strategy.index.equals(benchmark.index):
+        raise ValueError("the strategy and benchmark returns must share one daily index")
+    if strategy.nunique() < 2:
+        write_text(path, _nothing_to_chart(strategy, metrics, bar, title))
+        return
     import matplotlib
 
     matplotlib.use("Agg")
     import quantstats as qs
 
-    if not strategy.index.equals(benchmark.index):
-        raise ValueError("the strategy and benchmark returns must share one daily index")
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     with (
         tempfile.TemporaryDirectory() as work,

@@ -100,3 +100,19 @@ def test_a_short_report_notes_its_rolling_panels_instead_of_drawing_empty_ones(t
     assert "this report covers 20." in html
     for panel in ("rolling_vol", "rolling_sharpe", "rolling_sortino"):
         assert f'<div id="{panel}"></div>' in html
+
+
+def test_a_run_without_trades_gets_a_page_that_says_there_is_nothing_to_chart(tmp_path):
+    # No trade: the equity is flat and every daily return is 0, which QuantStats cannot
+    # regress on buy and hold.
+    flat = pd.Series(0.0, index=pd.date_range("2025-01-01", periods=30, freq="D"))
+    figures = {"total_return": 0.0, "benchmark_return": 0.0412, "max_drawdown": 0.0}
+    path = tmp_path / "flat.html"
+    write_tearsheet(
+        flat, _daily(30, "2025-01-01", seed=5), path, "flat", figures | {"trades": 0}, "1h"
+    )
+    html = path.read_text(encoding="utf-8")
+    assert "Nothing to chart: the strategy's daily return was +0.00% on every day" in html
+    assert "30 days, 2025-01-01 to 2025-01-30; 0 trades" in html
+    shown = pd.read_html(io.StringIO(html), match="max drawdown")[0]
+    assert dict(zip(shown[0], shown[1], strict=True))["buy and hold"] == "+4.12%"
