@@ -1177,3 +1177,7 @@ def main() -> None:
             f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True
         )
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -118,3 +121,21 @@ def test_validate_outside_the_usual_folders_names_the_kind_option(tmp_path, run_
         ).exit_code
         == 0
     )
+
+
+def _python_m(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    # `python -m MODULE ARGS` on this checkout, from a folder that is not the checkout.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "100"}
+    command = [sys.executable, "-m", module, *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("module", ["engine", "engine.cli"])
+def test_python_m_runs_the_command_line(module, tmp_path):
+    shown = _python_m(module, "--help", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Usage: python -m {module} [OPTIONS] COMMAND" in shown.stdout
+    assert re.search(r"│ run\s+Backtest a strategy", shown.stdout)
+    refused = _python_m(module, "validate", "missing.yaml", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error:") and "Traceback" not in refused.stderr
