@@ -200,6 +200,21 @@ def test_bad_input_gets_a_clear_message_and_non_zero_exit(
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_run_without_trades_writes_its_folder_and_says_there_is_nothing_to_chart(env, run_cli):
+    # The RSI of hourly BTC never leaves 1..99 in these ten days, so the signal never fires.
+    never = {"period": 14, "lower": 1, "upper": 99, "band": 0.5}
+    signal = {"class": "engine.strategy.baselines:RsiReversion", "params": never}
+    ten_days = {"start": "2025-03-01", "end": "2025-03-10"}
+    strategy = _strategy(
+        env, "rsi_reversion", components={"signal": signal}, out_of_sample=ten_days
+    )
+    folder = _run(run_cli, strategy, env / "reports")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["trades"] == 0 and metrics["total_return"] == 0.0
+    assert metrics["benchmark_return"] != 0.0
+    assert "Nothing to chart" in (folder / "tearsheet.html").read_text(encoding="utf-8")
+
+
 def test_portfolio_of_four_assets_runs_and_passes_the_audit(env, run_cli):
     strategy = _strategy(env, "ssl_portfolio", encoder="cost_bybit_1h", out_of_sample=SHORT_RANGE)
     folder = _run(run_cli, strategy, env / "reports")
