@@ -48,11 +48,12 @@ def check_candles(config: StrategyConfig, store: CandleStore) -> None:
     exchange answers one request, made without retries, so that a missing
     store without a network fails in seconds rather than after every retry.
     """
-    from engine.data.feed import check_reachable, make_exchange
-
     missing = [key for key in series_keys(config) if not store.exists(key)]
     if not missing:
         return
+    # ccxt takes a second to import; a store that holds every series never needs it.
+    from engine.data.feed import check_reachable, make_exchange
+
     what = _missing(store, missing[0])
     if os.environ.get(OFFLINE_ENV) == "1":
         raise DataError(f"{what} and {OFFLINE_ENV}=1 forbids fetching it; {_POINT_AT_A_STORE}")
