@@ -99,7 +99,7 @@ def session_backtest(journal_dir: Path, session: str) -> Backtest:
     balances = tables["balances"]
     row = {ts: i for i, ts in enumerate(stamps)}
     close = np.column_stack([history.close for history in histories])
-    sim = SimResult(
+    sim = SimResult.from_columns(
         equity=balances["equity"].to_numpy(),
         cash=balances["cash"].to_numpy(),
         funding=balances["funding"].to_numpy(),

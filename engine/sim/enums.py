@@ -159,6 +159,16 @@ reject_dt = np.dtype(
 )
 """An order that was rejected, skipped, cancelled or expired."""
 
+change_dt = np.dtype(
+    [
+        ("bar", np.int64),
+        ("cash", np.float64),  # at the bar's close
+        ("funding", np.float64),  # paid at the bar's open, all assets together
+    ],
+    align=True,
+)
+"""The book after a bar that moved its cash or a position: a fill or a funding payment."""
+
 ledger_dt = np.dtype(
     [
         ("maker_fee", np.float64),

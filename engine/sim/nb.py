@@ -129,7 +129,7 @@ from engine.sim.enums import (
 
 TOL = 1e-9  # relative size below which an order is taken as nothing
 MAX_EVENTS_PER_ASSET = 3  # records one asset can add in one bar
-PREFETCH_BARS = 16  # how far ahead quiet bars bring the prices of fills into cache
+QUIET_BLOCK = 16  # bars the quiet loop checks at once
 CACHE_LINE_VALUES = 8  # float64 values in a 64-byte cache line
 
 
@@ -710,20 +710,136 @@ def mark_nb(cash, assets, close, t):
 
 
 @njit(cache=True, inline="always")
-def close_bar_nb(assets, t, value, cash_now, paid, equity, cash, funding_paid, position):
-    """Write the outputs of bar ``t``: equity ``value``, ``cash_now``, funding ``paid``, positions.
+def record_change_nb(changes, held, n, bar, cash, paid, assets):
+    """Write the book after bar ``bar`` at ``changes[n]`` and ``held[n]``; return ``n + 1``.
 
     Assumptions
     -----------
-    ``funding_paid`` holds zeros on entry, so that a bar without funding
-    leaves it alone.
+    ``changes`` and ``held`` have room for record ``n``; ``cash`` is the
+    account's cash at the close and ``paid`` the funding paid at the open.
     """
-    equity[t] = value
-    cash[t] = cash_now
-    if paid != 0.0:
-        funding_paid[t] = paid
+    change = changes[n]
+    change["bar"] = bar
+    change["cash"] = cash
+    change["funding"] = paid
     for i in range(assets.shape[0]):
-        position[t, i] = assets[i]["position"]
+        held[n, i] = assets[i]["position"]
+    return n + 1
+
+
+@njit(cache=True, inline="always")
+def rows_nb(values, t, stop):
+    """Return the range of flat indices that holds the values of bars ``t`` to ``stop - 1``.
+
+    A ``values`` with one row standing for every bar gives that row.
+
+    Assumptions
+    -----------
+    ``values`` is 2-D and C-contiguous, with 1 or T rows.
+    """
+    if values.shape[0] == 1:
+        return 0, values.shape[1]
+    return t * values.shape[1], stop * values.shape[1]
+
+
+@njit(cache=True, inline="always")
+def any_set_nb(flat, first, stop):
+    """Return whether any of ``flat[first:stop]`` is not NaN, in one vectorisable pass."""
+    found = False
+    for k in range(np.uint64(first), np.uint64(stop)):
+        found |= flat[k] == flat[k]
+    return found
+
+
+@njit(cache=True, inline="always")
+def any_decides_nb(flat, first, stop):
+    """Return whether any of ``flat[first:stop]`` is a mode but ``Mode.WAIT``, in one pass."""
+    found = False
+    for k in range(np.uint64(first), np.uint64(stop)):
+        found |= flat[k] != Mode.WAIT
+    return found
+
+
+@njit(cache=True, inline="always")
+def any_rate_nb(flat, first, stop):
+    """Return whether any of ``flat[first:stop]`` is a funding rate neither 0 nor NaN."""
+    found = False
+    for k in range(np.uint64(first), np.uint64(stop)):
+        found |= (flat[k] == flat[k]) & (flat[k] != 0.0)
+    return found
+
+
+@njit(cache=True, inline="always")
+def short_of_margin_nb(cash, assets, close, t, stop, maintenance, values, gross):
+    """Return whether the book falls short of its maintenance margin at a close of ``t`` to ``stop - 1``.
+
+    The book is held as it is. Each close is marked as ``mark_nb`` marks it,
+    the same additions in the same order, but bar by bar in the inner loop so
+    that the loop vectorises.
+
+    Assumptions
+    -----------
+    ``values`` and ``gross`` are scratch arrays of at least ``stop - t`` values.
+    """
+    n = stop - t
+    for k in range(n):
+        values[k] = cash
+        gross[k] = 0.0
+    for i in range(assets.shape[0]):
+        pos = assets[i]["position"]
+        size = abs(pos)
+        for k in range(n):
+            values[k] += pos * close[t + k, i]
+            gross[k] += size * close[t + k, i]
+    short = False
+    for k in range(n):
+        short |= (gross[k] > 0.0) & (values[k] < maintenance * gross[k])
+    return short
+
+
+@njit(cache=True, inline="always")
+def quiet_bar_nb(
+    assets,
+    config,
+    close,
+    funding,
+    target,
+    mode,
+    stop_loss,
+    take_profit,
+    t,
+    set_stops,
+    funding_due,
+    cash,
+):
+    """Return whether nothing can happen at bar ``t`` but the mark.
+
+    A bar is quiet when no funding settles on a position, no decision is made
+    (every target NaN or every mode ``Mode.WAIT``, both encodings of no
+    decision), no stop distance is set at its close (``set_stops`` tells
+    whether the bar sets any) and the book is not liquidated at its close.
+
+    Assumptions
+    -----------
+    As for ``quiet_bars_nb``; ``cash`` is the account's cash.
+    """
+    cfg = config[0]
+    busy = False
+    if set_stops:
+        for i in range(assets.shape[0]):
+            sl = flex_nb(stop_loss, t, i)
+            tp = flex_nb(take_profit, t, i)
+            busy |= (sl == sl) | (tp == tp)
+    for i in range(assets.shape[0]):
+        frac = flex_nb(target, t, i)
+        busy |= (frac == frac) & (flex_nb(mode, t, i) != Mode.WAIT)
+    if funding_due:
+        for i in range(assets.shape[0]):
+            busy |= settles_nb(assets[i]["position"], flex_nb(funding, t, i))
+    if busy:
+        return False
+    marked, gross = mark_nb(cash, assets, close, t)
+    return not (cfg["spot"] == 0 and gross > 0.0 and marked < cfg["maintenance_margin"] * gross)
 
 
 @njit(cache=True, inline="always")
@@ -745,73 +861,97 @@ def quiet_bars_nb(
     set_stops,
     stops_vary,
     funding_due,
-    equity,
-    cash,
-    funding_paid,
-    position,
+    target_flat,
+    mode_flat,
+    stop_loss_flat,
+    take_profit_flat,
+    funding_flat,
+    values,
+    gross,
 ):
     """Run the bars from ``t`` on in which nothing can happen but the mark; return the next bar.
 
-    A bar is quiet when no funding settles on a position, no decision is made
-    (every target NaN or every mode ``Mode.WAIT``, both encodings of no
-    decision) and no stop distance is set at its close, and the book is not liquidated
-    at its close. Such a bar only marks the book, so it runs here without the
-    phases of ``run_nb``, with the same arithmetic. The first bar that is
-    not quiet is left for ``run_nb``; the outputs are written as there.
+    Quiet bars (see ``quiet_bar_nb``) change neither cash nor positions, so
+    they run here without the phases of ``run_nb`` and record nothing; the
+    account's equity is marked at the last of them. Bars are checked a block
+    of ``QUIET_BLOCK`` at a time, in vectorisable passes over the inputs of
+    the block: a block with no set target or no mode but ``Mode.WAIT``, no
+    stop distance set, no funding rate on a held position and no close short
+    of margin is quiet throughout. Any other block is checked bar by bar. The
+    first bar that is not quiet is left for ``run_nb``.
 
     Assumptions
     -----------
     No asset has a pending order or a stop distance. ``set_stops`` tells
     whether bar ``t`` sets stop distances and ``stops_vary`` whether later
     bars do (the stop inputs have a row per bar); ``funding_due`` whether
-    funding may settle at all. Other arguments are those of ``run_nb``.
+    funding may settle at all. The ``_flat`` arguments are flat views of
+    ``target``, ``mode``, ``stop_loss``, ``take_profit`` and ``funding``, made
+    once per run (a view made per block would cost more than the block), and
+    ``values`` and ``gross`` are scratch arrays of ``QUIET_BLOCK`` values.
+    Other arguments are those of ``run_nb``.
     """
     acc = account[0]
     cfg = config[0]
     n_assets = assets.shape[0]
-    funding_row, funding_col = flex_steps_nb(funding)
-    target_row, target_col = flex_steps_nb(target)
-    mode_row, mode_col = flex_steps_nb(mode)
-    sl_row, sl_col = flex_steps_nb(stop_loss)
-    tp_row, tp_col = flex_steps_nb(take_profit)
-    liquidable = cfg["spot"] == 0
-    maintenance = cfg["maintenance_margin"]
-    # cash and positions stay as they are: the account is updated once, after the run
+    held = False
+    for i in range(n_assets):
+        held |= assets[i]["position"] != 0.0
+    liquidable = held and cfg["spot"] == 0
     cash_now = acc["cash"]
-    value = acc["equity"]
-    first = t
+    began = t
+    # prefetch about once a cache line, so that the fill that ends a stretch does not
+    # wait on main memory for the open, high and low it needs
+    line_rows = max(CACHE_LINE_VALUES // n_assets, 1)
     while t < stop:
-        busy = False
-        if set_stops:
-            for i in range(n_assets):
-                sl = stop_loss[t * sl_row, i * sl_col]
-                tp = take_profit[t * tp_row, i * tp_col]
-                busy |= (sl == sl) | (tp == tp)
-        for i in range(n_assets):
-            frac = target[t * target_row, i * target_col]
-            busy |= (frac == frac) & (mode[t * mode_row, i * mode_col] != Mode.WAIT)
-        if funding_due:
-            for i in range(n_assets):
-                busy |= settles_nb(assets[i]["position"], funding[t * funding_row, i * funding_col])
-        if busy:
-            break
-        marked, gross = mark_nb(cash_now, assets, close, t)
-        if liquidable and gross > 0.0 and marked < maintenance * gross:
-            break
-        value = marked
-        close_bar_nb(assets, t, value, cash_now, 0.0, equity, cash, funding_paid, position)
-        # about once a cache line: a line's worth of values apart, on the rows a new
-        # line starts in (every row, once rows are a line long)
-        ahead = min(t + PREFETCH_BARS, stop - 1)
-        if (ahead * n_assets) % CACHE_LINE_VALUES < n_assets:
+        block_end = min(t + QUIET_BLOCK, stop)
+        for row in range(block_end, min(block_end + QUIET_BLOCK, stop), line_rows):
             for i in range(0, n_assets, CACHE_LINE_VALUES):
-                prefetch_nb(open_, ahead, i)
-                prefetch_nb(high, ahead, i)
-                prefetch_nb(low, ahead, i)
-        set_stops = stops_vary
-        t += 1
-    acc["bar"] += t - first
-    acc["equity"] = value
+                prefetch_nb(open_, row, i)
+                prefetch_nb(high, row, i)
+                prefetch_nb(low, row, i)
+        first, last = rows_nb(target, t, block_end)
+        may_act = any_set_nb(target_flat, first, last)
+        if may_act:
+            first, last = rows_nb(mode, t, block_end)
+            may_act = any_decides_nb(mode_flat, first, last)
+        if set_stops:
+            first, last = rows_nb(stop_loss, t, block_end)
+            may_act |= any_set_nb(stop_loss_flat, first, last)
+            first, last = rows_nb(take_profit, t, block_end)
+            may_act |= any_set_nb(take_profit_flat, first, last)
+        if funding_due and held:
+            first, last = rows_nb(funding, t, block_end)
+            may_act |= any_rate_nb(funding_flat, first, last)
+        if liquidable and not may_act:
+            may_act = short_of_margin_nb(
+                cash_now, assets, close, t, block_end, cfg["maintenance_margin"], values, gross
+            )
+        if not may_act:
+            t = block_end
+            set_stops = stops_vary
+            continue
+        while t < block_end and quiet_bar_nb(
+            assets,
+            config,
+            close,
+            funding,
+            target,
+            mode,
+            stop_loss,
+            take_profit,
+            t,
+            set_stops,
+            funding_due,
+            cash_now,
+        ):
+            set_stops = stops_vary
+            t += 1
+        if t < block_end:
+            break
+    if t > began:
+        acc["equity"] = mark_nb(cash_now, assets, close, t - 1)[0]
+    acc["bar"] += t - began
     return t
 
 
@@ -856,14 +996,13 @@ def run_nb(
     take_profit,
     start,
     stop,
-    equity,
-    cash,
-    funding_paid,
-    position,
     fills,
     n_fills,
     rejects,
     n_rejects,
+    changes,
+    held,
+    n_changes,
 ):
     """Advance the book over bars ``start`` to ``stop - 1``, in place.
 
@@ -887,29 +1026,30 @@ def run_nb(
         or 1 row for every bar and/or 1 column for every asset.
     start, stop : int
         Rows of the bars to run.
-    equity, cash, funding_paid, position : ndarray
-        Outputs at row ``t``: equity and cash at the close, funding paid at
-        the open, shape (T,); positions at the close, shape (T, N).
-        ``funding_paid`` must hold zeros: only bars with funding are written
-        (most bars have none). The caller allocates them: numpy puts large
-        arrays on huge pages, which makes writing them several times faster
-        than numba's allocator does.
     fills, rejects : structured ndarray
         Output buffers; records go from index ``n_fills`` and ``n_rejects``.
         The caller grows them when the loop stops short of ``stop``, so that
         the loop holds no allocation.
+    changes, held : ndarray
+        Output buffers of the book after each bar that moved its cash or a
+        position (a fill or a funding payment): ``change_dt`` records from
+        index ``n_changes``, and the positions at the close in the same rows
+        of ``held``, shape (K, N). Bars in between hold the book as it was,
+        so these give the cash and positions of every bar, and marking them
+        at each close with ``mark_nb`` gives its equity
+        (``book_columns_nb``); the loop writes no per-bar output.
 
     Returns
     -------
-    t, n_fills, n_rejects : int
+    t, n_fills, n_rejects, n_changes : int
         The first bar not run, and the record counts.
 
     Assumptions
     -----------
     Inputs were validated: prices positive and finite with low <= open, close
     <= high; risk in [0, 1]; modes valid. The loop stops early, before a bar,
-    when either buffer has no room for ``MAX_EVENTS_PER_ASSET`` records per
-    asset.
+    when the fill or reject buffer has no room for ``MAX_EVENTS_PER_ASSET``
+    records per asset, or the change buffer for one record.
     """
     acc = account[0]
     cfg = config[0]
@@ -930,8 +1070,20 @@ def run_nb(
         funding_row != 0 or funding_col != 0 or (rate == rate and rate != 0.0)
     )
     market_due, limit_due, stops_due = due_phases_nb(assets)
+    target_flat = target.ravel()
+    mode_flat = mode.ravel()
+    stop_loss_flat = stop_loss.ravel()
+    take_profit_flat = take_profit.ravel()
+    funding_flat = funding.ravel()
+    block_values = np.empty(QUIET_BLOCK)
+    block_gross = np.empty(QUIET_BLOCK)
     t = start
-    while t < stop and n_fills + extra <= fills.shape[0] and n_rejects + extra <= rejects.shape[0]:
+    while (
+        t < stop
+        and n_fills + extra <= fills.shape[0]
+        and n_rejects + extra <= rejects.shape[0]
+        and n_changes < changes.shape[0]
+    ):
         if not (market_due or limit_due or stops_due):
             t = quiet_bars_nb(
                 account,
@@ -951,14 +1103,19 @@ def run_nb(
                 stops_vary or t == start,
                 stops_vary,
                 funding_due,
-                equity,
-                cash,
-                funding_paid,
-                position,
+                target_flat,
+                mode_flat,
+                stop_loss_flat,
+                take_profit_flat,
+                funding_flat,
+                block_values,
+                block_gross,
             )
             if t == stop:
                 break
         paid = 0.0
+        moved = False
+        fills_before = n_fills
         if funding_due:
             for i in range(n_assets):
                 pos = assets[i]["position"]
@@ -967,6 +1124,7 @@ def run_nb(
                     payment = rate * pos * open_[t, i]
                     acc["cash"] -= payment
                     paid += payment
+                    moved = True
         for i in range(n_assets if market_due else 0):
             if assets[i]["pending"] == Pending.MARKET:
                 n_fills, n_rejects = fill_market_order_nb(
@@ -1052,12 +1210,47 @@ def run_nb(
                     account, assets, config, markets, close, offset, t, i, frac, rejects, n_rejects
                 )
         market_due, limit_due, stops_due = due_phases_nb(assets)
-        close_bar_nb(
-            assets, t, acc["equity"], acc["cash"], paid, equity, cash, funding_paid, position
-        )
+        if moved or n_fills != fills_before:
+            n_changes = record_change_nb(
+                changes, held, n_changes, acc["bar"], acc["cash"], paid, assets
+            )
         acc["bar"] += 1
         t += 1
-    return t, n_fills, n_rejects
+    return t, n_fills, n_rejects, n_changes
+
+
+@njit(cache=True)
+def book_columns_nb(changes, held, start, close, book, equity, cash, position):
+    """Write the per-bar columns of a run from the changes of its book.
+
+    Bar ``t`` of the run (row ``t``, records' bar ``start + t``) holds the
+    cash and positions of the last change at or before it, and its equity is
+    those marked at its close by ``mark_nb``, the arithmetic of the run
+    itself, so the columns are bit for bit what the run held. An output of
+    length 0 is left out.
+
+    Assumptions
+    -----------
+    ``changes`` are in bar order and the first is at or before bar
+    ``start``; ``held`` holds their positions, one column per asset, like
+    ``close``. ``book`` is scratch ``asset_dt`` records, one per asset.
+    """
+    n_bars, n_assets = close.shape
+    k = 0
+    for i in range(n_assets):
+        book[i]["position"] = held[0, i]
+    for t in range(n_bars):
+        if k + 1 < changes.shape[0] and changes[k + 1]["bar"] <= start + t:
+            k += 1
+            for i in range(n_assets):
+                book[i]["position"] = held[k, i]
+        if equity.shape[0]:
+            equity[t] = mark_nb(changes[k]["cash"], book, close, t)[0]
+        if cash.shape[0]:
+            cash[t] = changes[k]["cash"]
+        if position.shape[0]:
+            for i in range(n_assets):
+                position[t, i] = book[i]["position"]
 
 
 @njit(cache=True)

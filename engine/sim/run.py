@@ -1,16 +1,18 @@
 """The numpy-facing wrapper of the event loop: validate inputs, run the kernel.
 
 ``simulate`` checks every input, resolves defaults, shapes scalars and (T,)
-arrays so that the kernels broadcast them without copies, allocates the
-per-bar outputs, then calls ``engine.sim.nb.run_nb`` over all bars (again
-only when its record buffers fill up). The rules of the simulation are
-written in the docstring of ``engine.sim.nb``.
+arrays so that the kernels broadcast them without copies, then calls
+``engine.sim.nb.run_nb`` over all bars (again only when its record buffers
+fill up). The kernel records the book only where it changes; ``SimResult``
+turns that into per-bar columns when they are first read. The rules of the
+simulation are written in the docstring of ``engine.sim.nb``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from engine.sim.enums import (
     Sizing,
     account_dt,
     asset_dt,
+    change_dt,
     config_dt,
     fill_dt,
     ledger_dt,
@@ -30,6 +33,7 @@ from engine.sim.enums import (
 )
 from engine.sim.nb import (
     MAX_EVENTS_PER_ASSET,
+    book_columns_nb,
     first_not_increasing_nb,
     first_outside_nb,
     price_violation_nb,
@@ -120,24 +124,76 @@ class MarketSpec:
 class SimResult:
     """Outputs of a simulation.
 
-    ``equity``, ``cash`` and ``funding`` (paid at each bar's open, all assets
-    together) have shape (T,); ``position`` has shape (T, N); ``fills`` and
-    ``rejects`` are ``fill_dt`` and ``reject_dt`` records; ``account`` and
-    ``assets`` are the state after the last bar, to continue from. ``start``
-    is the number the records' ``bar`` gives the first bar (the bars the book
-    had run before). ``ledger`` holds the costs of each bar.
+    ``fills`` and ``rejects`` are ``fill_dt`` and ``reject_dt`` records;
+    ``account`` and ``assets`` are the state after the last bar, to continue
+    from. ``start`` is the number the records' ``bar`` gives the first bar
+    (the bars the book had run before). ``changes`` (``change_dt`` records)
+    and ``held`` (positions, shape (K, N)) are the book after each bar that
+    moved it, the first record being the book before the first bar.
+
+    The per-bar columns ``equity``, ``cash`` and ``funding`` (paid at each
+    bar's open, all assets together), shape (T,), ``position``, shape (T, N),
+    and ``ledger`` are computed from these records when first read, bit for
+    bit what the run held, and kept; a simulation that only needs its fills
+    or its final book never pays for them.
     """
 
-    equity: np.ndarray
-    cash: np.ndarray
-    funding: np.ndarray
-    position: np.ndarray
     fills: np.ndarray
     rejects: np.ndarray
     account: np.ndarray
     assets: np.ndarray
     close: np.ndarray = field(repr=False)
+    changes: np.ndarray = field(repr=False)
+    held: np.ndarray = field(repr=False)
     start: int = 0
+
+    @classmethod
+    def from_columns(
+        cls,
+        *,
+        equity: np.ndarray,
+        cash: np.ndarray,
+        funding: np.ndarray,
+        position: np.ndarray,
+        **records: np.ndarray,
+    ) -> SimResult:
+        """Return a result holding given per-bar columns, as a paper journal records them.
+
+        ``records`` are ``fills``, ``rejects``, ``account``, ``assets`` and
+        ``close``; the columns are kept as given.
+        """
+        changes = np.zeros(equity.size, change_dt)
+        changes["bar"] = np.arange(equity.size)
+        changes["cash"] = cash
+        changes["funding"] = funding
+        result = cls(**records, changes=changes, held=position)
+        # the columns as given, in the cache that reading them would fill
+        vars(result).update(equity=equity, cash=cash, funding=funding, position=position)
+        return result
+
+    @cached_property
+    def equity(self) -> np.ndarray:
+        """Return the equity at each close, shape (T,)."""
+        return self._columns(equity=np.empty(self.close.shape[0]))["equity"]
+
+    @cached_property
+    def cash(self) -> np.ndarray:
+        """Return the cash at each close, shape (T,)."""
+        return self._columns(cash=np.empty(self.close.shape[0]))["cash"]
+
+    @cached_property
+    def position(self) -> np.ndarray:
+        """Return the position of each asset at each close, shape (T, N)."""
+        return self._columns(position=np.empty(self.close.shape))["position"]
+
+    @cached_property
+    def funding(self) -> np.ndarray:
+        """Return the funding paid at each bar's open, all assets together, shape (T,)."""
+        funding = np.zeros(self.close.shape[0])
+        rows = self.changes["bar"] - self.start
+        after = rows >= 0
+        funding[rows[after]] = self.changes["funding"][after]
+        return funding
 
     @property
     def notional(self) -> np.ndarray:
@@ -149,7 +205,7 @@ class SimResult:
         """Return the costs of each bar as ``ledger_dt`` records, shape (T,)."""
         fills = self.fills
         rows = fills["bar"] - self.start
-        n_bars = self.equity.size
+        n_bars = self.close.shape[0]
         ledger = np.zeros(n_bars, ledger_dt)
         liquidation = fills["kind"] == Kind.LIQUIDATION
         maker = fills["liquidity"] == Liquidity.MAKER
@@ -162,6 +218,24 @@ class SimResult:
         ledger["slippage"] = np.bincount(rows, fills["slippage"], n_bars)
         ledger["funding"] = self.funding
         return ledger
+
+    def _columns(self, **outputs: np.ndarray) -> dict[str, np.ndarray]:
+        # the asked-for columns of equity, cash and position, written in one pass
+        n_assets = self.close.shape[1]
+        empty = {"equity": np.empty(0), "cash": np.empty(0), "position": np.empty((0, n_assets))}
+        columns = empty | outputs
+        book = np.zeros(n_assets, asset_dt)
+        book_columns_nb(
+            self.changes,
+            self.held,
+            self.start,
+            self.close,
+            book,
+            columns["equity"],
+            columns["cash"],
+            columns["position"],
+        )
+        return outputs
 
 
 def new_state(n_assets: int, cash: float) -> tuple[np.ndarray, np.ndarray]:
@@ -302,20 +376,24 @@ def simulate(
         account, assets = new_state(n_assets, cash)
     else:
         account, assets = _copy_state(state, n_assets)
-    equity = np.empty(n_bars)
-    cash_out = np.empty(n_bars)
-    funding_paid = np.zeros(n_bars)  # the kernel writes the bars with funding only
-    position = np.empty((n_bars, n_assets))
     extra = MAX_EVENTS_PER_ASSET * n_assets
     fills = np.empty(1024 * extra, fill_dt)
     rejects = np.empty(1024 * extra, reject_dt)
+    changes = np.empty(1024, change_dt)
+    held = np.empty((1024, n_assets))
     settings = config.to_record()
     start = int(account["bar"][0])
+    # the first change is the book before the first bar
+    changes[0] = (start - 1, account["cash"][0], 0.0)
+    held[0] = assets["position"]
     t = n_fills = n_rejects = 0
+    n_changes = 1
     while t < n_bars:
         fills = _room(fills, n_fills, extra)
         rejects = _room(rejects, n_rejects, extra)
-        t, n_fills, n_rejects = run_nb(
+        changes = _room(changes, n_changes, 1)
+        held = _room(held, n_changes, 1)
+        t, n_fills, n_rejects, n_changes = run_nb(
             account,
             assets,
             settings,
@@ -333,35 +411,32 @@ def simulate(
             stops["take_profit"],
             t,
             n_bars,
-            equity,
-            cash_out,
-            funding_paid,
-            position,
             fills,
             n_fills,
             rejects,
             n_rejects,
+            changes,
+            held,
+            n_changes,
         )
     return SimResult(
-        equity=equity,
-        cash=cash_out,
-        funding=funding_paid,
-        position=position,
         fills=fills[:n_fills].copy(),
         rejects=rejects[:n_rejects].copy(),
         account=account,
         assets=assets,
         close=prices["close"],
+        changes=changes[:n_changes].copy(),
+        held=held[:n_changes].copy(),
         start=start,
     )
 
 
 def _room(records: np.ndarray, n: int, extra: int) -> np.ndarray:
-    # the first n records in a buffer with room for extra more: the same one, or one
-    # twice as large
-    if n + extra <= records.size:
+    # the first n rows in a buffer with room for extra more: the same one, or one
+    # twice as long
+    if n + extra <= records.shape[0]:
         return records
-    grown = np.empty(2 * records.size + extra, records.dtype)
+    grown = np.empty((2 * records.shape[0] + extra, *records.shape[1:]), records.dtype)
     grown[:n] = records[:n]
     return grown
 

@@ -19,6 +19,7 @@ ALLOWED = {
     "collections",
     "dataclasses",
     "enum",
+    "functools",
 }
 
 
