@@ -728,118 +728,14 @@ def record_change_nb(changes, held, n, bar, cash, paid, assets):
 
 
 @njit(cache=True, inline="always")
-def rows_nb(values, t, stop):
-    """Return the range of flat indices that holds the values of bars ``t`` to ``stop - 1``.
+def rows_nb(n_rows, n_cols, t, stop):
+    """Return the range of flat indices of bars ``t`` to ``stop - 1`` in an (n_rows, n_cols) input.
 
-    A ``values`` with one row standing for every bar gives that row.
-
-    Assumptions
-    -----------
-    ``values`` is 2-D and C-contiguous, with 1 or T rows.
+    An input with one row standing for every bar gives that row.
     """
-    if values.shape[0] == 1:
-        return 0, values.shape[1]
-    return t * values.shape[1], stop * values.shape[1]
-
-
-@njit(cache=True, inline="always")
-def any_set_nb(flat, first, stop):
-    """Return whether any of ``flat[first:stop]`` is not NaN, in one vectorisable pass."""
-    found = False
-    for k in range(np.uint64(first), np.uint64(stop)):
-        found |= flat[k] == flat[k]
-    return found
-
-
-@njit(cache=True, inline="always")
-def any_decides_nb(flat, first, stop):
-    """Return whether any of ``flat[first:stop]`` is a mode but ``Mode.WAIT``, in one pass."""
-    found = False
-    for k in range(np.uint64(first), np.uint64(stop)):
-        found |= flat[k] != Mode.WAIT
-    return found
-
-
-@njit(cache=True, inline="always")
-def any_rate_nb(flat, first, stop):
-    """Return whether any of ``flat[first:stop]`` is a funding rate neither 0 nor NaN."""
-    found = False
-    for k in range(np.uint64(first), np.uint64(stop)):
-        found |= (flat[k] == flat[k]) & (flat[k] != 0.0)
-    return found
-
-
-@njit(cache=True, inline="always")
-def short_of_margin_nb(cash, assets, close, t, stop, maintenance, values, gross):
-    """Return whether the book falls short of its maintenance margin at a close of ``t`` to ``stop - 1``.
-
-    The book is held as it is. Each close is marked as ``mark_nb`` marks it,
-    the same additions in the same order, but bar by bar in the inner loop so
-    that the loop vectorises.
-
-    Assumptions
-    -----------
-    ``values`` and ``gross`` are scratch arrays of at least ``stop - t`` values.
-    """
-    n = stop - t
-    for k in range(n):
-        values[k] = cash
-        gross[k] = 0.0
-    for i in range(assets.shape[0]):
-        pos = assets[i]["position"]
-        size = abs(pos)
-        for k in range(n):
-            values[k] += pos * close[t + k, i]
-            gross[k] += size * close[t + k, i]
-    short = False
-    for k in range(n):
-        short |= (gross[k] > 0.0) & (values[k] < maintenance * gross[k])
-    return short
-
-
-@njit(cache=True, inline="always")
-def quiet_bar_nb(
-    assets,
-    config,
-    close,
-    funding,
-    target,
-    mode,
-    stop_loss,
-    take_profit,
-    t,
-    set_stops,
-    funding_due,
-    cash,
-):
-    """Return whether nothing can happen at bar ``t`` but the mark.
-
-    A bar is quiet when no funding settles on a position, no decision is made
-    (every target NaN or every mode ``Mode.WAIT``, both encodings of no
-    decision), no stop distance is set at its close (``set_stops`` tells
-    whether the bar sets any) and the book is not liquidated at its close.
-
-    Assumptions
-    -----------
-    As for ``quiet_bars_nb``; ``cash`` is the account's cash.
-    """
-    cfg = config[0]
-    busy = False
-    if set_stops:
-        for i in range(assets.shape[0]):
-            sl = flex_nb(stop_loss, t, i)
-            tp = flex_nb(take_profit, t, i)
-            busy |= (sl == sl) | (tp == tp)
-    for i in range(assets.shape[0]):
-        frac = flex_nb(target, t, i)
-        busy |= (frac == frac) & (flex_nb(mode, t, i) != Mode.WAIT)
-    if funding_due:
-        for i in range(assets.shape[0]):
-            busy |= settles_nb(assets[i]["position"], flex_nb(funding, t, i))
-    if busy:
-        return False
-    marked, gross = mark_nb(cash, assets, close, t)
-    return not (cfg["spot"] == 0 and gross > 0.0 and marked < cfg["maintenance_margin"] * gross)
+    if n_rows == 1:
+        return 0, n_cols
+    return t * n_cols, stop * n_cols
 
 
 @njit(cache=True, inline="always")
@@ -871,14 +767,20 @@ def quiet_bars_nb(
 ):
     """Run the bars from ``t`` on in which nothing can happen but the mark; return the next bar.
 
-    Quiet bars (see ``quiet_bar_nb``) change neither cash nor positions, so
+    A bar is quiet when no funding settles on a position, no decision is made
+    (every target NaN or every mode ``Mode.WAIT``, both encodings of no
+    decision), no stop distance is set at its close and the book is not
+    liquidated at its close. Quiet bars change neither cash nor positions, so
     they run here without the phases of ``run_nb`` and record nothing; the
-    account's equity is marked at the last of them. Bars are checked a block
-    of ``QUIET_BLOCK`` at a time, in vectorisable passes over the inputs of
-    the block: a block with no set target or no mode but ``Mode.WAIT``, no
-    stop distance set, no funding rate on a held position and no close short
-    of margin is quiet throughout. Any other block is checked bar by bar. The
-    first bar that is not quiet is left for ``run_nb``.
+    account's equity is marked at the last of them.
+
+    Bars are checked a block of ``QUIET_BLOCK`` at a time, in vectorisable
+    passes over the block's inputs: a block with no set target or no mode but
+    ``Mode.WAIT``, no stop distance set, no funding rate while a position is
+    held and no close short of margin is quiet throughout. The closes are
+    marked as ``mark_nb`` marks them, the same additions in the same order,
+    bar by bar in the inner loop. Any other block is checked bar by bar, and
+    the first bar that is not quiet is left for ``run_nb``.
 
     Assumptions
     -----------
@@ -887,9 +789,8 @@ def quiet_bars_nb(
     bars do (the stop inputs have a row per bar); ``funding_due`` whether
     funding may settle at all. The ``_flat`` arguments are flat views of
     ``target``, ``mode``, ``stop_loss``, ``take_profit`` and ``funding``, made
-    once per run (a view made per block would cost more than the block), and
-    ``values`` and ``gross`` are scratch arrays of ``QUIET_BLOCK`` values.
-    Other arguments are those of ``run_nb``.
+    once per run, and ``values`` and ``gross`` are scratch arrays of
+    ``QUIET_BLOCK`` values. Other arguments are those of ``run_nb``.
     """
     acc = account[0]
     cfg = config[0]
@@ -898,53 +799,76 @@ def quiet_bars_nb(
     for i in range(n_assets):
         held |= assets[i]["position"] != 0.0
     liquidable = held and cfg["spot"] == 0
+    settling = funding_due and held
+    maintenance = cfg["maintenance_margin"]
     cash_now = acc["cash"]
     began = t
-    # prefetch about once a cache line, so that the fill that ends a stretch does not
-    # wait on main memory for the open, high and low it needs
     line_rows = max(CACHE_LINE_VALUES // n_assets, 1)
+    # The loops index the inputs directly: an array handed to a helper, or a view
+    # made, is reference-counted on every block, which costs more than the block.
+    # Indices are unsigned so that no wraparound check keeps a loop from vectorising.
     while t < stop:
         block_end = min(t + QUIET_BLOCK, stop)
+        # about once a cache line, a block ahead, so that the fill that ends a stretch
+        # does not wait on main memory for the open, high and low it needs
         for row in range(block_end, min(block_end + QUIET_BLOCK, stop), line_rows):
             for i in range(0, n_assets, CACHE_LINE_VALUES):
                 prefetch_nb(open_, row, i)
                 prefetch_nb(high, row, i)
                 prefetch_nb(low, row, i)
-        first, last = rows_nb(target, t, block_end)
-        may_act = any_set_nb(target_flat, first, last)
-        if may_act:
-            first, last = rows_nb(mode, t, block_end)
-            may_act = any_decides_nb(mode_flat, first, last)
+        first, last = rows_nb(target.shape[0], target.shape[1], t, block_end)
+        set_target = False
+        for k in range(np.uint64(first), np.uint64(last)):
+            set_target |= target_flat[k] == target_flat[k]
+        may_act = False
+        if set_target:
+            first, last = rows_nb(mode.shape[0], mode.shape[1], t, block_end)
+            for k in range(np.uint64(first), np.uint64(last)):
+                may_act |= mode_flat[k] != Mode.WAIT
         if set_stops:
-            first, last = rows_nb(stop_loss, t, block_end)
-            may_act |= any_set_nb(stop_loss_flat, first, last)
-            first, last = rows_nb(take_profit, t, block_end)
-            may_act |= any_set_nb(take_profit_flat, first, last)
-        if funding_due and held:
-            first, last = rows_nb(funding, t, block_end)
-            may_act |= any_rate_nb(funding_flat, first, last)
-        if liquidable and not may_act:
-            may_act = short_of_margin_nb(
-                cash_now, assets, close, t, block_end, cfg["maintenance_margin"], values, gross
-            )
-        if not may_act:
+            first, last = rows_nb(stop_loss.shape[0], stop_loss.shape[1], t, block_end)
+            for k in range(np.uint64(first), np.uint64(last)):
+                may_act |= stop_loss_flat[k] == stop_loss_flat[k]
+            first, last = rows_nb(take_profit.shape[0], take_profit.shape[1], t, block_end)
+            for k in range(np.uint64(first), np.uint64(last)):
+                may_act |= take_profit_flat[k] == take_profit_flat[k]
+        if settling:
+            first, last = rows_nb(funding.shape[0], funding.shape[1], t, block_end)
+            for k in range(np.uint64(first), np.uint64(last)):
+                may_act |= (funding_flat[k] == funding_flat[k]) & (funding_flat[k] != 0.0)
+        short = False
+        if liquidable:
+            n = block_end - t
+            for k in range(n):
+                values[k] = cash_now
+                gross[k] = 0.0
+            for i in range(n_assets):
+                pos = assets[i]["position"]
+                size = abs(pos)
+                for k in range(n):
+                    values[k] += pos * close[t + k, i]
+                    gross[k] += size * close[t + k, i]
+            for k in range(n):
+                short |= (gross[k] > 0.0) & (values[k] < maintenance * gross[k])
+        if not (may_act or short):
             t = block_end
             set_stops = stops_vary
             continue
-        while t < block_end and quiet_bar_nb(
-            assets,
-            config,
-            close,
-            funding,
-            target,
-            mode,
-            stop_loss,
-            take_profit,
-            t,
-            set_stops,
-            funding_due,
-            cash_now,
-        ):
+        for k in range(block_end - t):
+            busy = short and gross[k] > 0.0 and values[k] < maintenance * gross[k]
+            if set_stops:
+                for i in range(n_assets):
+                    sl = flex_nb(stop_loss, t, i)
+                    tp = flex_nb(take_profit, t, i)
+                    busy |= (sl == sl) | (tp == tp)
+            for i in range(n_assets):
+                frac = flex_nb(target, t, i)
+                busy |= (frac == frac) & (flex_nb(mode, t, i) != Mode.WAIT)
+            if settling:
+                for i in range(n_assets):
+                    busy |= settles_nb(assets[i]["position"], flex_nb(funding, t, i))
+            if busy:
+                break
             set_stops = stops_vary
             t += 1
         if t < block_end:
@@ -1264,24 +1188,25 @@ def price_violation_nb(open_, high, low, close):
 
     Assumptions
     -----------
-    The four arrays have the same 2-D shape.
+    The four arrays have the same 2-D shape and are C-contiguous.
     """
     n_bars, n_assets = open_.shape
-    # one vectorisable pass: 0 < low <= open, close <= high < inf holds for valid
-    # prices, and fails for any NaN; the passes below run only to find the culprit
+    # one vectorisable pass over the flat arrays: 0 < low <= open, close <= high < inf
+    # holds for valid prices, and fails for any NaN; the passes below run only to find
+    # the culprit
+    opens, highs, lows, closes = open_.ravel(), high.ravel(), low.ravel(), close.ravel()
     valid = True
-    for t in range(n_bars):
-        for i in range(n_assets):
-            lowest = low[t, i]
-            highest = high[t, i]
-            valid &= (
-                (lowest > 0.0)
-                & (lowest <= open_[t, i])
-                & (lowest <= close[t, i])
-                & (open_[t, i] <= highest)
-                & (close[t, i] <= highest)
-                & (highest < np.inf)
-            )
+    for k in range(opens.size):
+        lowest = lows[k]
+        highest = highs[k]
+        valid &= (
+            (lowest > 0.0)
+            & (lowest <= opens[k])
+            & (lowest <= closes[k])
+            & (opens[k] <= highest)
+            & (closes[k] <= highest)
+            & (highest < np.inf)
+        )
     if valid:
         return 0, 0, 0, 0
     columns = (open_, high, low, close)
