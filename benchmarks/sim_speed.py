@@ -10,18 +10,20 @@ two encodings the event loop accepts:
   on the bars that decide (``Mode.MARKET``), as int64 as the strategy layer's
   walk-forward emits it.
 
-Four pairs run, the engines taking turns in each repetition:
+The engines take turns in each repetition:
 
-- ``simulate`` (validation, outputs, one kernel call) against
+- ``simulate`` (validation, one kernel call, the fills and the changes of the
+  book; its per-bar columns are computed only when read) against
   ``vectorbt.Portfolio.from_orders`` (broadcasting, one kernel call, the
   portfolio object; its equity is computed only when asked for);
+- the same two with the equity read, ``simulate(...).equity`` against
+  ``from_orders(...).value()``, both materialised (informational);
 - ``run_nb`` (inputs prebuilt) against vectorbt's own order kernel
   ``simulate_from_orders_nb`` called with the arguments ``from_orders`` gives it;
 - a bare numba loop over the same rules that keeps only the book and counts
   fills, writing no per-bar outputs: the floor for such a loop; and the same
-  loop writing the four per-bar columns ``simulate`` returns (equity, cash,
-  funding, position) into freshly allocated memory, which shows what the
-  outputs alone cost.
+  loop writing four per-bar columns (equity, cash, funding, position) into
+  freshly allocated memory, which shows what writing them costs.
 
 Every engine's results are checked equal (equity, fills, prices, fees) before
 anything is timed.
@@ -52,7 +54,7 @@ import numpy as np
 from numba import njit
 
 from engine.sim import MarketSpec, Mode, SimConfig, simulate
-from engine.sim.enums import fill_dt, reject_dt
+from engine.sim.enums import change_dt, fill_dt, reject_dt
 from engine.sim.nb import MAX_EVENTS_PER_ASSET, TOL, run_nb
 from engine.sim.run import market_records, new_state
 
@@ -268,15 +270,18 @@ def workload_a() -> tuple[float, float, float]:
     def kernel(target: np.ndarray, mode: np.ndarray):
         # run_nb with its inputs prebuilt: 2-D views, scalars as one-element arrays; record
         # buffers with room for every bar's records, which, like vectorbt's, take memory only
-        # where written
+        # where written; the first change is the book before the first bar
         mode = mode.astype(np.int8).reshape(-1, 1)
 
         def call():
             account, assets = new_state(1, 10_000.0)
-            outputs = (np.empty(n_bars), np.empty(n_bars), np.zeros(n_bars), np.empty((n_bars, 1)))
             fills = np.empty(MAX_EVENTS_PER_ASSET * n_bars, fill_dt)
             rejects = np.empty(MAX_EVENTS_PER_ASSET * n_bars, reject_dt)
-            reached, n_fills, _ = run_nb(
+            changes = np.empty(n_bars + 1, change_dt)
+            held = np.empty((n_bars + 1, 1))
+            changes[0] = (-1, 10_000.0, 0.0)
+            held[0] = 0.0
+            reached, n_fills, _, n_changes = run_nb(
                 account,
                 assets,
                 records,
@@ -291,14 +296,16 @@ def workload_a() -> tuple[float, float, float]:
                 np.full((1, 1), np.nan),
                 0,
                 n_bars,
-                *outputs,
                 fills,
                 0,
                 rejects,
                 0,
+                changes,
+                held,
+                1,
             )
             assert reached == n_bars
-            return outputs[0], fills[:n_fills]
+            return changes[:n_changes], fills[:n_fills]
 
         return call
 
@@ -323,10 +330,13 @@ def workload_a() -> tuple[float, float, float]:
     no_outputs = np.empty((0, 4))
     open_1d = candles["open"][:, 0]
     close_1d = candles["close"][:, 0]
+    simulate_dense = wrapper(dense, mode=dense_mode)
     calls = {
         "simulate_sparse": wrapper(sparse),
-        "simulate_dense": wrapper(dense, mode=dense_mode),
+        "simulate_dense": simulate_dense,
         "from_orders": from_orders,
+        "simulate_dense_equity": lambda: simulate_dense().equity,
+        "from_orders_value": lambda: from_orders().value(),
         "run_nb_sparse": kernel(sparse, np.zeros(1, np.int64)),
         "run_nb_dense": kernel(dense, dense_mode),
         "vectorbt_kernel": vectorbt_kernel_call(from_orders),
@@ -336,7 +346,7 @@ def workload_a() -> tuple[float, float, float]:
         "bare_dense": lambda: bare_loop_nb(
             open_1d, close_1d, dense, dense_mode, fee, 10_000.0, 1e-8, no_outputs
         ),
-        # the same loop writing the four per-bar columns simulate returns, into fresh memory
+        # the same loop writing four per-bar columns, into fresh memory
         "bare_dense_outputs": lambda: bare_loop_nb(
             open_1d, close_1d, dense, dense_mode, fee, 10_000.0, 1e-8, np.empty((n_bars, 4))
         ),
@@ -346,7 +356,11 @@ def workload_a() -> tuple[float, float, float]:
     timings = median_seconds(**calls)
     seconds = {name: timing[0] for name, timing in timings.items()}
     for name in calls:
-        print(f"  {name:16s} {rate(n_bars, seconds[name])}")
+        print(f"  {name:22s} {rate(n_bars, seconds[name])}")
+    print(
+        "  with the equity read (simulate(...).equity vs from_orders(...).value()): "
+        f"{seconds['from_orders_value'] / seconds['simulate_dense_equity']:.2f}x"
+    )
     print(
         "  run_nb vs simulate_from_orders_nb: "
         f"sparse {seconds['vectorbt_kernel'] / seconds['run_nb_sparse']:.2f}x, "
@@ -394,8 +408,12 @@ def check_equal(results: dict[str, object]) -> None:
         fills = results[name].fills
         for column, field in (("size", "quantity"), ("price", "price"), ("fees", "fee")):
             np.testing.assert_allclose(fills[field], orders[column], rtol=1e-9)
+    np.testing.assert_array_equal(
+        results["simulate_dense_equity"], results["simulate_dense"].equity
+    )
+    np.testing.assert_array_equal(results["from_orders_value"].to_numpy(), equity)
     for name in ("run_nb_sparse", "run_nb_dense"):
-        np.testing.assert_array_equal(results[name][0], results["simulate_sparse"].equity)
+        np.testing.assert_array_equal(results[name][0], results["simulate_sparse"].changes)
         np.testing.assert_array_equal(results[name][1], results["simulate_sparse"].fills)
     for name in ("bare_sparse", "bare_dense", "bare_dense_outputs"):
         final_equity, n_fills = results[name]

@@ -107,8 +107,17 @@ Costs
 -----
 Every cost but funding is in the fill that incurred it: ``fee`` (maker, taker
 or liquidation, told apart by ``liquidity`` and ``kind``) and ``slippage``.
-Funding is a per-bar output. ``engine.sim.SimResult.ledger`` sums both into
-the costs of each bar, the one cost ledger of backtests and paper sessions.
+Funding paid at a bar's open is recorded with the change of the book at that
+bar. ``engine.sim.SimResult.ledger`` sums both into the costs of each bar, the
+one cost ledger of backtests and paper sessions.
+
+Outputs
+-------
+The loop writes no per-bar column. It records the book after each bar that
+moved its cash or a position (``change_dt`` records and the positions), and
+the bars in between hold the book as it was; ``book_columns_nb`` turns these
+into equity, cash and positions at every close, marked with the same
+arithmetic as the loop, when they are asked for.
 """
 
 import numpy as np

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from sim_reference import reference_run
-from sim_scenarios import Scenario, scenarios
+from sim_scenarios import Scenario, example_scenario, scenarios, sparsify
 
 from engine.sim.enums import fill_dt, reject_dt
 
@@ -59,4 +60,14 @@ def assert_agrees_with_reference(scenario: Scenario) -> None:
 @settings(max_examples=300, deadline=None)
 @given(scenarios())
 def test_kernel_matches_reference_on_random_books(scenario: Scenario) -> None:
+    assert_agrees_with_reference(scenario)
+
+
+@pytest.mark.parametrize("wait", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_long_quiet_stretches_agree_with_reference(seed: int, wait: bool) -> None:
+    # Quiet stretches many blocks long, each ended inside a block by a decision, a stop
+    # distance, funding on a position or a liquidation (seed 0 has two).
+    scenario = example_scenario(seed=seed, n_bars=500, n_assets=2)
+    sparsify(np.random.default_rng(seed), scenario.inputs, share=0.02, wait=wait)
     assert_agrees_with_reference(scenario)
