@@ -855,8 +855,8 @@ def quiet_bars_nb(
                 pos = assets[i]["position"]
                 size = abs(pos)
                 for k in range(n):
-                    values[k] += pos * close[t + k, i]
-                    gross[k] += size * close[t + k, i]
+                    values[k] += pos * close[np.uint64(t + k), i]
+                    gross[k] += size * close[np.uint64(t + k), i]
             for k in range(n):
                 short |= (gross[k] > 0.0) & (values[k] < maintenance * gross[k])
         if not (may_act or short):
