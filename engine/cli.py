@@ -247,7 +247,9 @@ def run(
         from engine.runner.backtest import STAGES, run_backtest
 
         progress.expect(len(STAGES) + 2)
-        executor = None if workers == 1 else make_executor(workers, address)
+        executor = (
+            None if workers == 1 else make_executor(workers, address, ["engine.runner.backtest"])
+        )
         try:
             result = run_backtest(
                 cfg, models_dir, candles, progress=progress.step, executor=executor
@@ -1115,18 +1117,25 @@ def sweep(
     versions used) and report.html. With --mlflow, logs the sweep as one run.
     """
     from engine.executor import make_executor
-    from engine.research.sweep import Sweep
-    from engine.research.sweep_report import summary_rows
 
-    _strategy(strategy, models_dir)
+    cfg = config.load_config(strategy, config.StrategyConfig)
+    config.load_config(space, config.SweepConfig)
     check_writable(reports_dir, "--reports-dir")
     uri = _tracking(mlflow, reports_dir)
-    run = Sweep(strategy, space, models_dir, reports_dir, fresh)
+    # Ray starts once the files are read, and its workers import the trials' modules while
+    # this process checks the model (torch) and imports them too: seconds each, at once.
+    executor = make_executor(workers, address, preload=["engine.research.sweep"])
     try:
-        if run.resumed:
-            console.print(f"resuming {run.folder}")
-        executor = make_executor(workers, address)
+        from engine.preflight import check_strategy
+
+        check_strategy(cfg, models_dir)
+        from engine.research.sweep import Sweep
+        from engine.research.sweep_report import summary_rows
+
+        run = Sweep(strategy, space, models_dir, reports_dir, fresh)
         try:
+            if run.resumed:
+                console.print(f"resuming {run.folder}")
             with Progress(console, f"sweep {run.space.name}") as shown:
                 shown.stage("trials")
 
@@ -1138,9 +1147,9 @@ def sweep(
 
                 result = run.run(executor, progress)
         finally:
-            executor.close()
+            run.close()
     finally:
-        run.close()
+        executor.close()
     table = Table(
         title=f"sweep {run.space.name}: {run.space.objective} on validation, best on test"
     )

@@ -6,11 +6,18 @@ this process; ``RayExecutor`` makes them as Ray tasks (one CPU each) on a
 local Ray instance or on a cluster, with values every call reads put once
 into Ray's object store (``share``). A task whose worker process dies is
 retried by Ray; an exception raised by the function is not.
+
+A Ray worker is a fresh Python process: before its first call it imports the
+modules the function lives in, seconds of work for the engine's (scikit-learn,
+torch, QuantStats). ``RayExecutor`` can have every worker import them as soon
+as Ray is up (``preload``), so that they do while the caller imports its own
+and loads the shared inputs, not after the first calls are sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from engine.errors import EngineError
@@ -37,14 +44,24 @@ class SerialExecutor:
         """Release nothing."""
 
 
+def _import(modules: Sequence[str]) -> None:
+    # A Ray task: import the modules into the worker process that runs it.
+    for name in modules:
+        importlib.import_module(name)
+
+
 class RayExecutor:
     """Runs calls as Ray tasks, one CPU each, at most ``workers`` at a time.
 
     Without ``address`` a local Ray instance with ``workers`` CPUs is
     started (all cores when None); with one, the executor joins that cluster.
+    Each of the ``workers`` starts importing ``preload`` at once, without
+    waiting for it.
     """
 
-    def __init__(self, workers: int | None, address: str | None) -> None:
+    def __init__(
+        self, workers: int | None, address: str | None, preload: Sequence[str] = ()
+    ) -> None:
         try:
             import ray
         except ImportError:
@@ -67,6 +84,12 @@ class RayExecutor:
             raise EngineError(f"cannot start or join Ray at {address or 'local'}: {exc}") from None
         self.workers = workers or int(ray.cluster_resources().get("CPU", 1))
         self._tasks: dict[Callable, Any] = {}
+        if preload:
+            # One task per CPU runs at once, each in its own worker process, and the
+            # calls sent later queue behind them; Ray reuses the idle workers, imports done.
+            task = self._task(_import)
+            for _ in range(self.workers):
+                task.remote(list(preload))
 
     def share(self, value):
         """Put a value every call reads into Ray's object store once."""
@@ -74,10 +97,7 @@ class RayExecutor:
 
     def map(self, fn: Callable, calls: list[tuple]) -> Iterator[tuple[int, Any]]:
         """Yield ``(index, result)`` as each task finishes, keeping ``workers`` in flight."""
-        if fn not in self._tasks:
-            # Ray retries a task whose worker process died, up to three times.
-            self._tasks[fn] = self.ray.remote(num_cpus=1, max_retries=3)(fn)
-        task = self._tasks[fn]
+        task = self._task(fn)
         waiting = list(enumerate(calls))
         running: dict[Any, int] = {}
         while waiting or running:
@@ -88,6 +108,12 @@ class RayExecutor:
             for ref in done:
                 yield running.pop(ref), self.ray.get(ref)
 
+    def _task(self, fn: Callable):
+        if fn not in self._tasks:
+            # Ray retries a task whose worker process died, up to three times.
+            self._tasks[fn] = self.ray.remote(num_cpus=1, max_retries=3)(fn)
+        return self._tasks[fn]
+
     def close(self) -> None:
         """Disconnect from Ray (stopping the local instance this executor started)."""
         self.ray.shutdown()
@@ -96,6 +122,11 @@ class RayExecutor:
 Executor = SerialExecutor | RayExecutor
 
 
-def make_executor(workers: int | None, address: str | None) -> Executor:
-    """Return the serial executor for ``workers == 1``, else a Ray executor."""
-    return SerialExecutor() if workers == 1 else RayExecutor(workers, address)
+def make_executor(
+    workers: int | None, address: str | None, preload: Sequence[str] = ()
+) -> Executor:
+    """Return the serial executor for ``workers == 1``, else a Ray executor.
+
+    A Ray executor's workers start importing the modules ``preload`` names.
+    """
+    return SerialExecutor() if workers == 1 else RayExecutor(workers, address, preload)

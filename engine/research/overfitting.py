@@ -124,7 +124,9 @@ def pbo(returns: np.ndarray, blocks: int = 16) -> Overfitting:
         inside = np.concatenate([parts[b] for b in chosen])
         outside = np.concatenate([parts[b] for b in range(blocks) if b not in chosen])
         best = int(np.argmax(sharpe_ratios(returns[inside])))
-        rank = stats.rankdata(sharpe_ratios(returns[outside]))[best]
+        outcome = sharpe_ratios(returns[outside])
+        # The best trial's rank out of sample, ties sharing their mean rank.
+        rank = np.sum(outcome < outcome[best]) + (np.sum(outcome == outcome[best]) + 1) / 2
         share = rank / (trials + 1)
         logits.append(math.log(share / (1 - share)))
     values = np.array(logits)
