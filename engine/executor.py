@@ -84,12 +84,12 @@ class RayExecutor:
             raise EngineError(f"cannot start or join Ray at {address or 'local'}: {exc}") from None
         self.workers = workers or int(ray.cluster_resources().get("CPU", 1))
         self._tasks: dict[Callable, Any] = {}
-        if preload:
-            # One task per CPU runs at once, each in its own worker process, and the
-            # calls sent later queue behind them; Ray reuses the idle workers, imports done.
-            task = self._task(_import)
-            for _ in range(self.workers):
-                task.remote(list(preload))
+        # One task per CPU runs at once, each in its own worker process; Ray reuses the
+        # idle workers, imports done, for the calls.
+        task = self._task(_import)
+        self._preloading = [
+            task.remote(list(preload)) for _ in range(self.workers if preload else 0)
+        ]
 
     def share(self, value):
         """Put a value every call reads into Ray's object store once."""
@@ -97,6 +97,9 @@ class RayExecutor:
 
     def map(self, fn: Callable, calls: list[tuple]) -> Iterator[tuple[int, Any]]:
         """Yield ``(index, result)`` as each task finishes, keeping ``workers`` in flight."""
+        # A module that cannot be imported fails here, not as a lost background task.
+        self.ray.get(self._preloading)
+        self._preloading = []
         task = self._task(fn)
         waiting = list(enumerate(calls))
         running: dict[Any, int] = {}
