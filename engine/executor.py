@@ -10,8 +10,8 @@ retried by Ray; an exception raised by the function is not.
 A Ray worker is a fresh Python process: before its first call it imports the
 modules the function lives in, seconds of work for the engine's (scikit-learn,
 torch, QuantStats). ``RayExecutor`` can have every worker import them as soon
-as Ray is up (``preload``), so that they do while the caller imports its own
-and loads the shared inputs, not after the first calls are sent.
+as Ray is up (``preload``), while the caller imports its own and loads the
+shared inputs, rather than after the first calls are sent.
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ class RayExecutor:
 
     Without ``address`` a local Ray instance with ``workers`` CPUs is
     started (all cores when None); with one, the executor joins that cluster.
-    Each of the ``workers`` starts importing ``preload`` at once, without
-    waiting for it.
+    Each of the ``workers`` starts importing the modules ``preload`` names
+    at once; ``map`` sends its calls once those imports are done, and fails
+    if one cannot be imported.
     """
 
     def __init__(

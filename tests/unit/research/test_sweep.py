@@ -172,6 +172,18 @@ def test_engine_sweep_without_ray_exits_2_with_the_install_command(tmp_path, mon
     assert "pip install -e '.[ray]'" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_bad_space_file_is_refused_before_ray_starts(tmp_path, monkeypatch, run_cli):
+    started = []
+    monkeypatch.setattr("engine.executor.make_executor", lambda *args: started.append(args))
+    space = _space(tmp_path, search="annealing")
+    result = run_cli(
+        "sweep", REPO_ROOT / "strategies" / "ssl_cost.yaml", "--space", space,
+        "--models-dir", REPO_ROOT / "models", "--reports-dir", tmp_path / "reports",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "search" in result.stderr, result.stderr
+    assert started == []
+
+
 def test_the_model_versions_a_sweep_loads_are_journaled_and_kept_on_resume(tmp_path, monkeypatch):
     from engine.runner.backtest import Inputs
 
