@@ -22,7 +22,8 @@ a speedup measured beside other work is not the speedup on two idle cores.
 Beside each wall time is the sum of the trials' own times (``trial_seconds``
 of ``summary.json``); the rest is the fixed cost of a sweep: imports, loading
 the inputs, the test run, the report, and with Ray its start-up and each
-worker's imports.
+worker's imports (printed as the wall time less half the trials' time,
+which two workers share).
 
 Run from the repository root (``ENGINE_SHARED_DATA`` overrides ../shared/data)::
 
@@ -113,6 +114,10 @@ def main() -> None:
         print(
             f"{workload}: Ray (--workers 2): {parallel:.1f} s, trials {parallel_trials:.1f} s "
             f"({load_average()})"
+        )
+        print(
+            f"{workload}: fixed costs: serial {serial - serial_trials:.1f} s, Ray about "
+            f"{parallel - parallel_trials / 2:.1f} s (wall less half the trials' time)"
         )
     print(f"sweep_speedup_2_workers: {serial / parallel:.2f} ({workload}, {load_average()})")
 
