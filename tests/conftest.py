@@ -21,6 +21,20 @@ def one_thread_numerics():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread_per_worker():
+    """Give torch one thread in each pytest-xdist worker, so workers do not oversubscribe cores."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Return the folder of real candles beside the repository (read-only)."""
