@@ -748,144 +748,9 @@ def rows_nb(n_rows, n_cols, t, stop):
 
 
 @njit(cache=True, inline="always")
-def quiet_bars_nb(
-    account,
-    assets,
-    config,
-    open_,
-    high,
-    low,
-    close,
-    funding,
-    target,
-    mode,
-    stop_loss,
-    take_profit,
-    t,
-    stop,
-    set_stops,
-    stops_vary,
-    funding_due,
-    target_flat,
-    mode_flat,
-    stop_loss_flat,
-    take_profit_flat,
-    funding_flat,
-    values,
-    gross,
-):
-    """Run the bars from ``t`` on in which nothing can happen but the mark; return the next bar.
-
-    A bar is quiet when no funding settles on a position, no decision is made
-    (every target NaN or every mode ``Mode.WAIT``, both encodings of no
-    decision), no stop distance is set at its close and the book is not
-    liquidated at its close. Quiet bars change neither cash nor positions, so
-    they run here without the phases of ``run_nb`` and record nothing; the
-    account's equity is marked at the last of them.
-
-    Bars are checked a block of ``QUIET_BLOCK`` at a time, in vectorisable
-    passes over the block's inputs: a block with no set target or no mode but
-    ``Mode.WAIT``, no stop distance set, no funding rate while a position is
-    held and no close short of margin is quiet throughout. The closes are
-    marked as ``mark_nb`` marks them, the same additions in the same order,
-    bar by bar in the inner loop. Any other block is checked bar by bar, and
-    the first bar that is not quiet is left for ``run_nb``.
-
-    Assumptions
-    -----------
-    No asset has a pending order or a stop distance. ``set_stops`` tells
-    whether bar ``t`` sets stop distances and ``stops_vary`` whether later
-    bars do (the stop inputs have a row per bar); ``funding_due`` whether
-    funding may settle at all. The ``_flat`` arguments are flat views of
-    ``target``, ``mode``, ``stop_loss``, ``take_profit`` and ``funding``, made
-    once per run, and ``values`` and ``gross`` are scratch arrays of
-    ``QUIET_BLOCK`` values. Other arguments are those of ``run_nb``.
-    """
-    acc = account[0]
-    cfg = config[0]
-    n_assets = assets.shape[0]
-    held = False
-    for i in range(n_assets):
-        held |= assets[i]["position"] != 0.0
-    liquidable = held and cfg["spot"] == 0
-    settling = funding_due and held
-    maintenance = cfg["maintenance_margin"]
-    cash_now = acc["cash"]
-    began = t
-    line_rows = max(CACHE_LINE_VALUES // n_assets, 1)
-    # The loops index the inputs directly: an array handed to a helper, or a view
-    # made, is reference-counted on every block, which costs more than the block.
-    # Indices are unsigned so that no wraparound check keeps a loop from vectorising.
-    while t < stop:
-        block_end = min(t + QUIET_BLOCK, stop)
-        # about once a cache line, a block ahead, so that the fill that ends a stretch
-        # does not wait on main memory for the open, high and low it needs
-        for row in range(block_end, min(block_end + QUIET_BLOCK, stop), line_rows):
-            for i in range(0, n_assets, CACHE_LINE_VALUES):
-                prefetch_nb(open_, row, i)
-                prefetch_nb(high, row, i)
-                prefetch_nb(low, row, i)
-        first, last = rows_nb(target.shape[0], target.shape[1], t, block_end)
-        set_target = False
-        for k in range(np.uint64(first), np.uint64(last)):
-            set_target |= target_flat[k] == target_flat[k]
-        may_act = False
-        if set_target:
-            first, last = rows_nb(mode.shape[0], mode.shape[1], t, block_end)
-            for k in range(np.uint64(first), np.uint64(last)):
-                may_act |= mode_flat[k] != Mode.WAIT
-        if set_stops:
-            first, last = rows_nb(stop_loss.shape[0], stop_loss.shape[1], t, block_end)
-            for k in range(np.uint64(first), np.uint64(last)):
-                may_act |= stop_loss_flat[k] == stop_loss_flat[k]
-            first, last = rows_nb(take_profit.shape[0], take_profit.shape[1], t, block_end)
-            for k in range(np.uint64(first), np.uint64(last)):
-                may_act |= take_profit_flat[k] == take_profit_flat[k]
-        if settling:
-            first, last = rows_nb(funding.shape[0], funding.shape[1], t, block_end)
-            for k in range(np.uint64(first), np.uint64(last)):
-                may_act |= (funding_flat[k] == funding_flat[k]) & (funding_flat[k] != 0.0)
-        short = False
-        if liquidable:
-            n = block_end - t
-            for k in range(n):
-                values[k] = cash_now
-                gross[k] = 0.0
-            for i in range(n_assets):
-                pos = assets[i]["position"]
-                size = abs(pos)
-                for k in range(n):
-                    values[k] += pos * close[np.uint64(t + k), i]
-                    gross[k] += size * close[np.uint64(t + k), i]
-            for k in range(n):
-                short |= (gross[k] > 0.0) & (values[k] < maintenance * gross[k])
-        if not (may_act or short):
-            t = block_end
-            set_stops = stops_vary
-            continue
-        for k in range(block_end - t):
-            busy = short and gross[k] > 0.0 and values[k] < maintenance * gross[k]
-            if set_stops:
-                for i in range(n_assets):
-                    sl = flex_nb(stop_loss, t, i)
-                    tp = flex_nb(take_profit, t, i)
-                    busy |= (sl == sl) | (tp == tp)
-            for i in range(n_assets):
-                frac = flex_nb(target, t, i)
-                busy |= (frac == frac) & (flex_nb(mode, t, i) != Mode.WAIT)
-            if settling:
-                for i in range(n_assets):
-                    busy |= settles_nb(assets[i]["position"], flex_nb(funding, t, i))
-            if busy:
-                break
-            set_stops = stops_vary
-            t += 1
-        if t < block_end:
-            break
-    if t > began:
-        acc["equity"] = mark_nb(cash_now, assets, close, t - 1)[0]
-    acc["bar"] += t - began
-    return t
+def decides_nb(frac, decided):
+    """Return whether a bar's ``target`` and ``mode`` make a decision: a target, mode not WAIT."""
+    return (frac == frac) & (decided != Mode.WAIT)
 
 
 @njit(cache=True, inline="always")
@@ -942,9 +807,22 @@ def run_nb(
     Each bar runs funding, market fills, stops, limit fills, the mark at the
     close, the liquidation check and the new decisions, in that order (see the
     module docstring) and moves ``account[0]["bar"]`` on by one. A phase runs
-    only when some asset has work in it, and stretches of bars in which
-    nothing but the mark can happen run through ``quiet_bars_nb``. This loop
-    is the one place the rules of a bar live.
+    only when some asset has work in it. This loop is the one place the rules
+    of a bar live.
+
+    While no asset has an order or a stop distance, the loop runs quiet bars
+    on a short path. A bar is quiet when no funding settles on a position, no
+    decision is made (every target NaN or every mode ``Mode.WAIT``, both
+    encodings of no decision), no stop distance is set at its close and the
+    book is not liquidated at its close. Quiet bars change neither cash nor
+    positions, so they skip the phases and record nothing; the account's
+    equity is marked at the last of them. They are checked a block of
+    ``QUIET_BLOCK`` bars at a time, in vectorisable passes over the block's
+    inputs, with the closes marked as ``mark_nb`` marks them (the same
+    additions in the same order); a block that may hold a busy bar is checked
+    bar by bar, and its first busy bar runs every phase. The quiet path
+    prefetches the next block's prices, so that the fill that ends a stretch
+    does not wait on main memory.
 
     Parameters
     ----------
@@ -980,7 +858,8 @@ def run_nb(
     Assumptions
     -----------
     Inputs were validated: prices positive and finite with low <= open, close
-    <= high; risk in [0, 1]; modes valid. The loop stops early, before a bar,
+    <= high; targets finite or NaN; risk in [0, 1]; modes valid. The loop
+    stops early, before a bar,
     when the fill or reject buffer has no room for ``MAX_EVENTS_PER_ASSET``
     records per asset, or the change buffer for one record.
     """
@@ -1008,6 +887,8 @@ def run_nb(
     stop_loss_flat = stop_loss.ravel()
     take_profit_flat = take_profit.ravel()
     funding_flat = funding.ravel()
+    maintenance = cfg["maintenance_margin"]
+    line_rows = max(CACHE_LINE_VALUES // n_assets, 1)
     block_values = np.empty(QUIET_BLOCK)
     block_gross = np.empty(QUIET_BLOCK)
     t = start
@@ -1018,32 +899,100 @@ def run_nb(
         and n_changes < changes.shape[0]
     ):
         if not (market_due or limit_due or stops_due):
-            t = quiet_bars_nb(
-                account,
-                assets,
-                config,
-                open_,
-                high,
-                low,
-                close,
-                funding,
-                target,
-                mode,
-                stop_loss,
-                take_profit,
-                t,
-                stop,
-                stops_vary or t == start,
-                stops_vary,
-                funding_due,
-                target_flat,
-                mode_flat,
-                stop_loss_flat,
-                take_profit_flat,
-                funding_flat,
-                block_values,
-                block_gross,
-            )
+            # quiet bars: no order and no stop is due, so a bar in which no funding
+            # settles on a position, no decision is made, no stop distance is set and
+            # the book is not liquidated changes neither cash nor positions
+            held_any = False
+            for i in range(n_assets):
+                held_any |= assets[i]["position"] != 0.0
+            liquidable = held_any and not spot
+            settling = funding_due and held_any
+            cash_now = acc["cash"]
+            began = t
+            set_stops = stops_vary or t == start
+            while t < stop:
+                block_end = min(t + QUIET_BLOCK, stop)
+                # about once a cache line, a block ahead: the closes the next block
+                # marks, and the open, high and low that the fill ending a stretch needs
+                for row in range(block_end, min(block_end + QUIET_BLOCK, stop), line_rows):
+                    for i in range(0, n_assets, CACHE_LINE_VALUES):
+                        prefetch_nb(close, row, i)
+                        prefetch_nb(open_, row, i)
+                        prefetch_nb(high, row, i)
+                        prefetch_nb(low, row, i)
+                # whole-block passes first, vectorisable: unsigned indices, so that no
+                # wraparound check keeps a loop from vectorising
+                first, last = rows_nb(target.shape[0], target.shape[1], t, block_end)
+                set_target = False
+                for k in range(np.uint64(first), np.uint64(last)):
+                    set_target |= target_flat[k] == target_flat[k]
+                may_act = False
+                if set_target:
+                    first, last = rows_nb(mode.shape[0], mode.shape[1], t, block_end)
+                    for k in range(np.uint64(first), np.uint64(last)):
+                        may_act |= mode_flat[k] != Mode.WAIT
+                if set_stops:
+                    first, last = rows_nb(stop_loss.shape[0], stop_loss.shape[1], t, block_end)
+                    for k in range(np.uint64(first), np.uint64(last)):
+                        may_act |= stop_loss_flat[k] == stop_loss_flat[k]
+                    first, last = rows_nb(take_profit.shape[0], take_profit.shape[1], t, block_end)
+                    for k in range(np.uint64(first), np.uint64(last)):
+                        may_act |= take_profit_flat[k] == take_profit_flat[k]
+                if settling:
+                    first, last = rows_nb(funding.shape[0], funding.shape[1], t, block_end)
+                    for k in range(np.uint64(first), np.uint64(last)):
+                        may_act |= (funding_flat[k] == funding_flat[k]) & (funding_flat[k] != 0.0)
+                short = False
+                if liquidable:
+                    # the closes marked as mark_nb marks them, the same additions in the
+                    # same order
+                    n = block_end - t
+                    for k in range(n):
+                        block_values[k] = cash_now
+                        block_gross[k] = 0.0
+                    for i in range(n_assets):
+                        pos = assets[i]["position"]
+                        size = abs(pos)
+                        for k in range(n):
+                            block_values[k] += pos * close[np.uint64(t + k), i]
+                            block_gross[k] += size * close[np.uint64(t + k), i]
+                    for k in range(n):
+                        short |= (block_gross[k] > 0.0) & (
+                            block_values[k] < maintenance * block_gross[k]
+                        )
+                if not (may_act or short):
+                    t = block_end
+                    set_stops = stops_vary
+                    continue
+                # a block that may hold a busy bar, bar by bar; the first busy bar is
+                # left for the full path below
+                for k in range(block_end - t):
+                    busy = (
+                        short
+                        and block_gross[k] > 0.0
+                        and (block_values[k] < maintenance * block_gross[k])
+                    )
+                    for i in range(n_assets):
+                        if set_stops:
+                            sl = stop_loss[t * sl_row, i * sl_col]
+                            tp = take_profit[t * tp_row, i * tp_col]
+                            busy |= (sl == sl) | (tp == tp)
+                        busy |= decides_nb(
+                            target[t * target_row, i * target_col], mode[t * mode_row, i * mode_col]
+                        )
+                        if settling:
+                            busy |= settles_nb(
+                                assets[i]["position"], funding[t * funding_row, i * funding_col]
+                            )
+                    if busy:
+                        break
+                    set_stops = stops_vary
+                    t += 1
+                if t < block_end:
+                    break
+            if t > began:
+                acc["equity"] = mark_nb(cash_now, assets, close, t - 1)[0]
+            acc["bar"] += t - began
             if t == stop:
                 break
         paid = 0.0
@@ -1128,12 +1077,10 @@ def run_nb(
                 asset["stop_loss"] = stop_loss[t * sl_row, i * sl_col]
                 asset["take_profit"] = take_profit[t * tp_row, i * tp_col]
             frac = target[t * target_row, i * target_col]
-            if frac != frac:
+            decided = mode[t * mode_row, i * mode_col]
+            if not decides_nb(frac, decided):
                 continue
             frac *= risk[t * risk_row, i * risk_col]
-            decided = mode[t * mode_row, i * mode_col]
-            if decided == Mode.WAIT or frac != frac:
-                continue
             asset["pending"] = Pending.NONE
             if decided == Mode.MARKET:
                 asset["pending"] = Pending.MARKET
