@@ -41,6 +41,7 @@ from engine.sim.nb import (
 )
 
 SETTLEMENT_MS = 8 * 3_600_000  # funding settles at 00:00, 08:00 and 16:00 UTC
+BUFFER_BYTES = (1 << 22) - 1  # a record buffer's starting size at most: numpy's huge-page size
 
 
 @dataclass(frozen=True)
@@ -377,10 +378,14 @@ def simulate(
     else:
         account, assets = _copy_state(state, n_assets)
     extra = MAX_EVENTS_PER_ASSET * n_assets
-    fills = np.empty(1024 * extra, fill_dt)
-    rejects = np.empty(1024 * extra, reject_dt)
-    changes = np.empty(1024, change_dt)
-    held = np.empty((1024, n_assets))
+    # room for every record the bars can make, in buffers just under the size from
+    # which numpy asks for huge pages, so that memory is faulted in small pages and
+    # only where records are written; most runs need one kernel call
+    rows = min(n_bars + 1, max(BUFFER_BYTES // (extra * fill_dt.itemsize), 1))
+    fills = np.empty(rows * extra, fill_dt)
+    rejects = np.empty(rows * extra, reject_dt)
+    changes = np.empty(rows, change_dt)
+    held = np.empty((rows, n_assets))
     settings = config.to_record()
     start = int(account["bar"][0])
     # the first change is the book before the first bar
@@ -419,14 +424,19 @@ def simulate(
             held,
             n_changes,
         )
+    # the buffers shrink to their records in place, no copy; nothing else refers to them
+    fills.resize(n_fills, refcheck=False)
+    rejects.resize(n_rejects, refcheck=False)
+    changes.resize(n_changes, refcheck=False)
+    held.resize((n_changes, n_assets), refcheck=False)
     return SimResult(
-        fills=fills[:n_fills].copy(),
-        rejects=rejects[:n_rejects].copy(),
+        fills=fills,
+        rejects=rejects,
         account=account,
         assets=assets,
         close=prices["close"],
-        changes=changes[:n_changes].copy(),
-        held=held[:n_changes].copy(),
+        changes=changes,
+        held=held,
         start=start,
     )
 

@@ -8,7 +8,8 @@ import pytest
 
 from engine.errors import ConfigError, DataError
 from engine.sim import MarketSpec, SimConfig, align_funding, simulate
-from engine.sim.enums import ledger_dt
+from engine.sim.enums import fill_dt, ledger_dt
+from engine.sim.run import BUFFER_BYTES
 
 HOUR_MS = 3_600_000
 NAN = np.nan
@@ -181,7 +182,7 @@ def test_ledger_has_one_row_of_separate_costs_per_bar() -> None:
 def test_records_beyond_the_first_buffer_are_all_kept() -> None:
     # a market order on every bar but the first, and a rejected one on every bar:
     # more records of each kind than the kernel's first buffers hold
-    n_bars = 5_000
+    n_bars = 2 * BUFFER_BYTES // fill_dt.itemsize
     inputs = candles(n_bars)
     target = np.where(np.arange(n_bars) % 2 == 0, 0.5, -0.5)
     result = simulate(*inputs.values(), target, markets=MarketSpec(min_notional=1e7))
