@@ -180,3 +180,15 @@ ledger_dt = np.dtype(
     align=True,
 )
 """Costs of one bar, all assets together."""
+
+range_dt = np.dtype(
+    [
+        ("low", np.float64),
+        ("high", np.float64),
+        ("low_closed", np.int8),  # 1: low itself is in the range
+        ("high_closed", np.int8),  # 1: high itself is in the range
+        ("nan_ok", np.int8),  # 1: NaN is in the range
+    ],
+    align=True,
+)
+"""The range an input's values must lie in: one record per input checked."""

@@ -1,9 +1,10 @@
 """Numba kernels of the event loop: ``run_nb`` advances a book over a range of bars.
 
 ``run_nb`` is the one place the rules below live. A backtest runs it over all
-bars; a paper session continues it from the saved book one closed bar at a
-time (``engine.sim.simulate(..., state=...)``), and the parity tests check
-that the two agree bit for bit.
+bars (through ``checked_run_nb``, which checks each chunk of inputs first); a
+paper session continues it from the saved book one closed bar at a time
+(``engine.sim.simulate(..., state=...)``), and the parity tests check that
+the two agree bit for bit.
 
 The book holds N assets and one cash balance in the quote currency (USDT) shared
 by all of them, as with USDT-margined perpetuals under cross margin. ``cash``
@@ -140,24 +141,27 @@ TOL = 1e-9  # relative size below which an order is taken as nothing
 MAX_EVENTS_PER_ASSET = 3  # records one asset can add in one bar
 QUIET_BLOCK = 16  # bars the quiet loop checks at once
 CACHE_LINE_VALUES = 8  # float64 values in a 64-byte cache line
+CHECK_CHUNK = 1 << 12  # bar-asset values checked, then run while still in cache
 
 
-def prefetch_nb(values, row, col):
-    """Ask the CPU to bring ``values[row, col]`` into cache, without waiting for it.
+def prefetch_nb(values, index):
+    """Ask the CPU to bring ``values[index]`` into cache, without waiting for it.
 
-    Quiet bars read only the closes, so a fill after a long quiet stretch would
-    wait on main memory for the open, high and low it needs; prefetching them
-    a few bars ahead hides that wait. It changes no value, and in pure Python
-    (``NUMBA_DISABLE_JIT=1``) it does nothing.
+    The quiet path of ``run_nb`` computes little per bar, so the memory system
+    is idle while it runs; prefetching the inputs a chunk ahead lets the checks
+    of ``checked_run_nb`` read them from cache instead of waiting on memory.
+    It changes no value, and in pure Python (``NUMBA_DISABLE_JIT=1``) it does
+    nothing.
 
     Assumptions
     -----------
-    ``values`` is a 2-D array and ``row``, ``col`` an index inside it.
+    ``values`` is a 1-D array. An ``index`` past its end fetches nothing
+    useful but is harmless: a prefetch never faults.
     """
 
 
 @intrinsic
-def llvm_prefetch(typingctx, values, row, col):
+def llvm_prefetch(typingctx, values, index):
     """Compile ``prefetch_nb`` to LLVM's prefetch instruction for a read kept in every cache."""
 
     def codegen(context, builder, signature, args):
@@ -174,13 +178,13 @@ def llvm_prefetch(typingctx, values, row, col):
         )
         return context.get_dummy_value()
 
-    return types.void(values, row, col), codegen
+    return types.void(values, index), codegen
 
 
 @overload(prefetch_nb)
-def prefetch_nb_compiled(values, row, col):
+def prefetch_nb_compiled(values, index):
     """Route ``prefetch_nb`` in compiled code to ``llvm_prefetch``."""
-    return lambda values, row, col: llvm_prefetch(values, row, col)
+    return lambda values, index: llvm_prefetch(values, index)
 
 
 @njit(cache=True)
@@ -821,8 +825,8 @@ def run_nb(
     inputs, with the closes marked as ``mark_nb`` marks them (the same
     additions in the same order); a block that may hold a busy bar is checked
     bar by bar, and its first busy bar runs every phase. The quiet path
-    prefetches the next block's prices, so that the fill that ends a stretch
-    does not wait on main memory.
+    prefetches the prices and the per-bar decision inputs ``CHECK_CHUNK``
+    values ahead, for the checks of ``checked_run_nb``.
 
     Parameters
     ----------
@@ -888,7 +892,9 @@ def run_nb(
     take_profit_flat = take_profit.ravel()
     funding_flat = funding.ravel()
     maintenance = cfg["maintenance_margin"]
-    line_rows = max(CACHE_LINE_VALUES // n_assets, 1)
+    opens, highs, lows, closes = open_.ravel(), high.ravel(), low.ravel(), close.ravel()
+    target_full = target.shape[0] > 1 and target.shape[1] == n_assets
+    mode_full = mode.shape[0] > 1 and mode.shape[1] == n_assets
     block_values = np.empty(QUIET_BLOCK)
     block_gross = np.empty(QUIET_BLOCK)
     t = start
@@ -912,14 +918,18 @@ def run_nb(
             set_stops = stops_vary or t == start
             while t < stop:
                 block_end = min(t + QUIET_BLOCK, stop)
-                # about once a cache line, a block ahead: the closes the next block
-                # marks, and the open, high and low that the fill ending a stretch needs
-                for row in range(block_end, min(block_end + QUIET_BLOCK, stop), line_rows):
-                    for i in range(0, n_assets, CACHE_LINE_VALUES):
-                        prefetch_nb(close, row, i)
-                        prefetch_nb(open_, row, i)
-                        prefetch_nb(high, row, i)
-                        prefetch_nb(low, row, i)
+                # about once a cache line, CHECK_CHUNK values ahead: the inputs that
+                # checked_run_nb checks next, fetched while this loop computes
+                ahead = min(block_end * n_assets + CHECK_CHUNK, opens.size)
+                for k in range(t * n_assets + CHECK_CHUNK, ahead, CACHE_LINE_VALUES):
+                    prefetch_nb(opens, k)
+                    prefetch_nb(highs, k)
+                    prefetch_nb(lows, k)
+                    prefetch_nb(closes, k)
+                    if target_full:
+                        prefetch_nb(target_flat, k)
+                    if mode_full:
+                        prefetch_nb(mode_flat, k)
                 # whole-block passes first, vectorisable: unsigned indices, so that no
                 # wraparound check keeps a loop from vectorising
                 first, last = rows_nb(target.shape[0], target.shape[1], t, block_end)
@@ -1133,6 +1143,28 @@ def book_columns_nb(changes, held, start, close, book, equity, cash, position):
                 position[t, i] = book[i]["position"]
 
 
+@njit(cache=True, inline="always")
+def prices_valid_nb(opens, highs, lows, closes, first, last):
+    """Return whether the flat prices ``first`` to ``last - 1`` all follow the rules of a bar.
+
+    One vectorisable pass: ``0 < low <= open, close <= high < inf`` holds for
+    valid prices and fails for any NaN.
+    """
+    valid = True
+    for k in range(np.uint64(first), np.uint64(last)):
+        lowest = lows[k]
+        highest = highs[k]
+        valid &= (
+            (lowest > 0.0)
+            & (lowest <= opens[k])
+            & (lowest <= closes[k])
+            & (opens[k] <= highest)
+            & (closes[k] <= highest)
+            & (highest < np.inf)
+        )
+    return valid
+
+
 @njit(cache=True)
 def price_violation_nb(open_, high, low, close):
     """Return the first price that breaks the rules of a bar.
@@ -1147,23 +1179,8 @@ def price_violation_nb(open_, high, low, close):
     The four arrays have the same 2-D shape and are C-contiguous.
     """
     n_bars, n_assets = open_.shape
-    # one vectorisable pass over the flat arrays: 0 < low <= open, close <= high < inf
-    # holds for valid prices, and fails for any NaN; the passes below run only to find
-    # the culprit
-    opens, highs, lows, closes = open_.ravel(), high.ravel(), low.ravel(), close.ravel()
-    valid = True
-    for k in range(opens.size):
-        lowest = lows[k]
-        highest = highs[k]
-        valid &= (
-            (lowest > 0.0)
-            & (lowest <= opens[k])
-            & (lowest <= closes[k])
-            & (opens[k] <= highest)
-            & (closes[k] <= highest)
-            & (highest < np.inf)
-        )
-    if valid:
+    # the passes below run only to find the culprit
+    if prices_valid_nb(open_.ravel(), high.ravel(), low.ravel(), close.ravel(), 0, open_.size):
         return 0, 0, 0, 0
     columns = (open_, high, low, close)
     for k in range(4):
@@ -1191,6 +1208,18 @@ def inside_nb(value, low, high, low_closed, high_closed, nan_ok):
     return (above & below) | (nan_ok & (value != value))
 
 
+@njit(cache=True, inline="always")
+def all_inside_nb(flat, first, last, low, high, low_closed, high_closed, nan_ok):
+    """Return whether ``flat[first:last]`` lies in the range of ``first_outside_nb``.
+
+    One vectorisable pass.
+    """
+    valid = True
+    for k in range(np.uint64(first), np.uint64(last)):
+        valid &= inside_nb(flat[k], low, high, low_closed, high_closed, nan_ok)
+    return valid
+
+
 @njit(cache=True)
 def first_outside_nb(values, low, high, low_closed, high_closed, nan_ok):
     """Return the flat index of the first value outside a range, or -1 when every one is in it.
@@ -1204,16 +1233,25 @@ def first_outside_nb(values, low, high, low_closed, high_closed, nan_ok):
     ``values`` is C-contiguous.
     """
     flat = values.ravel()
-    # one vectorisable pass; the second runs only to find the culprit
-    valid = True
-    for k in range(flat.size):
-        valid &= inside_nb(flat[k], low, high, low_closed, high_closed, nan_ok)
-    if valid:
+    # the second pass runs only to find the culprit
+    if all_inside_nb(flat, 0, flat.size, low, high, low_closed, high_closed, nan_ok):
         return -1
     for k in range(flat.size):
         if not inside_nb(flat[k], low, high, low_closed, high_closed, nan_ok):
             return k
     return -1
+
+
+@njit(cache=True, inline="always")
+def increasing_nb(values, first, last):
+    """Return whether each of ``values[first:last]`` is above the one before it.
+
+    One vectorisable pass.
+    """
+    increasing = True
+    for k in range(np.uint64(max(first, 1)), np.uint64(last)):
+        increasing &= values[k] > values[k - np.uint64(1)]
+    return increasing
 
 
 @njit(cache=True)
@@ -1224,12 +1262,142 @@ def first_not_increasing_nb(values):
     -----------
     ``values`` is 1-D.
     """
-    increasing = True
-    for k in range(1, values.size):
-        increasing &= values[k] > values[k - 1]
-    if increasing:
+    # the second pass runs only to find the culprit
+    if increasing_nb(values, 0, values.size):
         return -1
     for k in range(1, values.size):
         if values[k] <= values[k - 1]:
             return k
     return -1
+
+
+@njit(cache=True, inline="always")
+def inputs_inside_nb(values, t, stop, bounds):
+    """Return whether a decision input's values of bars ``t`` to ``stop - 1`` lie in ``bounds``.
+
+    Assumptions
+    -----------
+    ``values`` is a C-contiguous input of ``run_nb`` (1 or T rows) and
+    ``bounds`` a ``range_dt`` record.
+    """
+    first, last = rows_nb(values.shape[0], values.shape[1], t, stop)
+    return all_inside_nb(
+        values.ravel(),
+        first,
+        last,
+        bounds["low"],
+        bounds["high"],
+        bounds["low_closed"] != 0,
+        bounds["high_closed"] != 0,
+        bounds["nan_ok"] != 0,
+    )
+
+
+@njit(cache=True)
+def checked_run_nb(
+    times,
+    bounds,
+    account,
+    assets,
+    config,
+    markets,
+    open_,
+    high,
+    low,
+    close,
+    funding,
+    target,
+    mode,
+    risk,
+    offset,
+    stop_loss,
+    take_profit,
+    start,
+    stop,
+    fills,
+    n_fills,
+    rejects,
+    n_rejects,
+    changes,
+    held,
+    n_changes,
+):
+    """Check the inputs of bars ``start`` to ``stop - 1`` and run them, a chunk at a time.
+
+    Each chunk of about ``CHECK_CHUNK`` bar-asset values is checked (timestamps
+    strictly increasing, the prices by the rules of ``price_violation_nb``,
+    each decision input inside its range) and then run by ``run_nb`` while its
+    inputs are still in cache, so that every input is read from memory once.
+    A chunk that breaks a rule is not run.
+
+    Parameters
+    ----------
+    times : ndarray
+        Bar open times, int64, shape (T,).
+    bounds : structured ndarray
+        ``range_dt`` records: the ranges of ``target``, ``mode``, ``risk``,
+        ``offset``, ``stop_loss``, ``take_profit`` and ``funding``, and a
+        second range of ``funding`` (that of spot books).
+    Others
+        As for ``run_nb``.
+
+    Returns
+    -------
+    valid : bool
+        False when the chunk from bar ``t`` breaks a rule.
+    t, n_fills, n_rejects, n_changes : int
+        As ``run_nb`` returns them.
+
+    Assumptions
+    -----------
+    Shapes and dtypes were checked: prices (T, N), C-contiguous; the decision
+    inputs as ``run_nb`` takes them.
+    """
+    n_assets = open_.shape[1]
+    chunk = max(CHECK_CHUNK // n_assets, 1)
+    opens, highs, lows, closes = open_.ravel(), high.ravel(), low.ravel(), close.ravel()
+    t = start
+    while t < stop:
+        end = min(t + chunk, stop)
+        valid = increasing_nb(times, t, end)
+        valid &= prices_valid_nb(opens, highs, lows, closes, t * n_assets, end * n_assets)
+        valid &= inputs_inside_nb(target, t, end, bounds[0])
+        valid &= inputs_inside_nb(mode, t, end, bounds[1])
+        valid &= inputs_inside_nb(risk, t, end, bounds[2])
+        valid &= inputs_inside_nb(offset, t, end, bounds[3])
+        valid &= inputs_inside_nb(stop_loss, t, end, bounds[4])
+        valid &= inputs_inside_nb(take_profit, t, end, bounds[5])
+        valid &= inputs_inside_nb(funding, t, end, bounds[6])
+        valid &= inputs_inside_nb(funding, t, end, bounds[7])
+        if not valid:
+            return False, t, n_fills, n_rejects, n_changes
+        reached, n_fills, n_rejects, n_changes = run_nb(
+            account,
+            assets,
+            config,
+            markets,
+            open_,
+            high,
+            low,
+            close,
+            funding,
+            target,
+            mode,
+            risk,
+            offset,
+            stop_loss,
+            take_profit,
+            t,
+            end,
+            fills,
+            n_fills,
+            rejects,
+            n_rejects,
+            changes,
+            held,
+            n_changes,
+        )
+        if reached < end:
+            return True, reached, n_fills, n_rejects, n_changes
+        t = end
+    return True, t, n_fills, n_rejects, n_changes

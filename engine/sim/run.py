@@ -1,11 +1,15 @@
 """The numpy-facing wrapper of the event loop: validate inputs, run the kernel.
 
-``simulate`` checks every input, resolves defaults, shapes scalars and (T,)
-arrays so that the kernels broadcast them without copies, then calls
-``engine.sim.nb.run_nb`` over all bars (again only when its record buffers
-fill up). The kernel records the book only where it changes; ``SimResult``
-turns that into per-bar columns when they are first read. The rules of the
-simulation are written in the docstring of ``engine.sim.nb``.
+``simulate`` checks the shapes and dtypes of every input, resolves defaults,
+shapes scalars and (T,) arrays so that the kernels broadcast them without
+copies, then calls ``engine.sim.nb.checked_run_nb`` over all bars (again only
+when its record buffers fill up), which checks the values a chunk at a time
+and runs each chunk with ``run_nb``. When a chunk breaks a rule, the checks
+run again input by input, in the order ``simulate`` lists them, to raise the
+error naming the first bad value. The kernel records the book only where it
+changes; ``SimResult`` turns that into per-bar columns when they are first
+read. The rules of the simulation are written in the docstring of
+``engine.sim.nb``.
 """
 
 from __future__ import annotations
@@ -29,19 +33,38 @@ from engine.sim.enums import (
     fill_dt,
     ledger_dt,
     market_dt,
+    range_dt,
     reject_dt,
 )
 from engine.sim.nb import (
     MAX_EVENTS_PER_ASSET,
     book_columns_nb,
+    checked_run_nb,
     first_not_increasing_nb,
     first_outside_nb,
     price_violation_nb,
-    run_nb,
 )
 
 SETTLEMENT_MS = 8 * 3_600_000  # funding settles at 00:00, 08:00 and 16:00 UTC
 BUFFER_BYTES = (1 << 22) - 1  # a record buffer's starting size at most: numpy's huge-page size
+MODES = ", ".join(f"{int(m)} ({m.name})" for m in Mode)
+# the range each decision input must lie in, in the order checked_run_nb takes them:
+# name, low, high, whether each end is in it, whether NaN is, and the error's wording
+RANGES = (
+    ("target", -np.inf, np.inf, (False, False), True, "finite or NaN"),
+    ("mode", min(Mode), max(Mode), (True, True), False, f"one of {MODES}"),
+    ("risk", 0.0, 1.0, (True, True), False, "in [0, 1]"),
+    ("limit_offset", 0.0, 1.0, (True, False), False, "in [0, 1)"),
+    ("stop_loss", 0.0, np.inf, (False, False), True, "> 0 and finite, or NaN"),
+    ("take_profit", 0.0, np.inf, (False, False), True, "> 0 and finite, or NaN"),
+    ("funding", -np.inf, np.inf, (False, False), True, "finite or NaN"),
+)
+SPOT_FUNDING = ("funding", 0.0, 0.0, (True, True), True, "0 or NaN for spot")
+# the ranges as checked_run_nb takes them, funding's twice (the second for spot books)
+BOUNDS, SPOT_BOUNDS = (
+    np.array([(low, high, *closed, nan_ok) for _, low, high, closed, nan_ok, _ in ranges], range_dt)
+    for ranges in (RANGES + RANGES[-1:], RANGES + (SPOT_FUNDING,))
+)
 
 
 @dataclass(frozen=True)
@@ -341,7 +364,7 @@ def simulate(
     SimResult
     """
     config = SimConfig() if config is None else config
-    times = _timestamps("timestamps", timestamps)
+    times = _timestamp_array("timestamps", timestamps)
     n_bars = times.size
     prices = {}
     for name, values in (("open", open), ("high", high), ("low", low), ("close", close)):
@@ -349,29 +372,18 @@ def simulate(
     n_assets = prices["open"].shape[1]
     for name, values in prices.items():
         _check_shape(name, values, (n_bars, n_assets))
-    rule, column, bar, asset = price_violation_nb(*prices.values())
-    if rule:
-        name = tuple(prices)[column]
-        expected = {1: "finite and > 0", 2: "<= open and close", 3: ">= open and close"}[rule]
-        _raise_at(name, prices[name], bar, asset, expected)
-    target = _as_2d("target", target, n_bars, n_assets)
-    _check_range("target", target, -np.inf, np.inf, "finite or NaN", nan_ok=True)
-    mode = _as_2d("mode", _mode_codes(mode), n_bars, n_assets, np.int64)
-    modes = ", ".join(f"{int(m)} ({m.name})" for m in Mode)
-    _check_range("mode", mode, min(Mode), max(Mode), f"one of {modes}", closed=(True, True))
-    mode = mode.astype(np.int8)
-    risk = _as_2d("risk", risk, n_bars, n_assets)
-    _check_range("risk", risk, 0.0, 1.0, "in [0, 1]", closed=(True, True))
-    offset = _as_2d("limit_offset", limit_offset, n_bars, n_assets)
-    _check_range("limit_offset", offset, 0.0, 1.0, "in [0, 1)", closed=(True, False))
-    stops = {}
-    for name, values in (("stop_loss", stop_loss), ("take_profit", take_profit)):
-        stops[name] = _as_2d(name, values, n_bars, n_assets)
-        _check_range(name, stops[name], 0.0, np.inf, "> 0 and finite, or NaN", nan_ok=True)
-    funding = _as_2d("funding", funding, n_bars, n_assets)
-    _check_range("funding", funding, -np.inf, np.inf, "finite or NaN", nan_ok=True)
-    if config.spot:
-        _check_range("funding", funding, 0.0, 0.0, "0 or NaN for spot", (True, True), True)
+    inputs = {}
+    for name, values in (
+        ("target", target),
+        ("mode", _mode_codes(mode)),
+        ("risk", risk),
+        ("limit_offset", limit_offset),
+        ("stop_loss", stop_loss),
+        ("take_profit", take_profit),
+        ("funding", funding),
+    ):
+        dtype = np.int64 if name == "mode" else np.float64
+        inputs[name] = _as_2d(name, values, n_bars, n_assets, dtype)
     markets_array = market_records(markets, n_assets)
     if state is None:
         account, assets = new_state(n_assets, cash)
@@ -398,22 +410,21 @@ def simulate(
         rejects = _room(rejects, n_rejects, extra)
         changes = _room(changes, n_changes, 1)
         held = _room(held, n_changes, 1)
-        t, n_fills, n_rejects, n_changes = run_nb(
+        valid, t, n_fills, n_rejects, n_changes = checked_run_nb(
+            times,
+            SPOT_BOUNDS if config.spot else BOUNDS,
             account,
             assets,
             settings,
             markets_array,
-            prices["open"],
-            prices["high"],
-            prices["low"],
-            prices["close"],
-            funding,
-            target,
-            mode,
-            risk,
-            offset,
-            stops["stop_loss"],
-            stops["take_profit"],
+            *prices.values(),
+            inputs["funding"],
+            inputs["target"],
+            inputs["mode"],
+            inputs["risk"],
+            inputs["limit_offset"],
+            inputs["stop_loss"],
+            inputs["take_profit"],
             t,
             n_bars,
             fills,
@@ -424,6 +435,8 @@ def simulate(
             held,
             n_changes,
         )
+        if not valid:
+            _raise_first_violation(times, prices, inputs, config.spot)
     # the buffers shrink to their records in place, no copy; nothing else refers to them
     fills.resize(n_fills, refcheck=False)
     rejects.resize(n_rejects, refcheck=False)
@@ -459,14 +472,19 @@ def _check_config_range(name: str, value: float, low: float, high: float) -> Non
         raise ConfigError(f"{name} must be a finite number in [{low}, {high}); got {value!r}")
 
 
-def _timestamps(name: str, values: np.ndarray) -> np.ndarray:
-    # int64 milliseconds, one dimension, strictly increasing
+def _timestamp_array(name: str, values: np.ndarray) -> np.ndarray:
+    # int64 milliseconds, one dimension
     array = np.asarray(values)
     if array.ndim != 1 or array.size == 0:
         raise DataError(f"{name} must be a non-empty 1-D array; got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.integer):
         raise DataError(f"{name} must hold integer milliseconds; got dtype {array.dtype}")
-    array = np.ascontiguousarray(array, dtype=np.int64)
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def _timestamps(name: str, values: np.ndarray) -> np.ndarray:
+    # int64 milliseconds, one dimension, strictly increasing
+    array = _timestamp_array(name, values)
     k = first_not_increasing_nb(array)
     if k >= 0:
         raise DataError(
@@ -537,6 +555,22 @@ def _check_range(
     if k >= 0:
         bar, asset = np.unravel_index(k, array.shape)
         _raise_at(name, array, bar, asset, expected)
+
+
+def _raise_first_violation(
+    times: np.ndarray, prices: dict[str, np.ndarray], inputs: dict[str, np.ndarray], spot: bool
+) -> None:
+    # the error for the first input, in the order simulate lists them, that breaks a rule
+    # checked_run_nb found broken
+    _timestamps("timestamps", times)
+    rule, column, bar, asset = price_violation_nb(*prices.values())
+    if rule:
+        name = tuple(prices)[column]
+        expected = {1: "finite and > 0", 2: "<= open and close", 3: ">= open and close"}[rule]
+        _raise_at(name, prices[name], bar, asset, expected)
+    for name, low, high, closed, nan_ok, expected in RANGES + (SPOT_FUNDING,) * spot:
+        _check_range(name, inputs[name], low, high, expected, closed, nan_ok)
+    raise RuntimeError("checked_run_nb found a broken rule that the checks in order do not")
 
 
 def _raise_at(name: str, array: np.ndarray, bar: int, asset: int, expected: str) -> None:
