@@ -183,10 +183,8 @@ ledger_dt = np.dtype(
 
 range_dt = np.dtype(
     [
-        ("low", np.float64),
-        ("high", np.float64),
-        ("low_closed", np.int8),  # 1: low itself is in the range
-        ("high_closed", np.int8),  # 1: high itself is in the range
+        ("low", np.float64),  # the lowest value in the range
+        ("high", np.float64),  # the highest value in the range
         ("nan_ok", np.int8),  # 1: NaN is in the range
     ],
     align=True,

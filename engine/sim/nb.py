@@ -1150,11 +1150,11 @@ def prices_valid_nb(opens, highs, lows, closes, first, last):
     One vectorisable pass: ``0 < low <= open, close <= high < inf`` holds for
     valid prices and fails for any NaN.
     """
-    valid = True
+    broken = 0
     for k in range(np.uint64(first), np.uint64(last)):
         lowest = lows[k]
         highest = highs[k]
-        valid &= (
+        broken += not (
             (lowest > 0.0)
             & (lowest <= opens[k])
             & (lowest <= closes[k])
@@ -1162,7 +1162,7 @@ def prices_valid_nb(opens, highs, lows, closes, first, last):
             & (closes[k] <= highest)
             & (highest < np.inf)
         )
-    return valid
+    return broken == 0
 
 
 @njit(cache=True)
@@ -1201,43 +1201,44 @@ def price_violation_nb(open_, high, low, close):
 
 
 @njit(cache=True, inline="always")
-def inside_nb(value, low, high, low_closed, high_closed, nan_ok):
-    """Return whether ``value`` lies in the range of ``first_outside_nb``, without branches."""
-    above = (value > low) | (low_closed & (value == low))
-    below = (value < high) | (high_closed & (value == high))
-    return (above & below) | (nan_ok & (value != value))
+def inside_nb(value, low, high, nan_ok):
+    """Return whether ``value`` lies in ``[low, high]``, or is NaN where ``nan_ok``."""
+    return ((value >= low) & (value <= high)) | (nan_ok & (value != value))
 
 
 @njit(cache=True, inline="always")
-def all_inside_nb(flat, first, last, low, high, low_closed, high_closed, nan_ok):
-    """Return whether ``flat[first:last]`` lies in the range of ``first_outside_nb``.
+def all_inside_nb(flat, first, last, low, high, nan_ok):
+    """Return whether every one of ``flat[first:last]`` is ``inside_nb``.
 
-    One vectorisable pass.
+    One vectorisable pass that counts the values outside (a count vectorises
+    better than a running boolean), with the NaN rule chosen outside the loop:
+    a NaN fails every comparison.
     """
-    valid = True
-    for k in range(np.uint64(first), np.uint64(last)):
-        valid &= inside_nb(flat[k], low, high, low_closed, high_closed, nan_ok)
-    return valid
+    outside = 0
+    if nan_ok:
+        for k in range(np.uint64(first), np.uint64(last)):
+            outside += (flat[k] < low) | (flat[k] > high)
+    else:
+        for k in range(np.uint64(first), np.uint64(last)):
+            outside += not ((flat[k] >= low) & (flat[k] <= high))
+    return outside == 0
 
 
 @njit(cache=True)
-def first_outside_nb(values, low, high, low_closed, high_closed, nan_ok):
-    """Return the flat index of the first value outside a range, or -1 when every one is in it.
-
-    A value is in the range when ``low < value < high``, or equal to ``low``
-    (``high``) when ``low_closed`` (``high_closed``); NaN is in it only when
-    ``nan_ok``.
+def first_outside_nb(values, low, high, nan_ok):
+    """Return the flat index of the first value not ``inside_nb``, or -1 when every one is.
 
     Assumptions
     -----------
-    ``values`` is C-contiguous.
+    ``values`` is C-contiguous; ``low`` and ``high`` are in the range (an
+    open end is given as the next float inside it).
     """
     flat = values.ravel()
     # the second pass runs only to find the culprit
-    if all_inside_nb(flat, 0, flat.size, low, high, low_closed, high_closed, nan_ok):
+    if all_inside_nb(flat, 0, flat.size, low, high, nan_ok):
         return -1
     for k in range(flat.size):
-        if not inside_nb(flat[k], low, high, low_closed, high_closed, nan_ok):
+        if not inside_nb(flat[k], low, high, nan_ok):
             return k
     return -1
 
@@ -1282,14 +1283,7 @@ def inputs_inside_nb(values, t, stop, bounds):
     """
     first, last = rows_nb(values.shape[0], values.shape[1], t, stop)
     return all_inside_nb(
-        values.ravel(),
-        first,
-        last,
-        bounds["low"],
-        bounds["high"],
-        bounds["low_closed"] != 0,
-        bounds["high_closed"] != 0,
-        bounds["nan_ok"] != 0,
+        values.ravel(), first, last, bounds["low"], bounds["high"], bounds["nan_ok"] != 0
     )
 
 

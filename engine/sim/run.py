@@ -60,9 +60,21 @@ RANGES = (
     ("funding", -np.inf, np.inf, (False, False), True, "finite or NaN"),
 )
 SPOT_FUNDING = ("funding", 0.0, 0.0, (True, True), True, "0 or NaN for spot")
+
+
+def _ends(low: float, high: float, closed: tuple[bool, bool]) -> tuple[float, float]:
+    # the lowest and highest float in the range: an open end moves to the next float
+    # inside it, so that (0, 1) is [5e-324, 1 - 2**-53]
+    low, high = float(low), float(high)
+    return (
+        low if closed[0] else float(np.nextafter(low, np.inf)),
+        high if closed[1] else float(np.nextafter(high, -np.inf)),
+    )
+
+
 # the ranges as checked_run_nb takes them, funding's twice (the second for spot books)
 BOUNDS, SPOT_BOUNDS = (
-    np.array([(low, high, *closed, nan_ok) for _, low, high, closed, nan_ok, _ in ranges], range_dt)
+    np.array([(*_ends(*row[1:4]), row[4]) for row in ranges], range_dt)
     for ranges in (RANGES + RANGES[-1:], RANGES + (SPOT_FUNDING,))
 )
 
@@ -551,7 +563,7 @@ def _check_range(
 ) -> None:
     # raise on the first element outside (low, high), its ends included where closed,
     # NaN allowed where nan_ok; one compiled pass with no temporary arrays
-    k = first_outside_nb(array, float(low), float(high), *closed, nan_ok)
+    k = first_outside_nb(array, *_ends(low, high, closed), nan_ok)
     if k >= 0:
         bar, asset = np.unravel_index(k, array.shape)
         _raise_at(name, array, bar, asset, expected)
