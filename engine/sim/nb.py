@@ -824,7 +824,9 @@ def run_nb(
     ``QUIET_BLOCK`` bars at a time, in vectorisable passes over the block's
     inputs, with the closes marked as ``mark_nb`` marks them (the same
     additions in the same order); a block that may hold a busy bar is checked
-    bar by bar, and its first busy bar runs every phase. The quiet path
+    bar by bar (when only a decision can make one busy, from the first bar
+    with both a target and a mode but ``Mode.WAIT``), and its first busy bar
+    runs every phase. The quiet path
     prefetches the prices and the per-bar decision inputs ``CHECK_CHUNK``
     values ahead, for the checks of ``checked_run_nb``.
 
@@ -936,11 +938,12 @@ def run_nb(
                 set_target = False
                 for k in range(np.uint64(first), np.uint64(last)):
                     set_target |= target_flat[k] == target_flat[k]
-                may_act = False
+                deciding = False
                 if set_target:
                     first, last = rows_nb(mode.shape[0], mode.shape[1], t, block_end)
                     for k in range(np.uint64(first), np.uint64(last)):
-                        may_act |= mode_flat[k] != Mode.WAIT
+                        deciding |= mode_flat[k] != Mode.WAIT
+                may_act = False
                 if set_stops:
                     first, last = rows_nb(stop_loss.shape[0], stop_loss.shape[1], t, block_end)
                     for k in range(np.uint64(first), np.uint64(last)):
@@ -970,13 +973,32 @@ def run_nb(
                         short |= (block_gross[k] > 0.0) & (
                             block_values[k] < maintenance * block_gross[k]
                         )
-                if not (may_act or short):
+                if not (deciding or may_act or short):
                     t = block_end
                     set_stops = stops_vary
                     continue
                 # a block that may hold a busy bar, bar by bar; the first busy bar is
                 # left for the full path below
-                for k in range(block_end - t):
+                block_start = t
+                if not (may_act or short):
+                    # only a decision can make a bar busy, and none comes before the
+                    # first bar with a target and the first with a mode but WAIT
+                    first, last = rows_nb(target.shape[0], target.shape[1], t, block_end)
+                    k = first
+                    while k < last and target_flat[k] != target_flat[k]:
+                        k += 1
+                    deciding_from = t if target.shape[0] == 1 else k // target.shape[1]
+                    first, last = rows_nb(mode.shape[0], mode.shape[1], t, block_end)
+                    k = first
+                    while k < last and mode_flat[k] == Mode.WAIT:
+                        k += 1
+                    if mode.shape[0] > 1:
+                        deciding_from = max(deciding_from, k // mode.shape[1])
+                    if deciding_from > t:
+                        t = deciding_from
+                        set_stops = stops_vary
+                while t < block_end:
+                    k = t - block_start
                     busy = (
                         short
                         and block_gross[k] > 0.0
