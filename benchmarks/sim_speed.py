@@ -282,6 +282,7 @@ def workload_a() -> tuple[float, float, float]:
             changes[0] = (-1, 10_000.0, 0.0)
             held[0] = 0.0
             reached, n_fills, _, n_changes = run_nb(
+                candles["timestamps"],
                 account,
                 assets,
                 records,

@@ -781,6 +781,7 @@ def due_phases_nb(assets):
 
 @njit(cache=True)
 def run_nb(
+    times,
     account,
     assets,
     config,
@@ -826,12 +827,15 @@ def run_nb(
     additions in the same order); a block that may hold a busy bar is checked
     bar by bar (when only a decision can make one busy, from the first bar
     with both a target and a mode but ``Mode.WAIT``), and its first busy bar
-    runs every phase. The quiet path
-    prefetches the prices and the per-bar decision inputs ``CHECK_CHUNK``
-    values ahead, for the checks of ``checked_run_nb``.
+    runs every phase. The quiet path prefetches the timestamps, the prices
+    and the per-bar decision inputs a chunk of ``CHECK_CHUNK`` values ahead,
+    for the checks of ``checked_run_nb``.
 
     Parameters
     ----------
+    times : ndarray
+        Bar open times, shape (T,). The rules read none of them; the quiet
+        path prefetches them, like the other inputs, for ``checked_run_nb``.
     account, assets : structured ndarray
         State, one ``account_dt`` record and one ``asset_dt`` record per asset.
     config, markets : structured ndarray
@@ -895,6 +899,7 @@ def run_nb(
     funding_flat = funding.ravel()
     maintenance = cfg["maintenance_margin"]
     opens, highs, lows, closes = open_.ravel(), high.ravel(), low.ravel(), close.ravel()
+    chunk_rows = max(CHECK_CHUNK // n_assets, 1)
     target_full = target.shape[0] > 1 and target.shape[1] == n_assets
     mode_full = mode.shape[0] > 1 and mode.shape[1] == n_assets
     block_values = np.empty(QUIET_BLOCK)
@@ -920,8 +925,8 @@ def run_nb(
             set_stops = stops_vary or t == start
             while t < stop:
                 block_end = min(t + QUIET_BLOCK, stop)
-                # about once a cache line, CHECK_CHUNK values ahead: the inputs that
-                # checked_run_nb checks next, fetched while this loop computes
+                # about once a cache line, a chunk of CHECK_CHUNK values ahead: the
+                # inputs checked_run_nb checks next, fetched while this loop computes
                 ahead = min(block_end * n_assets + CHECK_CHUNK, opens.size)
                 for k in range(t * n_assets + CHECK_CHUNK, ahead, CACHE_LINE_VALUES):
                     prefetch_nb(opens, k)
@@ -932,6 +937,9 @@ def run_nb(
                         prefetch_nb(target_flat, k)
                     if mode_full:
                         prefetch_nb(mode_flat, k)
+                ahead = min(block_end + chunk_rows, times.size)
+                for k in range(t + chunk_rows, ahead, CACHE_LINE_VALUES):
+                    prefetch_nb(times, k)
                 # whole-block passes first, vectorisable: unsigned indices, so that no
                 # wraparound check keeps a loop from vectorising
                 first, last = rows_nb(target.shape[0], target.shape[1], t, block_end)
@@ -1388,6 +1396,7 @@ def checked_run_nb(
         if not valid:
             return False, t, n_fills, n_rejects, n_changes
         reached, n_fills, n_rejects, n_changes = run_nb(
+            times,
             account,
             assets,
             config,
