@@ -869,9 +869,9 @@ def run_nb(
     -----------
     Inputs were validated: prices positive and finite with low <= open, close
     <= high; targets finite or NaN; risk in [0, 1]; modes valid. The loop
-    stops early, before a bar,
-    when the fill or reject buffer has no room for ``MAX_EVENTS_PER_ASSET``
-    records per asset, or the change buffer for one record.
+    stops early, before a bar, when the fill or reject buffer has no room for
+    ``MAX_EVENTS_PER_ASSET`` records per asset, or the change buffer for one
+    record.
     """
     acc = account[0]
     cfg = config[0]
@@ -1351,8 +1351,9 @@ def checked_run_nb(
     Each chunk of about ``CHECK_CHUNK`` bar-asset values is checked (timestamps
     strictly increasing, the prices by the rules of ``price_violation_nb``,
     each decision input inside its range) and then run by ``run_nb`` while its
-    inputs are still in cache, so that every input is read from memory once.
-    A chunk that breaks a rule is not run.
+    inputs are still in cache; ``run_nb`` prefetches the next chunk's inputs
+    as it runs, so the checks overlap the loop's work instead of waiting on
+    memory in passes of their own. A chunk that breaks a rule is not run.
 
     Parameters
     ----------
@@ -1360,8 +1361,8 @@ def checked_run_nb(
         Bar open times, int64, shape (T,).
     bounds : structured ndarray
         ``range_dt`` records: the ranges of ``target``, ``mode``, ``risk``,
-        ``offset``, ``stop_loss``, ``take_profit`` and ``funding``, and a
-        second range of ``funding`` (that of spot books).
+        ``offset``, ``stop_loss``, ``take_profit`` and ``funding``, then
+        ``funding``'s again (narrower for a spot book).
     Others
         As for ``run_nb``.
 
