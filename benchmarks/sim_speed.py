@@ -271,7 +271,7 @@ def workload_a() -> tuple[float, float, float]:
         # run_nb with its inputs prebuilt: 2-D views, scalars as one-element arrays; record
         # buffers with room for every bar's records, which, like vectorbt's, take memory only
         # where written; the first change is the book before the first bar
-        mode = mode.astype(np.int8).reshape(-1, 1)
+        mode = mode.reshape(-1, 1)
 
         def call():
             account, assets = new_state(1, 10_000.0)
@@ -282,6 +282,7 @@ def workload_a() -> tuple[float, float, float]:
             changes[0] = (-1, 10_000.0, 0.0)
             held[0] = 0.0
             reached, n_fills, _, n_changes = run_nb(
+                candles["timestamps"],
                 account,
                 assets,
                 records,

@@ -180,3 +180,13 @@ ledger_dt = np.dtype(
     align=True,
 )
 """Costs of one bar, all assets together."""
+
+range_dt = np.dtype(
+    [
+        ("low", np.float64),  # the lowest value in the range
+        ("high", np.float64),  # the highest value in the range
+        ("nan_ok", np.int8),  # 1: NaN is in the range
+    ],
+    align=True,
+)
+"""The range an input's values must lie in: one record per input checked."""

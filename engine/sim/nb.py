@@ -1,9 +1,10 @@
 """Numba kernels of the event loop: ``run_nb`` advances a book over a range of bars.
 
 ``run_nb`` is the one place the rules below live. A backtest runs it over all
-bars; a paper session continues it from the saved book one closed bar at a
-time (``engine.sim.simulate(..., state=...)``), and the parity tests check
-that the two agree bit for bit.
+bars (through ``checked_run_nb``, which checks each chunk of inputs first); a
+paper session continues it from the saved book one closed bar at a time
+(``engine.sim.simulate(..., state=...)``), and the parity tests check that
+the two agree bit for bit.
 
 The book holds N assets and one cash balance in the quote currency (USDT) shared
 by all of them, as with USDT-margined perpetuals under cross margin. ``cash``
@@ -140,24 +141,27 @@ TOL = 1e-9  # relative size below which an order is taken as nothing
 MAX_EVENTS_PER_ASSET = 3  # records one asset can add in one bar
 QUIET_BLOCK = 16  # bars the quiet loop checks at once
 CACHE_LINE_VALUES = 8  # float64 values in a 64-byte cache line
+CHECK_CHUNK = 1 << 12  # bar-asset values checked, then run while still in cache
 
 
-def prefetch_nb(values, row, col):
-    """Ask the CPU to bring ``values[row, col]`` into cache, without waiting for it.
+def prefetch_nb(values, index):
+    """Ask the CPU to bring ``values[index]`` into cache, without waiting for it.
 
-    Quiet bars read only the closes, so a fill after a long quiet stretch would
-    wait on main memory for the open, high and low it needs; prefetching them
-    a few bars ahead hides that wait. It changes no value, and in pure Python
-    (``NUMBA_DISABLE_JIT=1``) it does nothing.
+    The quiet path of ``run_nb`` computes little per bar, so the memory system
+    is idle while it runs; prefetching the inputs a chunk ahead lets the checks
+    of ``checked_run_nb`` read them from cache instead of waiting on memory.
+    It changes no value, and in pure Python (``NUMBA_DISABLE_JIT=1``) it does
+    nothing.
 
     Assumptions
     -----------
-    ``values`` is a 2-D array and ``row``, ``col`` an index inside it.
+    ``values`` is a 1-D array. An ``index`` past its end fetches nothing
+    useful but is harmless: a prefetch never faults.
     """
 
 
 @intrinsic
-def llvm_prefetch(typingctx, values, row, col):
+def llvm_prefetch(typingctx, values, index):
     """Compile ``prefetch_nb`` to LLVM's prefetch instruction for a read kept in every cache."""
 
     def codegen(context, builder, signature, args):
@@ -174,13 +178,13 @@ def llvm_prefetch(typingctx, values, row, col):
         )
         return context.get_dummy_value()
 
-    return types.void(values, row, col), codegen
+    return types.void(values, index), codegen
 
 
 @overload(prefetch_nb)
-def prefetch_nb_compiled(values, row, col):
+def prefetch_nb_compiled(values, index):
     """Route ``prefetch_nb`` in compiled code to ``llvm_prefetch``."""
-    return lambda values, row, col: llvm_prefetch(values, row, col)
+    return lambda values, index: llvm_prefetch(values, index)
 
 
 @njit(cache=True)
@@ -748,144 +752,9 @@ def rows_nb(n_rows, n_cols, t, stop):
 
 
 @njit(cache=True, inline="always")
-def quiet_bars_nb(
-    account,
-    assets,
-    config,
-    open_,
-    high,
-    low,
-    close,
-    funding,
-    target,
-    mode,
-    stop_loss,
-    take_profit,
-    t,
-    stop,
-    set_stops,
-    stops_vary,
-    funding_due,
-    target_flat,
-    mode_flat,
-    stop_loss_flat,
-    take_profit_flat,
-    funding_flat,
-    values,
-    gross,
-):
-    """Run the bars from ``t`` on in which nothing can happen but the mark; return the next bar.
-
-    A bar is quiet when no funding settles on a position, no decision is made
-    (every target NaN or every mode ``Mode.WAIT``, both encodings of no
-    decision), no stop distance is set at its close and the book is not
-    liquidated at its close. Quiet bars change neither cash nor positions, so
-    they run here without the phases of ``run_nb`` and record nothing; the
-    account's equity is marked at the last of them.
-
-    Bars are checked a block of ``QUIET_BLOCK`` at a time, in vectorisable
-    passes over the block's inputs: a block with no set target or no mode but
-    ``Mode.WAIT``, no stop distance set, no funding rate while a position is
-    held and no close short of margin is quiet throughout. The closes are
-    marked as ``mark_nb`` marks them, the same additions in the same order,
-    bar by bar in the inner loop. Any other block is checked bar by bar, and
-    the first bar that is not quiet is left for ``run_nb``.
-
-    Assumptions
-    -----------
-    No asset has a pending order or a stop distance. ``set_stops`` tells
-    whether bar ``t`` sets stop distances and ``stops_vary`` whether later
-    bars do (the stop inputs have a row per bar); ``funding_due`` whether
-    funding may settle at all. The ``_flat`` arguments are flat views of
-    ``target``, ``mode``, ``stop_loss``, ``take_profit`` and ``funding``, made
-    once per run, and ``values`` and ``gross`` are scratch arrays of
-    ``QUIET_BLOCK`` values. Other arguments are those of ``run_nb``.
-    """
-    acc = account[0]
-    cfg = config[0]
-    n_assets = assets.shape[0]
-    held = False
-    for i in range(n_assets):
-        held |= assets[i]["position"] != 0.0
-    liquidable = held and cfg["spot"] == 0
-    settling = funding_due and held
-    maintenance = cfg["maintenance_margin"]
-    cash_now = acc["cash"]
-    began = t
-    line_rows = max(CACHE_LINE_VALUES // n_assets, 1)
-    # The loops index the inputs directly: an array handed to a helper, or a view
-    # made, is reference-counted on every block, which costs more than the block.
-    # Indices are unsigned so that no wraparound check keeps a loop from vectorising.
-    while t < stop:
-        block_end = min(t + QUIET_BLOCK, stop)
-        # about once a cache line, a block ahead, so that the fill that ends a stretch
-        # does not wait on main memory for the open, high and low it needs
-        for row in range(block_end, min(block_end + QUIET_BLOCK, stop), line_rows):
-            for i in range(0, n_assets, CACHE_LINE_VALUES):
-                prefetch_nb(open_, row, i)
-                prefetch_nb(high, row, i)
-                prefetch_nb(low, row, i)
-        first, last = rows_nb(target.shape[0], target.shape[1], t, block_end)
-        set_target = False
-        for k in range(np.uint64(first), np.uint64(last)):
-            set_target |= target_flat[k] == target_flat[k]
-        may_act = False
-        if set_target:
-            first, last = rows_nb(mode.shape[0], mode.shape[1], t, block_end)
-            for k in range(np.uint64(first), np.uint64(last)):
-                may_act |= mode_flat[k] != Mode.WAIT
-        if set_stops:
-            first, last = rows_nb(stop_loss.shape[0], stop_loss.shape[1], t, block_end)
-            for k in range(np.uint64(first), np.uint64(last)):
-                may_act |= stop_loss_flat[k] == stop_loss_flat[k]
-            first, last = rows_nb(take_profit.shape[0], take_profit.shape[1], t, block_end)
-            for k in range(np.uint64(first), np.uint64(last)):
-                may_act |= take_profit_flat[k] == take_profit_flat[k]
-        if settling:
-            first, last = rows_nb(funding.shape[0], funding.shape[1], t, block_end)
-            for k in range(np.uint64(first), np.uint64(last)):
-                may_act |= (funding_flat[k] == funding_flat[k]) & (funding_flat[k] != 0.0)
-        short = False
-        if liquidable:
-            n = block_end - t
-            for k in range(n):
-                values[k] = cash_now
-                gross[k] = 0.0
-            for i in range(n_assets):
-                pos = assets[i]["position"]
-                size = abs(pos)
-                for k in range(n):
-                    values[k] += pos * close[np.uint64(t + k), i]
-                    gross[k] += size * close[np.uint64(t + k), i]
-            for k in range(n):
-                short |= (gross[k] > 0.0) & (values[k] < maintenance * gross[k])
-        if not (may_act or short):
-            t = block_end
-            set_stops = stops_vary
-            continue
-        for k in range(block_end - t):
-            busy = short and gross[k] > 0.0 and values[k] < maintenance * gross[k]
-            if set_stops:
-                for i in range(n_assets):
-                    sl = flex_nb(stop_loss, t, i)
-                    tp = flex_nb(take_profit, t, i)
-                    busy |= (sl == sl) | (tp == tp)
-            for i in range(n_assets):
-                frac = flex_nb(target, t, i)
-                busy |= (frac == frac) & (flex_nb(mode, t, i) != Mode.WAIT)
-            if settling:
-                for i in range(n_assets):
-                    busy |= settles_nb(assets[i]["position"], flex_nb(funding, t, i))
-            if busy:
-                break
-            set_stops = stops_vary
-            t += 1
-        if t < block_end:
-            break
-    if t > began:
-        acc["equity"] = mark_nb(cash_now, assets, close, t - 1)[0]
-    acc["bar"] += t - began
-    return t
+def decides_nb(frac, decided):
+    """Return whether a bar's ``target`` and ``mode`` make a decision: a target, mode not WAIT."""
+    return (frac == frac) & (decided != Mode.WAIT)
 
 
 @njit(cache=True, inline="always")
@@ -912,6 +781,7 @@ def due_phases_nb(assets):
 
 @njit(cache=True)
 def run_nb(
+    times,
     account,
     assets,
     config,
@@ -942,12 +812,30 @@ def run_nb(
     Each bar runs funding, market fills, stops, limit fills, the mark at the
     close, the liquidation check and the new decisions, in that order (see the
     module docstring) and moves ``account[0]["bar"]`` on by one. A phase runs
-    only when some asset has work in it, and stretches of bars in which
-    nothing but the mark can happen run through ``quiet_bars_nb``. This loop
-    is the one place the rules of a bar live.
+    only when some asset has work in it. This loop is the one place the rules
+    of a bar live.
+
+    While no asset has an order or a stop distance, the loop runs quiet bars
+    on a short path. A bar is quiet when no funding settles on a position, no
+    decision is made (every target NaN or every mode ``Mode.WAIT``, both
+    encodings of no decision), no stop distance is set at its close and the
+    book is not liquidated at its close. Quiet bars change neither cash nor
+    positions, so they skip the phases and record nothing; the account's
+    equity is marked at the last of them. They are checked a block of
+    ``QUIET_BLOCK`` bars at a time, in vectorisable passes over the block's
+    inputs, with the closes marked as ``mark_nb`` marks them (the same
+    additions in the same order); a block that may hold a busy bar is checked
+    bar by bar (when only a decision can make one busy, from the first bar
+    with both a target and a mode but ``Mode.WAIT``), and its first busy bar
+    runs every phase. The quiet path prefetches the timestamps, the prices
+    and the per-bar decision inputs a chunk of ``CHECK_CHUNK`` values ahead,
+    for the checks of ``checked_run_nb``.
 
     Parameters
     ----------
+    times : ndarray
+        Bar open times, shape (T,). The rules read none of them; the quiet
+        path prefetches them, like the other inputs, for ``checked_run_nb``.
     account, assets : structured ndarray
         State, one ``account_dt`` record and one ``asset_dt`` record per asset.
     config, markets : structured ndarray
@@ -980,9 +868,10 @@ def run_nb(
     Assumptions
     -----------
     Inputs were validated: prices positive and finite with low <= open, close
-    <= high; risk in [0, 1]; modes valid. The loop stops early, before a bar,
-    when the fill or reject buffer has no room for ``MAX_EVENTS_PER_ASSET``
-    records per asset, or the change buffer for one record.
+    <= high; targets finite or NaN; risk in [0, 1]; modes valid. The loop
+    stops early, before a bar, when the fill or reject buffer has no room for
+    ``MAX_EVENTS_PER_ASSET`` records per asset, or the change buffer for one
+    record.
     """
     acc = account[0]
     cfg = config[0]
@@ -1008,6 +897,11 @@ def run_nb(
     stop_loss_flat = stop_loss.ravel()
     take_profit_flat = take_profit.ravel()
     funding_flat = funding.ravel()
+    maintenance = cfg["maintenance_margin"]
+    opens, highs, lows, closes = open_.ravel(), high.ravel(), low.ravel(), close.ravel()
+    chunk_rows = max(CHECK_CHUNK // n_assets, 1)
+    target_full = target.shape[0] > 1 and target.shape[1] == n_assets
+    mode_full = mode.shape[0] > 1 and mode.shape[1] == n_assets
     block_values = np.empty(QUIET_BLOCK)
     block_gross = np.empty(QUIET_BLOCK)
     t = start
@@ -1018,32 +912,127 @@ def run_nb(
         and n_changes < changes.shape[0]
     ):
         if not (market_due or limit_due or stops_due):
-            t = quiet_bars_nb(
-                account,
-                assets,
-                config,
-                open_,
-                high,
-                low,
-                close,
-                funding,
-                target,
-                mode,
-                stop_loss,
-                take_profit,
-                t,
-                stop,
-                stops_vary or t == start,
-                stops_vary,
-                funding_due,
-                target_flat,
-                mode_flat,
-                stop_loss_flat,
-                take_profit_flat,
-                funding_flat,
-                block_values,
-                block_gross,
-            )
+            # quiet bars: no order and no stop is due, so a bar in which no funding
+            # settles on a position, no decision is made, no stop distance is set and
+            # the book is not liquidated changes neither cash nor positions
+            held_any = False
+            for i in range(n_assets):
+                held_any |= assets[i]["position"] != 0.0
+            liquidable = held_any and not spot
+            settling = funding_due and held_any
+            cash_now = acc["cash"]
+            began = t
+            set_stops = stops_vary or t == start
+            while t < stop:
+                block_end = min(t + QUIET_BLOCK, stop)
+                # about once a cache line, a chunk of CHECK_CHUNK values ahead: the
+                # inputs checked_run_nb checks next, fetched while this loop computes
+                ahead = min(block_end * n_assets + CHECK_CHUNK, opens.size)
+                for k in range(t * n_assets + CHECK_CHUNK, ahead, CACHE_LINE_VALUES):
+                    prefetch_nb(opens, k)
+                    prefetch_nb(highs, k)
+                    prefetch_nb(lows, k)
+                    prefetch_nb(closes, k)
+                    if target_full:
+                        prefetch_nb(target_flat, k)
+                    if mode_full:
+                        prefetch_nb(mode_flat, k)
+                ahead = min(block_end + chunk_rows, times.size)
+                for k in range(t + chunk_rows, ahead, CACHE_LINE_VALUES):
+                    prefetch_nb(times, k)
+                # whole-block passes first, vectorisable: unsigned indices, so that no
+                # wraparound check keeps a loop from vectorising
+                first, last = rows_nb(target.shape[0], target.shape[1], t, block_end)
+                set_target = False
+                for k in range(np.uint64(first), np.uint64(last)):
+                    set_target |= target_flat[k] == target_flat[k]
+                deciding = False
+                if set_target:
+                    first, last = rows_nb(mode.shape[0], mode.shape[1], t, block_end)
+                    for k in range(np.uint64(first), np.uint64(last)):
+                        deciding |= mode_flat[k] != Mode.WAIT
+                may_act = False
+                if set_stops:
+                    first, last = rows_nb(stop_loss.shape[0], stop_loss.shape[1], t, block_end)
+                    for k in range(np.uint64(first), np.uint64(last)):
+                        may_act |= stop_loss_flat[k] == stop_loss_flat[k]
+                    first, last = rows_nb(take_profit.shape[0], take_profit.shape[1], t, block_end)
+                    for k in range(np.uint64(first), np.uint64(last)):
+                        may_act |= take_profit_flat[k] == take_profit_flat[k]
+                if settling:
+                    first, last = rows_nb(funding.shape[0], funding.shape[1], t, block_end)
+                    for k in range(np.uint64(first), np.uint64(last)):
+                        may_act |= (funding_flat[k] == funding_flat[k]) & (funding_flat[k] != 0.0)
+                short = False
+                if liquidable:
+                    # the closes marked as mark_nb marks them, the same additions in the
+                    # same order
+                    n = block_end - t
+                    for k in range(n):
+                        block_values[k] = cash_now
+                        block_gross[k] = 0.0
+                    for i in range(n_assets):
+                        pos = assets[i]["position"]
+                        size = abs(pos)
+                        for k in range(n):
+                            block_values[k] += pos * close[np.uint64(t + k), i]
+                            block_gross[k] += size * close[np.uint64(t + k), i]
+                    for k in range(n):
+                        short |= (block_gross[k] > 0.0) & (
+                            block_values[k] < maintenance * block_gross[k]
+                        )
+                if not (deciding or may_act or short):
+                    t = block_end
+                    set_stops = stops_vary
+                    continue
+                # a block that may hold a busy bar, bar by bar; the first busy bar is
+                # left for the full path below
+                block_start = t
+                if not (may_act or short):
+                    # only a decision can make a bar busy, and none comes before the
+                    # first bar with a target and the first with a mode but WAIT
+                    first, last = rows_nb(target.shape[0], target.shape[1], t, block_end)
+                    k = first
+                    while k < last and target_flat[k] != target_flat[k]:
+                        k += 1
+                    deciding_from = t if target.shape[0] == 1 else k // target.shape[1]
+                    first, last = rows_nb(mode.shape[0], mode.shape[1], t, block_end)
+                    k = first
+                    while k < last and mode_flat[k] == Mode.WAIT:
+                        k += 1
+                    if mode.shape[0] > 1:
+                        deciding_from = max(deciding_from, k // mode.shape[1])
+                    if deciding_from > t:
+                        t = deciding_from
+                        set_stops = stops_vary
+                while t < block_end:
+                    k = t - block_start
+                    busy = (
+                        short
+                        and block_gross[k] > 0.0
+                        and (block_values[k] < maintenance * block_gross[k])
+                    )
+                    for i in range(n_assets):
+                        if set_stops:
+                            sl = stop_loss[t * sl_row, i * sl_col]
+                            tp = take_profit[t * tp_row, i * tp_col]
+                            busy |= (sl == sl) | (tp == tp)
+                        busy |= decides_nb(
+                            target[t * target_row, i * target_col], mode[t * mode_row, i * mode_col]
+                        )
+                        if settling:
+                            busy |= settles_nb(
+                                assets[i]["position"], funding[t * funding_row, i * funding_col]
+                            )
+                    if busy:
+                        break
+                    set_stops = stops_vary
+                    t += 1
+                if t < block_end:
+                    break
+            if t > began:
+                acc["equity"] = mark_nb(cash_now, assets, close, t - 1)[0]
+            acc["bar"] += t - began
             if t == stop:
                 break
         paid = 0.0
@@ -1128,12 +1117,10 @@ def run_nb(
                 asset["stop_loss"] = stop_loss[t * sl_row, i * sl_col]
                 asset["take_profit"] = take_profit[t * tp_row, i * tp_col]
             frac = target[t * target_row, i * target_col]
-            if frac != frac:
+            decided = mode[t * mode_row, i * mode_col]
+            if not decides_nb(frac, decided):
                 continue
             frac *= risk[t * risk_row, i * risk_col]
-            decided = mode[t * mode_row, i * mode_col]
-            if decided == Mode.WAIT or frac != frac:
-                continue
             asset["pending"] = Pending.NONE
             if decided == Mode.MARKET:
                 asset["pending"] = Pending.MARKET
@@ -1186,6 +1173,28 @@ def book_columns_nb(changes, held, start, close, book, equity, cash, position):
                 position[t, i] = book[i]["position"]
 
 
+@njit(cache=True, inline="always")
+def prices_valid_nb(opens, highs, lows, closes, first, last):
+    """Return whether the flat prices ``first`` to ``last - 1`` all follow the rules of a bar.
+
+    One vectorisable pass: ``0 < low <= open, close <= high < inf`` holds for
+    valid prices and fails for any NaN.
+    """
+    broken = 0
+    for k in range(np.uint64(first), np.uint64(last)):
+        lowest = lows[k]
+        highest = highs[k]
+        broken += not (
+            (lowest > 0.0)
+            & (lowest <= opens[k])
+            & (lowest <= closes[k])
+            & (opens[k] <= highest)
+            & (closes[k] <= highest)
+            & (highest < np.inf)
+        )
+    return broken == 0
+
+
 @njit(cache=True)
 def price_violation_nb(open_, high, low, close):
     """Return the first price that breaks the rules of a bar.
@@ -1200,23 +1209,8 @@ def price_violation_nb(open_, high, low, close):
     The four arrays have the same 2-D shape and are C-contiguous.
     """
     n_bars, n_assets = open_.shape
-    # one vectorisable pass over the flat arrays: 0 < low <= open, close <= high < inf
-    # holds for valid prices, and fails for any NaN; the passes below run only to find
-    # the culprit
-    opens, highs, lows, closes = open_.ravel(), high.ravel(), low.ravel(), close.ravel()
-    valid = True
-    for k in range(opens.size):
-        lowest = lows[k]
-        highest = highs[k]
-        valid &= (
-            (lowest > 0.0)
-            & (lowest <= opens[k])
-            & (lowest <= closes[k])
-            & (opens[k] <= highest)
-            & (closes[k] <= highest)
-            & (highest < np.inf)
-        )
-    if valid:
+    # the passes below run only to find the culprit
+    if prices_valid_nb(open_.ravel(), high.ravel(), low.ravel(), close.ravel(), 0, open_.size):
         return 0, 0, 0, 0
     columns = (open_, high, low, close)
     for k in range(4):
@@ -1237,36 +1231,58 @@ def price_violation_nb(open_, high, low, close):
 
 
 @njit(cache=True, inline="always")
-def inside_nb(value, low, high, low_closed, high_closed, nan_ok):
-    """Return whether ``value`` lies in the range of ``first_outside_nb``, without branches."""
-    above = (value > low) | (low_closed & (value == low))
-    below = (value < high) | (high_closed & (value == high))
-    return (above & below) | (nan_ok & (value != value))
+def inside_nb(value, low, high, nan_ok):
+    """Return whether ``value`` lies in ``[low, high]``, or is NaN where ``nan_ok``."""
+    return ((value >= low) & (value <= high)) | (nan_ok & (value != value))
+
+
+@njit(cache=True, inline="always")
+def all_inside_nb(flat, first, last, low, high, nan_ok):
+    """Return whether every one of ``flat[first:last]`` is ``inside_nb``.
+
+    One vectorisable pass that counts the values outside (a count vectorises
+    better than a running boolean), with the NaN rule chosen outside the loop:
+    a NaN fails every comparison.
+    """
+    outside = 0
+    if nan_ok:
+        for k in range(np.uint64(first), np.uint64(last)):
+            outside += (flat[k] < low) | (flat[k] > high)
+    else:
+        for k in range(np.uint64(first), np.uint64(last)):
+            outside += not ((flat[k] >= low) & (flat[k] <= high))
+    return outside == 0
 
 
 @njit(cache=True)
-def first_outside_nb(values, low, high, low_closed, high_closed, nan_ok):
-    """Return the flat index of the first value outside a range, or -1 when every one is in it.
-
-    A value is in the range when ``low < value < high``, or equal to ``low``
-    (``high``) when ``low_closed`` (``high_closed``); NaN is in it only when
-    ``nan_ok``.
+def first_outside_nb(values, low, high, nan_ok):
+    """Return the flat index of the first value not ``inside_nb``, or -1 when every one is.
 
     Assumptions
     -----------
-    ``values`` is C-contiguous.
+    ``values`` is C-contiguous; ``low`` and ``high`` are in the range (an
+    open end is given as the next float inside it).
     """
     flat = values.ravel()
-    # one vectorisable pass; the second runs only to find the culprit
-    valid = True
-    for k in range(flat.size):
-        valid &= inside_nb(flat[k], low, high, low_closed, high_closed, nan_ok)
-    if valid:
+    # the second pass runs only to find the culprit
+    if all_inside_nb(flat, 0, flat.size, low, high, nan_ok):
         return -1
     for k in range(flat.size):
-        if not inside_nb(flat[k], low, high, low_closed, high_closed, nan_ok):
+        if not inside_nb(flat[k], low, high, nan_ok):
             return k
     return -1
+
+
+@njit(cache=True, inline="always")
+def increasing_nb(values, first, last):
+    """Return whether each of ``values[first:last]`` is above the one before it.
+
+    One vectorisable pass.
+    """
+    increasing = True
+    for k in range(np.uint64(max(first, 1)), np.uint64(last)):
+        increasing &= values[k] > values[k - np.uint64(1)]
+    return increasing
 
 
 @njit(cache=True)
@@ -1277,12 +1293,137 @@ def first_not_increasing_nb(values):
     -----------
     ``values`` is 1-D.
     """
-    increasing = True
-    for k in range(1, values.size):
-        increasing &= values[k] > values[k - 1]
-    if increasing:
+    # the second pass runs only to find the culprit
+    if increasing_nb(values, 0, values.size):
         return -1
     for k in range(1, values.size):
         if values[k] <= values[k - 1]:
             return k
     return -1
+
+
+@njit(cache=True, inline="always")
+def inputs_inside_nb(values, t, stop, bounds):
+    """Return whether a decision input's values of bars ``t`` to ``stop - 1`` lie in ``bounds``.
+
+    Assumptions
+    -----------
+    ``values`` is a C-contiguous input of ``run_nb`` (1 or T rows) and
+    ``bounds`` a ``range_dt`` record.
+    """
+    first, last = rows_nb(values.shape[0], values.shape[1], t, stop)
+    return all_inside_nb(
+        values.ravel(), first, last, bounds["low"], bounds["high"], bounds["nan_ok"] != 0
+    )
+
+
+@njit(cache=True)
+def checked_run_nb(
+    times,
+    bounds,
+    account,
+    assets,
+    config,
+    markets,
+    open_,
+    high,
+    low,
+    close,
+    funding,
+    target,
+    mode,
+    risk,
+    offset,
+    stop_loss,
+    take_profit,
+    start,
+    stop,
+    fills,
+    n_fills,
+    rejects,
+    n_rejects,
+    changes,
+    held,
+    n_changes,
+):
+    """Check the inputs of bars ``start`` to ``stop - 1`` and run them, a chunk at a time.
+
+    Each chunk of about ``CHECK_CHUNK`` bar-asset values is checked (timestamps
+    strictly increasing, the prices by the rules of ``price_violation_nb``,
+    each decision input inside its range) and then run by ``run_nb`` while its
+    inputs are still in cache; ``run_nb`` prefetches the next chunk's inputs
+    as it runs, so the checks overlap the loop's work instead of waiting on
+    memory in passes of their own. A chunk that breaks a rule is not run.
+
+    Parameters
+    ----------
+    times : ndarray
+        Bar open times, int64, shape (T,).
+    bounds : structured ndarray
+        ``range_dt`` records: the ranges of ``target``, ``mode``, ``risk``,
+        ``offset``, ``stop_loss``, ``take_profit`` and ``funding``, then
+        ``funding``'s again (narrower for a spot book).
+    Others
+        As for ``run_nb``.
+
+    Returns
+    -------
+    valid : bool
+        False when the chunk from bar ``t`` breaks a rule.
+    t, n_fills, n_rejects, n_changes : int
+        As ``run_nb`` returns them.
+
+    Assumptions
+    -----------
+    Shapes and dtypes were checked: prices (T, N), C-contiguous; the decision
+    inputs as ``run_nb`` takes them.
+    """
+    n_assets = open_.shape[1]
+    chunk = max(CHECK_CHUNK // n_assets, 1)
+    opens, highs, lows, closes = open_.ravel(), high.ravel(), low.ravel(), close.ravel()
+    t = start
+    while t < stop:
+        end = min(t + chunk, stop)
+        valid = increasing_nb(times, t, end)
+        valid &= prices_valid_nb(opens, highs, lows, closes, t * n_assets, end * n_assets)
+        valid &= inputs_inside_nb(target, t, end, bounds[0])
+        valid &= inputs_inside_nb(mode, t, end, bounds[1])
+        valid &= inputs_inside_nb(risk, t, end, bounds[2])
+        valid &= inputs_inside_nb(offset, t, end, bounds[3])
+        valid &= inputs_inside_nb(stop_loss, t, end, bounds[4])
+        valid &= inputs_inside_nb(take_profit, t, end, bounds[5])
+        valid &= inputs_inside_nb(funding, t, end, bounds[6])
+        valid &= inputs_inside_nb(funding, t, end, bounds[7])
+        if not valid:
+            return False, t, n_fills, n_rejects, n_changes
+        reached, n_fills, n_rejects, n_changes = run_nb(
+            times,
+            account,
+            assets,
+            config,
+            markets,
+            open_,
+            high,
+            low,
+            close,
+            funding,
+            target,
+            mode,
+            risk,
+            offset,
+            stop_loss,
+            take_profit,
+            t,
+            end,
+            fills,
+            n_fills,
+            rejects,
+            n_rejects,
+            changes,
+            held,
+            n_changes,
+        )
+        if reached < end:
+            return True, reached, n_fills, n_rejects, n_changes
+        t = end
+    return True, t, n_fills, n_rejects, n_changes

@@ -1,11 +1,15 @@
 """The numpy-facing wrapper of the event loop: validate inputs, run the kernel.
 
-``simulate`` checks every input, resolves defaults, shapes scalars and (T,)
-arrays so that the kernels broadcast them without copies, then calls
-``engine.sim.nb.run_nb`` over all bars (again only when its record buffers
-fill up). The kernel records the book only where it changes; ``SimResult``
-turns that into per-bar columns when they are first read. The rules of the
-simulation are written in the docstring of ``engine.sim.nb``.
+``simulate`` checks the shapes and dtypes of every input, resolves defaults,
+shapes scalars and (T,) arrays so that the kernels broadcast them without
+copies, then calls ``engine.sim.nb.checked_run_nb`` over all bars (again only
+when its record buffers fill up), which checks the values a chunk at a time
+and runs each chunk with ``run_nb``. When a chunk breaks a rule, the checks
+run again input by input, in the order ``simulate`` lists them, to raise the
+error naming the first bad value. The kernel records the book only where it
+changes; ``SimResult`` turns that into per-bar columns when they are first
+read. The rules of the simulation are written in the docstring of
+``engine.sim.nb``.
 """
 
 from __future__ import annotations
@@ -29,18 +33,50 @@ from engine.sim.enums import (
     fill_dt,
     ledger_dt,
     market_dt,
+    range_dt,
     reject_dt,
 )
 from engine.sim.nb import (
     MAX_EVENTS_PER_ASSET,
     book_columns_nb,
+    checked_run_nb,
     first_not_increasing_nb,
     first_outside_nb,
     price_violation_nb,
-    run_nb,
 )
 
 SETTLEMENT_MS = 8 * 3_600_000  # funding settles at 00:00, 08:00 and 16:00 UTC
+BUFFER_BYTES = (1 << 22) - 1  # a record buffer's starting size at most: numpy's huge-page size
+MODES = ", ".join(f"{int(m)} ({m.name})" for m in Mode)
+# the range each decision input must lie in, in the order checked_run_nb takes them:
+# name, low, high, whether each end is in it, whether NaN is, and the error's wording
+RANGES = (
+    ("target", -np.inf, np.inf, (False, False), True, "finite or NaN"),
+    ("mode", min(Mode), max(Mode), (True, True), False, f"one of {MODES}"),
+    ("risk", 0.0, 1.0, (True, True), False, "in [0, 1]"),
+    ("limit_offset", 0.0, 1.0, (True, False), False, "in [0, 1)"),
+    ("stop_loss", 0.0, np.inf, (False, False), True, "> 0 and finite, or NaN"),
+    ("take_profit", 0.0, np.inf, (False, False), True, "> 0 and finite, or NaN"),
+    ("funding", -np.inf, np.inf, (False, False), True, "finite or NaN"),
+)
+SPOT_FUNDING = ("funding", 0.0, 0.0, (True, True), True, "0 or NaN for spot")
+
+
+def _ends(low: float, high: float, closed: tuple[bool, bool]) -> tuple[float, float]:
+    # the lowest and highest float in the range: an open end moves to the next float
+    # inside it, so that (0, 1) is [5e-324, 1 - 2**-53]
+    low, high = float(low), float(high)
+    return (
+        low if closed[0] else float(np.nextafter(low, np.inf)),
+        high if closed[1] else float(np.nextafter(high, -np.inf)),
+    )
+
+
+# the ranges as checked_run_nb takes them, funding's twice (the second for spot books)
+BOUNDS, SPOT_BOUNDS = (
+    np.array([(*_ends(*row[1:4]), row[4]) for row in ranges], range_dt)
+    for ranges in (RANGES + RANGES[-1:], RANGES + (SPOT_FUNDING,))
+)
 
 
 @dataclass(frozen=True)
@@ -340,7 +376,7 @@ def simulate(
     SimResult
     """
     config = SimConfig() if config is None else config
-    times = _timestamps("timestamps", timestamps)
+    times = _timestamp_array("timestamps", timestamps)
     n_bars = times.size
     prices = {}
     for name, values in (("open", open), ("high", high), ("low", low), ("close", close)):
@@ -348,39 +384,32 @@ def simulate(
     n_assets = prices["open"].shape[1]
     for name, values in prices.items():
         _check_shape(name, values, (n_bars, n_assets))
-    rule, column, bar, asset = price_violation_nb(*prices.values())
-    if rule:
-        name = tuple(prices)[column]
-        expected = {1: "finite and > 0", 2: "<= open and close", 3: ">= open and close"}[rule]
-        _raise_at(name, prices[name], bar, asset, expected)
-    target = _as_2d("target", target, n_bars, n_assets)
-    _check_range("target", target, -np.inf, np.inf, "finite or NaN", nan_ok=True)
-    mode = _as_2d("mode", _mode_codes(mode), n_bars, n_assets, np.int64)
-    modes = ", ".join(f"{int(m)} ({m.name})" for m in Mode)
-    _check_range("mode", mode, min(Mode), max(Mode), f"one of {modes}", closed=(True, True))
-    mode = mode.astype(np.int8)
-    risk = _as_2d("risk", risk, n_bars, n_assets)
-    _check_range("risk", risk, 0.0, 1.0, "in [0, 1]", closed=(True, True))
-    offset = _as_2d("limit_offset", limit_offset, n_bars, n_assets)
-    _check_range("limit_offset", offset, 0.0, 1.0, "in [0, 1)", closed=(True, False))
-    stops = {}
-    for name, values in (("stop_loss", stop_loss), ("take_profit", take_profit)):
-        stops[name] = _as_2d(name, values, n_bars, n_assets)
-        _check_range(name, stops[name], 0.0, np.inf, "> 0 and finite, or NaN", nan_ok=True)
-    funding = _as_2d("funding", funding, n_bars, n_assets)
-    _check_range("funding", funding, -np.inf, np.inf, "finite or NaN", nan_ok=True)
-    if config.spot:
-        _check_range("funding", funding, 0.0, 0.0, "0 or NaN for spot", (True, True), True)
+    inputs = {}
+    for name, values in (
+        ("target", target),
+        ("mode", _mode_codes(mode)),
+        ("risk", risk),
+        ("limit_offset", limit_offset),
+        ("stop_loss", stop_loss),
+        ("take_profit", take_profit),
+        ("funding", funding),
+    ):
+        dtype = np.int64 if name == "mode" else np.float64
+        inputs[name] = _as_2d(name, values, n_bars, n_assets, dtype)
     markets_array = market_records(markets, n_assets)
     if state is None:
         account, assets = new_state(n_assets, cash)
     else:
         account, assets = _copy_state(state, n_assets)
     extra = MAX_EVENTS_PER_ASSET * n_assets
-    fills = np.empty(1024 * extra, fill_dt)
-    rejects = np.empty(1024 * extra, reject_dt)
-    changes = np.empty(1024, change_dt)
-    held = np.empty((1024, n_assets))
+    # room for every record the bars can make, in buffers just under the size from
+    # which numpy asks for huge pages, so that memory is faulted in small pages and
+    # only where records are written; most runs need one kernel call
+    rows = min(n_bars + 1, max(BUFFER_BYTES // (extra * fill_dt.itemsize), 1))
+    fills = np.empty(rows * extra, fill_dt)
+    rejects = np.empty(rows * extra, reject_dt)
+    changes = np.empty(rows, change_dt)
+    held = np.empty((rows, n_assets))
     settings = config.to_record()
     start = int(account["bar"][0])
     # the first change is the book before the first bar
@@ -393,22 +422,21 @@ def simulate(
         rejects = _room(rejects, n_rejects, extra)
         changes = _room(changes, n_changes, 1)
         held = _room(held, n_changes, 1)
-        t, n_fills, n_rejects, n_changes = run_nb(
+        valid, t, n_fills, n_rejects, n_changes = checked_run_nb(
+            times,
+            SPOT_BOUNDS if config.spot else BOUNDS,
             account,
             assets,
             settings,
             markets_array,
-            prices["open"],
-            prices["high"],
-            prices["low"],
-            prices["close"],
-            funding,
-            target,
-            mode,
-            risk,
-            offset,
-            stops["stop_loss"],
-            stops["take_profit"],
+            *prices.values(),
+            inputs["funding"],
+            inputs["target"],
+            inputs["mode"],
+            inputs["risk"],
+            inputs["limit_offset"],
+            inputs["stop_loss"],
+            inputs["take_profit"],
             t,
             n_bars,
             fills,
@@ -419,14 +447,21 @@ def simulate(
             held,
             n_changes,
         )
+        if not valid:
+            _raise_first_violation(times, prices, inputs, config.spot)
+    # the buffers shrink to their records in place, no copy; nothing else refers to them
+    fills.resize(n_fills, refcheck=False)
+    rejects.resize(n_rejects, refcheck=False)
+    changes.resize(n_changes, refcheck=False)
+    held.resize((n_changes, n_assets), refcheck=False)
     return SimResult(
-        fills=fills[:n_fills].copy(),
-        rejects=rejects[:n_rejects].copy(),
+        fills=fills,
+        rejects=rejects,
         account=account,
         assets=assets,
         close=prices["close"],
-        changes=changes[:n_changes].copy(),
-        held=held[:n_changes].copy(),
+        changes=changes,
+        held=held,
         start=start,
     )
 
@@ -449,14 +484,19 @@ def _check_config_range(name: str, value: float, low: float, high: float) -> Non
         raise ConfigError(f"{name} must be a finite number in [{low}, {high}); got {value!r}")
 
 
-def _timestamps(name: str, values: np.ndarray) -> np.ndarray:
-    # int64 milliseconds, one dimension, strictly increasing
+def _timestamp_array(name: str, values: np.ndarray) -> np.ndarray:
+    # int64 milliseconds, one dimension
     array = np.asarray(values)
     if array.ndim != 1 or array.size == 0:
         raise DataError(f"{name} must be a non-empty 1-D array; got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.integer):
         raise DataError(f"{name} must hold integer milliseconds; got dtype {array.dtype}")
-    array = np.ascontiguousarray(array, dtype=np.int64)
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def _timestamps(name: str, values: np.ndarray) -> np.ndarray:
+    # int64 milliseconds, one dimension, strictly increasing
+    array = _timestamp_array(name, values)
     k = first_not_increasing_nb(array)
     if k >= 0:
         raise DataError(
@@ -523,10 +563,26 @@ def _check_range(
 ) -> None:
     # raise on the first element outside (low, high), its ends included where closed,
     # NaN allowed where nan_ok; one compiled pass with no temporary arrays
-    k = first_outside_nb(array, float(low), float(high), *closed, nan_ok)
+    k = first_outside_nb(array, *_ends(low, high, closed), nan_ok)
     if k >= 0:
         bar, asset = np.unravel_index(k, array.shape)
         _raise_at(name, array, bar, asset, expected)
+
+
+def _raise_first_violation(
+    times: np.ndarray, prices: dict[str, np.ndarray], inputs: dict[str, np.ndarray], spot: bool
+) -> None:
+    # the error for the first input, in the order simulate lists them, that breaks a rule
+    # checked_run_nb found broken
+    _timestamps("timestamps", times)
+    rule, column, bar, asset = price_violation_nb(*prices.values())
+    if rule:
+        name = tuple(prices)[column]
+        expected = {1: "finite and > 0", 2: "<= open and close", 3: ">= open and close"}[rule]
+        _raise_at(name, prices[name], bar, asset, expected)
+    for name, low, high, closed, nan_ok, expected in RANGES + (SPOT_FUNDING,) * spot:
+        _check_range(name, inputs[name], low, high, expected, closed, nan_ok)
+    raise RuntimeError("checked_run_nb found a broken rule that the checks in order do not")
 
 
 def _raise_at(name: str, array: np.ndarray, bar: int, asset: int, expected: str) -> None:

@@ -103,8 +103,10 @@ def test_columns_given_are_kept_and_match_the_computed_ones() -> None:
     np.testing.assert_array_equal(fresh.position, run.position)
 
 
-def test_run_continues_from_a_saved_state() -> None:
-    scenario = example_scenario(seed=3)
+# 5,000 bars of 3 assets span several of the chunks checked_run_nb checks and runs
+@pytest.mark.parametrize(("n_bars", "sparse"), [(60, False), (5_000, False), (5_000, True)])
+def test_run_continues_from_a_saved_state(n_bars: int, sparse: bool) -> None:
+    scenario = example_scenario(seed=3, n_bars=n_bars, sparse=sparse)
     whole = scenario.run()
     half = scenario.close.shape[0] // 2
     first = Scenario(

@@ -8,7 +8,9 @@ import pytest
 
 from engine.errors import ConfigError, DataError
 from engine.sim import MarketSpec, SimConfig, align_funding, simulate
-from engine.sim.enums import ledger_dt
+from engine.sim.enums import fill_dt, ledger_dt
+from engine.sim.nb import CHECK_CHUNK
+from engine.sim.run import BUFFER_BYTES
 
 HOUR_MS = 3_600_000
 NAN = np.nan
@@ -122,6 +124,26 @@ def test_bad_input_is_named_with_the_value_received(overrides, error, message) -
     assert message in str(caught.value)
 
 
+def test_bad_values_past_the_first_checked_chunk_are_found_in_the_order_listed() -> None:
+    # the checks run a chunk at a time, between runs of the bars before; a bad close in
+    # the third chunk still beats a bad risk in the second, as the inputs are listed
+    n_bars = 3 * CHECK_CHUNK
+    inputs = candles(n_bars)
+    inputs["close"] = inputs["close"].copy()
+    inputs["close"][-1, 0] = np.nan
+    risk = np.ones(n_bars)
+    risk[CHECK_CHUNK + 1] = 2.0
+    with pytest.raises(
+        DataError, match=f"close must be finite and > 0; got np.float64.nan. at bar {n_bars - 1}"
+    ):
+        simulate(*inputs.values(), 0.5, risk=risk)
+    inputs["close"][-1, 0] = 100.0
+    with pytest.raises(
+        ValueError, match=f"risk must be in .0, 1.; got np.float64.2.0. at bar {CHECK_CHUNK + 1}"
+    ):
+        simulate(*inputs.values(), 0.5, risk=risk)
+
+
 def test_infinite_target_is_rejected() -> None:
     with pytest.raises(ValueError, match="target must be finite or NaN; got np.float64"):
         call(target=np.inf)
@@ -181,7 +203,7 @@ def test_ledger_has_one_row_of_separate_costs_per_bar() -> None:
 def test_records_beyond_the_first_buffer_are_all_kept() -> None:
     # a market order on every bar but the first, and a rejected one on every bar:
     # more records of each kind than the kernel's first buffers hold
-    n_bars = 5_000
+    n_bars = 2 * BUFFER_BYTES // fill_dt.itemsize
     inputs = candles(n_bars)
     target = np.where(np.arange(n_bars) % 2 == 0, 0.5, -0.5)
     result = simulate(*inputs.values(), target, markets=MarketSpec(min_notional=1e7))
