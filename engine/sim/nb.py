@@ -1361,8 +1361,8 @@ def checked_run_nb(
         Bar open times, int64, shape (T,).
     bounds : structured ndarray
         ``range_dt`` records: the ranges of ``target``, ``mode``, ``risk``,
-        ``offset``, ``stop_loss``, ``take_profit`` and ``funding``, then
-        ``funding``'s again (narrower for a spot book).
+        ``offset``, ``stop_loss``, ``take_profit`` and ``funding`` (the
+        book's: narrower for a spot book).
     Others
         As for ``run_nb``.
 
@@ -1393,7 +1393,6 @@ def checked_run_nb(
         valid &= inputs_inside_nb(stop_loss, t, end, bounds[4])
         valid &= inputs_inside_nb(take_profit, t, end, bounds[5])
         valid &= inputs_inside_nb(funding, t, end, bounds[6])
-        valid &= inputs_inside_nb(funding, t, end, bounds[7])
         if not valid:
             return False, t, n_fills, n_rejects, n_changes
         reached, n_fills, n_rejects, n_changes = run_nb(

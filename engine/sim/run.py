@@ -72,10 +72,11 @@ def _ends(low: float, high: float, closed: tuple[bool, bool]) -> tuple[float, fl
     )
 
 
-# the ranges as checked_run_nb takes them, funding's twice (the second for spot books)
+# the ranges as checked_run_nb takes them; a spot book's funding range lies inside the
+# general one, so its chunks are checked against that range alone
 BOUNDS, SPOT_BOUNDS = (
     np.array([(*_ends(*row[1:4]), row[4]) for row in ranges], range_dt)
-    for ranges in (RANGES + RANGES[-1:], RANGES + (SPOT_FUNDING,))
+    for ranges in (RANGES, RANGES[:-1] + (SPOT_FUNDING,))
 )
 
 
