@@ -12,6 +12,16 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slow tests first, so that pytest-xdist's workers end together.
+
+    The README's command hands pytest-xdist one test at a time (``--dist
+    loadgroup``, in this order); tests that share a costly module fixture are
+    marked ``xdist_group`` and run on one worker.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_thread_numerics():
     """Fit with one BLAS and OpenMP thread, as the ``engine`` command does."""

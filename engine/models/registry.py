@@ -39,12 +39,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import MODEL_REF_PATTERN
 from engine.errors import ConfigError, DataError
-from engine.ssl.base import Encoder
-from engine.ssl.checkpoint import CARD_FILE, WEIGHTS_FILE, PretrainedModel, load_model, save_model
+from engine.ssl.card import CARD_FILE, WEIGHTS_FILE
+
+if TYPE_CHECKING:
+    from engine.ssl.base import Encoder
+    from engine.ssl.checkpoint import PretrainedModel
 
 VERSION_LENGTH = 12
 _VERSION = re.compile(rf"^[0-9a-f]{{{VERSION_LENGTH}}}$")
@@ -211,6 +214,8 @@ class Registry:
             weights checks of ``engine.ssl.checkpoint.load_model``, or no longer
             hashes to the version.
         """
+        from engine.ssl.checkpoint import load_model  # torch, only when a model is loaded
+
         found = self.resolve(ref)
         model = load_model(found.path, name=found.ref)
         actual = content_version(found.path)
@@ -251,6 +256,8 @@ class Registry:
         origin : str
             How the version was made (``pretrain``, ``continue``, ``refit``, ...).
         """
+        from engine.ssl.checkpoint import save_model  # torch, only when a model is written
+
         lineage = {"parent": parent, "created_utc": _now_utc(), "origin": origin}
         card = {**card, "lineage": lineage}
         return self._commit(name, lambda folder: save_model(folder, encoder, card))

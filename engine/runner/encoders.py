@@ -36,6 +36,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -45,8 +46,6 @@ from engine.data.symbols import timeframe_ms
 from engine.data.times import iso_utc
 from engine.errors import DataError
 from engine.runner.representation import Encoded, model_encoding
-from engine.ssl.base import Encoder
-from engine.ssl.checkpoint import PretrainedModel, load_tensors, save_tensors
 from engine.strategy.base import History
 from engine.strategy.representations import (
     CacheWarning,
@@ -55,6 +54,10 @@ from engine.strategy.representations import (
     model_hash,
     model_representations,
 )
+
+if TYPE_CHECKING:
+    from engine.ssl.base import Encoder
+    from engine.ssl.checkpoint import PretrainedModel
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class EncoderWalk:
                 self.seed,
             )
             if path is not None:
+                from engine.ssl.checkpoint import save_tensors
+
                 save_tensors(path, encoder.state_dict(), self._lineage(known))
         return dataclasses.replace(self.model, encoder=encoder.eval()), weights_version(encoder)
 
@@ -160,6 +165,8 @@ class EncoderWalk:
 
     def _cached(self, path: Path) -> Encoder | None:
         # The tuned weights cached at `path`, or None (with a warning) if they do not load.
+        from engine.ssl.checkpoint import load_tensors
+
         encoder = copy.deepcopy(self.model.encoder)
         try:
             encoder.load_state_dict(load_tensors(path)[0])

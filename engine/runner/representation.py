@@ -31,19 +31,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from functools import cache, cached_property, partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from engine.config import FinetuneSpec, StrategyConfig
 from engine.data.features import settle_bars
 from engine.data.symbols import timeframe_ms
 from engine.data.times import day_range_ms, day_start_ms
 from engine.errors import ConfigError
-from engine.ssl.base import Encoder
-from engine.ssl.checkpoint import PretrainedModel
-from engine.ssl.infer import encode_series, window_bars
 from engine.strategy.representations import (
     PcaBasis,
     bar_numbers,
@@ -58,6 +55,10 @@ from engine.strategy.representations import (
     model_hash,
     train_supervised,
 )
+
+if TYPE_CHECKING:
+    from engine.ssl.base import Encoder
+    from engine.ssl.checkpoint import PretrainedModel
 
 
 class Representation(ABC):
@@ -161,6 +162,8 @@ class Encoded(Representation):
         Training's bits depend on the number of threads, as encoding's do: on
         one thread, a session trains the encoder ``engine run`` trains.
         """
+        import torch  # only a representation that encodes loads torch
+
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -175,6 +178,8 @@ class Encoded(Representation):
 
     def tail_bars(self) -> int | None:
         """Return the bar's block window and the bars its first row's features settle over."""
+        from engine.ssl.infer import window_bars
+
         window = window_bars(self.encoder)
         return None if window is None else window + self.settle
 
@@ -184,6 +189,8 @@ class Encoded(Representation):
 
     def _encode(self, candles: pd.DataFrame, start: int) -> np.ndarray:
         # The encoding of rows `start` on, the earlier rows as context.
+        from engine.ssl.infer import encode_series
+
         bars = bar_numbers(candles, self.interval)
         return encode_series(self.encoder, self.features(candles), bars, start)
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -64,9 +65,11 @@ from engine.runner.drift import Reading, flat_after
 from engine.runner.encoders import EncoderVersion, encoder_walk, timed_tune, tuned_representation
 from engine.runner.representation import Representation
 from engine.sim.run import SimResult, new_state, simulate
-from engine.ssl.checkpoint import PretrainedModel
 from engine.strategy.base import FitContext, History
 from engine.strategy.representations import model_representations
+
+if TYPE_CHECKING:
+    from engine.ssl.checkpoint import PretrainedModel
 
 #: Bars before the current one that components always see, for their own trailing windows.
 FEATURE_CONTEXT = 1000

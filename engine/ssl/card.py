@@ -23,6 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+#: The files of a model folder: the encoder's weights and its card.
+WEIGHTS_FILE = "weights.safetensors"
+CARD_FILE = "card.json"
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)

@@ -34,12 +34,9 @@ from engine.atomic import atomic_path, write_text
 from engine.errors import ConfigError, DataError
 from engine.scaling import Standardiser
 from engine.ssl.base import Encoder
-from engine.ssl.card import ModelCard, parse_card
+from engine.ssl.card import CARD_FILE, WEIGHTS_FILE, ModelCard, parse_card
 from engine.ssl.infer import encode_series
 from engine.ssl.registry import build_encoder
-
-WEIGHTS_FILE = "weights.safetensors"
-CARD_FILE = "card.json"
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:

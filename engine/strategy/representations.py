@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -34,10 +35,11 @@ from engine.data.features import compute_features
 from engine.errors import ConfigError, DataError
 from engine.models.registry import Registry, content_hash
 from engine.scaling import Standardiser
-from engine.ssl.base import Encoder
-from engine.ssl.checkpoint import PretrainedModel
-from engine.ssl.infer import BLOCK_BARS, encode_series
 from engine.strategy.features import direction_labels
+
+if TYPE_CHECKING:
+    from engine.ssl.base import Encoder
+    from engine.ssl.checkpoint import PretrainedModel
 
 CACHE_DIR_ENV = "ENGINE_CACHE_DIR"
 
@@ -226,6 +228,8 @@ def cache_key(prefix: str, candles: pd.DataFrame) -> str:
     The key holds the prefix (the kind, and the hash of the model or the
     settings), the candles' hash and the encoding's block length.
     """
+    from engine.ssl.infer import BLOCK_BARS  # torch: only encoded representations are cached
+
     return f"{prefix}-{hash_candles(candles)[:20]}-blocks{BLOCK_BARS}"
 
 
@@ -381,6 +385,8 @@ def finetuned_representations(
     See ``finetune_model``. Returns the tuned encoder's encoding of every bar
     (T x D, float32), as for a pretrained encoder.
     """
+    from engine.ssl.infer import encode_series
+
     tuned = finetune_model(model, candles, interval_ms, fit, horizon, threshold, settings, seed)
     features = model.normalise(model_feature_matrix(model, candles))
     return encode_series(tuned, features, bar_numbers(candles, interval_ms))

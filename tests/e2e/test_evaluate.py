@@ -11,7 +11,8 @@ import yaml
 from browser import open_page
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+# the evaluation runs once, on one worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("evaluate")]
 
 BTC, ETH, DOGE = "bybit:linear:BTCUSDT:1h", "bybit:linear:ETHUSDT:1h", "binance:spot:DOGEUSDT:1h"
 SHORT = {

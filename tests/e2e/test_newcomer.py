@@ -29,7 +29,8 @@ import pytest
 from browser import open_page
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+# the walkthrough runs once, on one worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("newcomer")]
 
 #: Longest wait without a printed line that a newcomer should meet.
 SILENCE_S = 10.0

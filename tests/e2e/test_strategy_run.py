@@ -20,6 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 SHORT_RANGE = {"start": "2025-03-01", "end": "2025-04-30"}
+# the tests that read the sma_cross run folder, run once on one worker
+SMA_RUN = pytest.mark.xdist_group("sma_run")
 
 
 @pytest.fixture
@@ -70,6 +72,7 @@ def sma_run(shared_data, tmp_path_factory) -> tuple[Path, str]:
     return folder, out.getvalue()
 
 
+@SMA_RUN
 def test_run_writes_the_run_folder(sma_run):
     folder, stdout = sma_run
     # Off a terminal, progress is plain lines, one per stage, before the table.
@@ -98,6 +101,7 @@ def test_run_writes_the_run_folder(sma_run):
     assert len(inputs["assets"][0]["candles_sha256"]) == 64 and len(inputs["config_sha256"]) == 64
 
 
+@SMA_RUN
 def test_a_second_run_writes_an_identical_metrics_file(env, run_cli, sma_run):
     second = _run(run_cli, _strategy(env, "sma_cross", out_of_sample=SHORT_RANGE), env / "two")
     assert (sma_run[0] / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
@@ -114,6 +118,7 @@ def _points(text: str) -> float:
     return float(text.rstrip("%"))
 
 
+@SMA_RUN
 def test_tearsheet_renders_in_headless_chromium(sma_run, tmp_path):
     from engine.report.metrics import HEADLINE, format_metric
 
@@ -228,6 +233,7 @@ def test_portfolio_of_four_assets_runs_and_passes_the_audit(env, run_cli):
     assert "changed values at or before t: 0" in result.stdout
 
 
+@SMA_RUN
 def test_run_fetches_missing_candles_and_funding_through_ccxt(
     shared_data, tmp_path, monkeypatch, run_cli, sma_run
 ):

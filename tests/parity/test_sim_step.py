@@ -59,6 +59,7 @@ def assert_same_outputs(result: SimResult, other: dict) -> None:
             np.testing.assert_array_equal(ours[field], theirs[field], err_msg=f"{name}.{field}")
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(scenarios())
 def test_step_bar_by_bar_equals_run(scenario: Scenario) -> None:

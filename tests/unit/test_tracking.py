@@ -21,6 +21,8 @@ from engine.tracking import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 mlflow = pytest.importorskip("mlflow")
+# one tracking store, on one worker
+pytestmark = pytest.mark.xdist_group("tracking")
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,9 @@ import pytest
 from engine.report.metrics import format_metric
 from engine.report.tearsheet import monthly_returns, rolling_window_days, write_tearsheet
 
+# the tearsheet is written once, on one worker
+pytestmark = pytest.mark.xdist_group("tearsheet")
+
 
 def _daily(days: int, start: str, seed: int, idle_days: int = 0) -> pd.Series:
     rng = np.random.default_rng(seed)
