@@ -1,4 +1,4 @@
-"""A strategy without an encoder runs without loading torch; loading a model loads it."""
+"""A backtest on features runs without torch; loading a model loads it."""
 
 from __future__ import annotations
 
@@ -11,24 +11,36 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 PROBE = """
 import json, sys
-import engine.cli, engine.runner.backtest, engine.paper.session
+from pathlib import Path
+import yaml
+import engine.cli, engine.paper.session
+from engine.config import StrategyConfig
+from engine.data.store import CandleStore
 from engine.models.registry import Registry
-registry = Registry(sys.argv[1])
+from engine.runner.backtest import run_backtest
+
+spec = yaml.safe_load(Path("strategies/ssl_cost.yaml").read_text())
+spec["encoder"] = None
+spec["representation"] = {"kind": "features", "extras": ["volatility_24", "rsi_14"]}
+spec["walk_forward"] = {"fit_bars": 2000, "refit_every": 240, "embargo_bars": 5}
+spec["out_of_sample"] = {"start": "2025-03-01", "end": "2025-03-10"}
+result = run_backtest(StrategyConfig(**spec), Path("models"), CandleStore(sys.argv[1]), None)
 before = "torch" in sys.modules
-registry.load("cost_bybit_1h")
-print(json.dumps([before, "torch" in sys.modules]))
+Registry("models").load("cost_bybit_1h")
+print(json.dumps([len(result.sim.equity), before, "torch" in sys.modules]))
 """
 
 
-def test_the_run_and_session_modules_load_torch_only_with_a_model():
+def test_a_backtest_on_features_runs_without_torch_and_a_model_loads_it(shared_data):
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(REPO_ROOT / "models")],
+        [sys.executable, "-c", PROBE, str(shared_data)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        check=True,
         env={"PYTHONPATH": str(REPO_ROOT)},
     )
-    before, after = json.loads(done.stdout.splitlines()[-1])
-    assert not before, "importing the run and session modules loaded torch"
+    assert done.returncode == 0, done.stderr
+    bars, before, after = json.loads(done.stdout.splitlines()[-1])
+    assert bars == 10 * 24
+    assert not before, "a backtest on the features representation loaded torch"
     assert after, "loading a model should load torch"
