@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,28 @@ def shared_data() -> Path:
     if not (root / "bybit_linear_BTCUSDT_1h.parquet").is_file():
         pytest.fail(f"the shared candle folder {root} is missing; tests need ../shared/data")
     return root
+
+
+@pytest.fixture
+def run_python():
+    """Return a function that runs Python code in a fresh interpreter and returns its last line.
+
+    The code runs at the repository root with only the repository on its
+    path, as a user's first command would, with ``args`` as its ``sys.argv[1:]``.
+    """
+
+    def run(code: str, *args: object) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", code, *map(str, args)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            env={"PYTHONPATH": str(REPO_ROOT)},
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()[-1]
+
+    return run
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 PROBE = """
 import json, sys
@@ -31,16 +26,8 @@ print(json.dumps([len(result.sim.equity), before, "torch" in sys.modules]))
 """
 
 
-def test_a_backtest_on_features_runs_without_torch_and_a_model_loads_it(shared_data):
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(shared_data)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(REPO_ROOT)},
-    )
-    assert done.returncode == 0, done.stderr
-    bars, before, after = json.loads(done.stdout.splitlines()[-1])
+def test_a_backtest_on_features_runs_without_torch_and_a_model_loads_it(run_python, shared_data):
+    bars, before, after = json.loads(run_python(PROBE, shared_data))
     assert bars == 10 * 24
     assert not before, "a backtest on the features representation loaded torch"
     assert after, "loading a model should load torch"
