@@ -25,7 +25,9 @@ bars; every representation is resampled with the same blocks, so differences
 to the raw features and to the majority class are paired. The majority
 predictor always predicts the training rows' most frequent class, and the raw
 features are always evaluated, as the two references every figure is set
-against. The supervised baselines (``supervised``, ``lstm``) learn from the
+against. A pretrained model's probe is paired, too, with a probe on the
+features its encoder reads (``minus_inputs``), so a result says whether the
+encoder adds to its own inputs. The supervised baselines (``supervised``, ``lstm``) learn from the
 training rows before the validation slice, so the slice that chooses their
 probe's regularisation is unseen by them too.
 """
@@ -99,6 +101,8 @@ VALIDATION_SHARE = 0.2
 MIN_TRAIN_ROWS, MIN_TEST_ROWS = 200, 100
 #: Representations that are references for every other one.
 REFERENCES = ("features", "majority")
+#: Prefix of the reference made of a model's own input features, before its encoder.
+INPUTS = "inputs:"
 #: Baselines trained on the labels: their representation depends on the training series.
 SUPERVISED = ("supervised", "lstm")
 
@@ -240,6 +244,8 @@ class Representations:
         spec, candles = self.config.baselines, target.candles
         if name == "majority":
             return None
+        if name.startswith(INPUTS):
+            return model_feature_matrix(self.models[name.removeprefix(INPUTS)], candles)
         if name in self.models:
             model = self.models[name]
             return cached_model_representations(
@@ -482,13 +488,19 @@ class _Run:
 
 
 def _probe_task(run: _Run, results: dict) -> None:
+    # A model's probe is also paired with the probe on the features its encoder reads
+    # (``minus_inputs``): what the encoder adds to, or loses from, its own inputs.
     for train, target in run.pairs():
-        refs = run.references(train, target)
         for name in run.reps.names:
             run.progress(f"probe {name}: {train} -> {target}")
-            metrics, correct = run.probe(name, train, target)
+            refs = run.references(train, target)
+            metrics = {}
+            if name in run.reps.models:
+                inputs, refs["inputs"] = run.probe(INPUTS + name, train, target)
+                metrics["inputs_accuracy"] = inputs["accuracy"]
+            own, correct = run.probe(name, train, target)
             results["probe"].setdefault(name, {}).setdefault(train, {})[target] = _with_intervals(
-                dict(metrics), correct, refs, run.indices(target), run.level
+                {**own, **metrics}, correct, refs, run.indices(target), run.level
             )
 
 

@@ -106,6 +106,19 @@ def test_probe_results_have_the_layout_and_consistent_intervals(evaluated):
     assert results["inputs"]["models"]["ts2vec_bybit_1h"]
 
 
+def test_an_encoder_is_paired_with_the_features_it_reads(evaluated):
+    # ts2vec_bybit_1h reads the same six features as the `features` baseline, so its
+    # inputs' probe is that baseline's probe, bar for bar.
+    _, _, results = evaluated
+    for target in (BTC, ETH, DOGE):
+        m = results["probe"]["ts2vec_bybit_1h"][BTC][target]
+        features = results["probe"]["features"][BTC][target]
+        assert m["inputs_accuracy"] == features["accuracy"]
+        assert m["minus_inputs"] == m["minus_features"]
+        assert m["minus_inputs_ci"] == m["minus_features_ci"]
+        assert "minus_inputs" not in features
+
+
 def test_finetuning_label_efficiency_anomaly_and_volatility_are_reported(evaluated):
     _, _, results = evaluated
     tuned = results["finetuned"]["ts2vec_bybit_1h"][BTC]
