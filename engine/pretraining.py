@@ -57,7 +57,7 @@ from engine.data.times import day_range_ms, iso_utc
 from engine.errors import ConfigError, DataError
 from engine.models.registry import ModelVersion, Registry
 from engine.scaling import Standardiser
-from engine.ssl.checkpoint import PretrainedModel
+from engine.ssl.folder import PretrainedModel
 from engine.ssl.registry import build_encoder
 from engine.ssl.train import Progress, paper_iterations, train
 from engine.strategy.representations import model_features

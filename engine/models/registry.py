@@ -47,7 +47,7 @@ from engine.ssl.card import CARD_FILE, WEIGHTS_FILE
 
 if TYPE_CHECKING:
     from engine.ssl.base import Encoder
-    from engine.ssl.checkpoint import PretrainedModel
+    from engine.ssl.folder import PretrainedModel
 
 VERSION_LENGTH = 12
 _VERSION = re.compile(rf"^[0-9a-f]{{{VERSION_LENGTH}}}$")
@@ -204,6 +204,8 @@ class Registry:
         """Load the version ``ref`` names, after checking its files still hash to its version.
 
         The loaded model's ``name`` is the exact reference ``name@version``.
+        Its encoder is built, with torch, when first read (see
+        ``engine.ssl.folder``).
 
         Raises
         ------
@@ -211,13 +213,13 @@ class Registry:
             As ``resolve``.
         DataError
             If the version is damaged: a file is unreadable, fails the card or
-            weights checks of ``engine.ssl.checkpoint.load_model``, or no longer
+            weights checks of ``engine.ssl.folder.open_model``, or no longer
             hashes to the version.
         """
-        from engine.ssl.checkpoint import load_model  # torch, only when a model is loaded
+        from engine.ssl.folder import open_model
 
         found = self.resolve(ref)
-        model = load_model(found.path, name=found.ref)
+        model = open_model(found.path, name=found.ref)
         actual = content_version(found.path)
         if actual != found.version:
             raise DataError(

@@ -74,8 +74,8 @@ from engine.research.volatility import (
     r2,
 )
 from engine.scaling import Standardiser
-from engine.ssl.checkpoint import PretrainedModel
 from engine.ssl.finetune import finetune
+from engine.ssl.folder import PretrainedModel
 from engine.ssl.infer import encode_series
 from engine.strategy.base import Costs, FitContext, History
 from engine.strategy.components import AnomalyRisk, ProbeSignal

@@ -57,7 +57,7 @@ from engine.strategy.representations import (
 
 if TYPE_CHECKING:
     from engine.ssl.base import Encoder
-    from engine.ssl.checkpoint import PretrainedModel
+    from engine.ssl.folder import PretrainedModel
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class EncoderWalk:
                 from engine.ssl.checkpoint import save_tensors
 
                 save_tensors(path, encoder.state_dict(), self._lineage(known))
-        return dataclasses.replace(self.model, encoder=encoder.eval()), weights_version(encoder)
+        return self.model.with_encoder(encoder.eval()), weights_version(encoder)
 
     def _lineage(self, known: pd.DataFrame) -> dict[str, str]:
         # Where a tuned version comes from: its parent and the bars it read.

@@ -58,7 +58,7 @@ from engine.strategy.representations import (
 
 if TYPE_CHECKING:
     from engine.ssl.base import Encoder
-    from engine.ssl.checkpoint import PretrainedModel
+    from engine.ssl.folder import PretrainedModel
 
 
 class Representation(ABC):

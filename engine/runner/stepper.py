@@ -69,7 +69,7 @@ from engine.strategy.base import FitContext, History
 from engine.strategy.representations import model_representations
 
 if TYPE_CHECKING:
-    from engine.ssl.checkpoint import PretrainedModel
+    from engine.ssl.folder import PretrainedModel
 
 #: Bars before the current one that components always see, for their own trailing windows.
 FEATURE_CONTEXT = 1000

@@ -26,6 +26,9 @@ from pydantic import (
 #: The files of a model folder: the encoder's weights and its card.
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "card.json"
+#: Bars per encoding block (``engine.ssl.infer``). Part of what a representation is:
+#: change it and every bar's bits change.
+BLOCK_BARS = 1024
 
 
 class _Section(BaseModel):

@@ -40,9 +40,7 @@ import numpy as np
 import torch
 
 from engine.ssl.base import Encoder
-
-#: Bars per block. Part of what a representation is: change it and every bar's bits change.
-BLOCK_BARS = 1024
+from engine.ssl.card import BLOCK_BARS
 
 
 def window_bars(encoder: Encoder, block_bars: int = BLOCK_BARS) -> int | None:

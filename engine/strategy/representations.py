@@ -35,11 +35,12 @@ from engine.data.features import compute_features
 from engine.errors import ConfigError, DataError
 from engine.models.registry import Registry, content_hash
 from engine.scaling import Standardiser
+from engine.ssl.card import BLOCK_BARS
 from engine.strategy.features import direction_labels
 
 if TYPE_CHECKING:
     from engine.ssl.base import Encoder
-    from engine.ssl.checkpoint import PretrainedModel
+    from engine.ssl.folder import PretrainedModel
 
 CACHE_DIR_ENV = "ENGINE_CACHE_DIR"
 
@@ -228,8 +229,6 @@ def cache_key(prefix: str, candles: pd.DataFrame) -> str:
     The key holds the prefix (the kind, and the hash of the model or the
     settings), the candles' hash and the encoding's block length.
     """
-    from engine.ssl.infer import BLOCK_BARS  # torch: only encoded representations are cached
-
     return f"{prefix}-{hash_candles(candles)[:20]}-blocks{BLOCK_BARS}"
 
 

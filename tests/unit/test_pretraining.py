@@ -19,7 +19,7 @@ from engine.data.store import CandleStore, SeriesKey
 from engine.errors import ConfigError, DataError
 from engine.models.registry import Registry
 from engine.pretraining import pretrain
-from engine.ssl.checkpoint import load_model
+from engine.ssl.folder import open_model
 from engine.strategy.representations import model_representations
 
 FIRST_DAY, LAST_DAY = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-06", tz="UTC")
@@ -117,7 +117,7 @@ def test_normalisation_statistics_come_from_the_pretraining_bars_only(store, tmp
 
 
 def test_the_model_folder_loads_and_embeds_causally(store, tmp_path):
-    model = load_model(pretrain(_config(store), models_dir=tmp_path).folder)
+    model = open_model(pretrain(_config(store), models_dir=tmp_path).folder)
     features = np.random.default_rng(0).standard_normal((50, 5))
     out = model.embed(features)
     assert out.shape == (50, 8) and out.dtype == np.float32
@@ -247,7 +247,7 @@ def test_a_gap_beyond_a_sources_tolerance_is_a_data_error(store, tmp_path):
 
 
 def test_a_relative_model_represents_bars_with_the_feature_set_of_its_card(store, tmp_path):
-    model = load_model(
+    model = open_model(
         pretrain(PretrainConfig.model_validate(_wide_spec(store)), models_dir=tmp_path).folder
     )
     candles = CandleStore(store).load(SeriesKey("bybit", "linear", "ETHUSDT", "1h"))

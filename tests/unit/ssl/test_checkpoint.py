@@ -11,7 +11,8 @@ import torch
 from safetensors import safe_open
 
 from engine.errors import ConfigError, DataError
-from engine.ssl.checkpoint import load_model, load_tensors, save_model, save_tensors
+from engine.ssl.checkpoint import load_tensors, save_model, save_tensors
+from engine.ssl.folder import open_model
 from engine.ssl.ts2vec import TS2Vec
 
 CONFIG = {
@@ -59,7 +60,7 @@ def test_model_folder_round_trip_rebuilds_the_same_encoder(tmp_path, no_unpickli
         "card.json",
         "weights.safetensors",
     ]
-    model = load_model(tmp_path / "tiny")
+    model = open_model(tmp_path / "tiny")
     assert model.card == CARD
     assert model.encoder.config() == encoder.config()
     x = torch.randn(1, 30, 2)
@@ -76,7 +77,7 @@ def test_weights_file_names_its_encoder_in_the_metadata(tmp_path):
 
 def test_normalise_applies_the_card_statistics_and_embed_is_causal(tmp_path):
     save_model(tmp_path, _encoder(), CARD)
-    model = load_model(tmp_path)
+    model = open_model(tmp_path)
     raw = np.array([[1.0, -2.0], [3.0, -1.5]])
     np.testing.assert_allclose(model.normalise(raw), [[0.0, 0.0], [1.0, 1.0]])
     assert model.normalise(raw).dtype == np.float32
@@ -89,12 +90,12 @@ def test_normalise_applies_the_card_statistics_and_embed_is_causal(tmp_path):
 def test_features_of_the_wrong_width_are_refused(tmp_path):
     save_model(tmp_path, _encoder(), CARD)
     with pytest.raises(DataError, match=r"expects features of shape \(T, 2\) \(a, b\)"):
-        load_model(tmp_path).normalise(np.zeros((5, 3)))
+        open_model(tmp_path).normalise(np.zeros((5, 3)))
 
 
 def test_missing_model_folder_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="not a model folder"):
-        load_model(tmp_path / "absent")
+        open_model(tmp_path / "absent")
 
 
 def test_weights_of_another_encoder_than_the_card_describes_are_refused(tmp_path):
@@ -105,14 +106,14 @@ def test_weights_of_another_encoder_than_the_card_describes_are_refused(tmp_path
     with safe_open(str(tmp_path / "weights.safetensors"), framework="pt") as handle:
         assert json.loads(handle.metadata()["config"])["hidden_dims"] == 4
     with pytest.raises(DataError, match=r"is damaged: weights.safetensors holds a ts2vec encoder"):
-        load_model(tmp_path)
+        open_model(tmp_path)
 
 
 def test_weights_file_that_is_not_safetensors_is_refused(tmp_path):
     save_model(tmp_path, _encoder(), CARD)
     (tmp_path / "weights.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(DataError, match="is damaged: weights.safetensors is not a readable"):
-        load_model(tmp_path)
+        open_model(tmp_path)
 
 
 def test_training_state_round_trip_keeps_tensors_and_json(tmp_path, no_unpickling):

@@ -14,8 +14,8 @@ from causality import assert_future_independent, assert_one_pass_equals_windowed
 from engine.data.features import compute_features
 from engine.errors import ConfigError
 from engine.models.registry import Registry
-from engine.ssl.checkpoint import load_model
 from engine.ssl.cost import CoST, TrailingFourierLayer
+from engine.ssl.folder import open_model
 
 SERIES_LENGTH = 60
 SHIPPED = Registry(Path(__file__).resolve().parents[3] / "models").resolve("cost_bybit_1h").path
@@ -104,7 +104,7 @@ def test_bad_hyperparameters_raise_config_error(overrides, name):
 
 
 def test_shipped_model_is_small_and_was_pretrained_before_2025():
-    model = load_model(SHIPPED)
+    model = open_model(SHIPPED)
     assert isinstance(model.encoder, CoST)
     assert (SHIPPED / "weights.safetensors").stat().st_size < 10_000_000
     data = model.card["data"]
@@ -114,7 +114,7 @@ def test_shipped_model_is_small_and_was_pretrained_before_2025():
 
 
 def test_shipped_model_is_causal_on_real_candles(shared_data):
-    model = load_model(SHIPPED)
+    model = open_model(SHIPPED)
     candles = pd.read_parquet(shared_data / "bybit_linear_BTCUSDT_1h.parquet")
     candles = candles[candles["timestamp"] >= 1_735_689_600_000].head(260).reset_index(drop=True)
     features, _ = compute_features(candles, model.card["features"]["extras"])
