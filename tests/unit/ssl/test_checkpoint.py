@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from engine.errors import ConfigError, DataError
 from engine.ssl.checkpoint import load_tensors, save_model, save_tensors
@@ -133,3 +134,21 @@ def test_unreadable_training_state_is_a_data_error(tmp_path):
     (tmp_path / "state.safetensors").write_bytes(b"garbage")
     with pytest.raises(DataError, match="not a readable checkpoint"):
         load_tensors(tmp_path / "state.safetensors")
+
+
+def test_weights_that_do_not_fit_the_architecture_are_refused_when_the_encoder_is_built(
+    tmp_path,
+):
+    # The card and the weights' metadata agree, so the folder opens without torch; the
+    # misfit shows when the encoder is first read.
+    save_model(tmp_path, _encoder(), CARD)
+    path = tmp_path / "weights.safetensors"
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+    name = next(iter(tensors))
+    tensors[name] = torch.zeros(3, 3)
+    save_file(tensors, str(path), metadata=metadata)
+    model = open_model(tmp_path)
+    with pytest.raises(DataError, match=rf"is damaged: weights.safetensors: tensor {name} is"):
+        model.embed(np.zeros((5, 2)))
