@@ -745,7 +745,8 @@ def evaluate(
         f"{ranges['train'][1][:10]}, tested from {ranges['test'][0][:10]}"
     )
     shown = ("representation", "probe accuracy", "probe 95% CI", "minus features CI")
-    shown += ("minus majority CI", "fine-tuned accuracy", "transfer accuracy", "article probe")
+    shown += ("minus majority CI", "minus its inputs CI", "fine-tuned accuracy")
+    shown += ("transfer accuracy", "article probe")
     for column in shown:
         table.add_column(column, justify="left" if column == "representation" else "right")
     for row in main_rows(result.results, train):
