@@ -819,9 +819,6 @@ def paper_run(
     force: bool = typer.Option(False, "--force", help="Resume even if the config changed."),
     journal_dir: Path = typer.Option(Path("reports/paper"), help=_JOURNALS_HELP),
     models_dir: Path = typer.Option(Path("models"), help=_MODELS_HELP),
-    threads: int = typer.Option(
-        1, min=1, help="Encoder threads; more than 1 stalls at OpenMP barriers on busy cores."
-    ),
 ) -> None:
     """Run a paper session (resuming it if its journal exists) until SIGINT or SIGTERM.
 
@@ -845,15 +842,12 @@ def paper_run(
     name = session or cfg.name
     with _status_lines(f"{name}: loading the numerical libraries") as say:
         _fit_on_one_thread(ctx)
-        say(f"{name}: loading torch and the session's modules")
-        import torch
-
+        say(f"{name}: loading the session's modules")
         from engine.paper.journal import session_lock
         from engine.paper.session import SessionOptions
         from engine.paper.sources import load_replay
         from engine.preflight import check_strategy
 
-        torch.set_num_threads(threads)
         say(f"{name}: checking {strategy}, its encoder and its components")
         check_strategy(cfg, models_dir)
         anchor_ms = None

@@ -19,6 +19,7 @@ import torch
 
 from engine.data.features import compute_features
 from engine.errors import DataError
+from engine.threads import one_torch_thread
 
 #: Extra features of the indicator set, computed by ``engine.data.features``.
 INDICATOR_EXTRAS = (
@@ -97,9 +98,7 @@ def train_lstm(
     if (labels[start:stop] < 0).any():
         raise DataError("LSTM training rows reach past the last labelled bar")
     windows = _windows(np.asarray(scaled, np.float32), window)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         model = _Lstm(scaled.shape[1], hidden)
@@ -112,8 +111,6 @@ def train_lstm(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-    finally:
-        torch.set_num_threads(threads)
     return model.eval()
 
 
@@ -121,13 +118,8 @@ def lstm_representations(model: _Lstm, scaled: np.ndarray, window: int) -> np.nd
     """Return the trained LSTM's hidden state after the ``window`` bars ending at each bar."""
     windows = _windows(np.asarray(scaled, np.float32), window)
     out = np.empty((len(windows), model.lstm.hidden_size), np.float32)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            for first in range(0, len(windows), 4096):
-                chunk = np.ascontiguousarray(windows[first : first + 4096])
-                out[first : first + len(chunk)] = model.encode(torch.from_numpy(chunk)).numpy()
-    finally:
-        torch.set_num_threads(threads)
+    with one_torch_thread(), torch.inference_mode():
+        for first in range(0, len(windows), 4096):
+            chunk = np.ascontiguousarray(windows[first : first + 4096])
+            out[first : first + len(chunk)] = model.encode(torch.from_numpy(chunk)).numpy()
     return out

@@ -55,6 +55,7 @@ from engine.strategy.representations import (
     model_hash,
     train_supervised,
 )
+from engine.threads import one_torch_thread
 
 if TYPE_CHECKING:
     from engine.ssl.base import Encoder
@@ -162,14 +163,8 @@ class Encoded(Representation):
         Training's bits depend on the number of threads, as encoding's do: on
         one thread, a session trains the encoder ``engine run`` trains.
         """
-        import torch  # only a representation that encodes loads torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_torch_thread():
             return self._make()
-        finally:
-            torch.set_num_threads(threads)
 
     def series(self, candles: pd.DataFrame) -> np.ndarray:
         """Return every bar's encoding, cached by the settings, the candles and the blocks."""

@@ -28,6 +28,7 @@ import torch
 
 from engine.ssl.base import Encoder
 from engine.ssl.infer import encode_series
+from engine.threads import one_torch_thread
 
 MODES = ("frozen", "partial", "full")
 
@@ -61,9 +62,9 @@ class FineTuned:
         ``features`` and ``bars`` are as for ``engine.ssl.infer.encode_series``.
         """
         z = encode_series(self.encoder, features, bars, start)
-        with torch.inference_mode():
+        with one_torch_thread(), torch.inference_mode():
             logits = self.head(torch.from_numpy(z)).double()
-        return torch.softmax(logits, dim=1).numpy()
+            return torch.softmax(logits, dim=1).numpy()
 
 
 def _trainable(encoder: Encoder, mode: str) -> list[torch.nn.Parameter]:
@@ -150,9 +151,7 @@ def finetune(
     if (labels[t0:t1] < 0).any() or (labels[v0:v1] < 0).any():
         raise ValueError("every training and validation row needs a label")
     features = np.ascontiguousarray(features, dtype=np.float32)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         tuned = copy.deepcopy(encoder)
@@ -204,8 +203,6 @@ def finetune(
                     stale += 1
                     if stale >= patience:
                         break
-    finally:
-        torch.set_num_threads(threads)
     tuned.load_state_dict(best[2])
     for parameter in tuned.parameters():
         parameter.requires_grad_(False)

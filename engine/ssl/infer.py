@@ -41,6 +41,7 @@ import torch
 
 from engine.ssl.base import Encoder
 from engine.ssl.card import BLOCK_BARS
+from engine.threads import one_torch_thread
 
 
 def window_bars(encoder: Encoder, block_bars: int = BLOCK_BARS) -> int | None:
@@ -105,27 +106,22 @@ def encode_series(
     out = np.empty((length - start, encoder.output_dims), dtype=np.float32)
     series = torch.from_numpy(features)
     field = encoder.receptive_field()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            if field is None:
-                out[:] = encoder(series.unsqueeze(0))[0, start:].numpy()
-                return out
-            context = field - 1
-            window = torch.empty(1, context + block_bars, encoder.input_dims)
-            blocks = bars // block_bars
-            firsts = np.flatnonzero(np.diff(blocks, prepend=blocks[:1] - 1))
-            for first, stop in zip(firsts, [*firsts[1:], length], strict=True):
-                if stop <= start:
-                    continue
-                lead = min(first, context)
-                filled = lead + stop - first
-                window[0, :filled] = series[first - lead : stop]
-                window[0, filled:] = 0.0
-                keep = max(first, start)
-                rows = encoder(window)[0, lead + keep - first : filled]
-                out[keep - start : stop - start] = rows.numpy()
-    finally:
-        torch.set_num_threads(threads)
+    with one_torch_thread(), torch.inference_mode():
+        if field is None:
+            out[:] = encoder(series.unsqueeze(0))[0, start:].numpy()
+            return out
+        context = field - 1
+        window = torch.empty(1, context + block_bars, encoder.input_dims)
+        blocks = bars // block_bars
+        firsts = np.flatnonzero(np.diff(blocks, prepend=blocks[:1] - 1))
+        for first, stop in zip(firsts, [*firsts[1:], length], strict=True):
+            if stop <= start:
+                continue
+            lead = min(first, context)
+            filled = lead + stop - first
+            window[0, :filled] = series[first - lead : stop]
+            window[0, filled:] = 0.0
+            keep = max(first, start)
+            rows = encoder(window)[0, lead + keep - first : filled]
+            out[keep - start : stop - start] = rows.numpy()
     return out

@@ -101,6 +101,30 @@ def test_a_session_on_a_fitted_representation_equals_the_backtest(
     _same_as_the_backtest(config, tables, shared_data, fills_at_least=1)
 
 
+SESSION = """
+import sys
+from engine.cli import main
+sys.argv = ["engine", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exit:
+    assert exit.code in (0, None), exit.code
+print("torch" in sys.modules)
+"""
+
+
+def test_a_session_on_features_never_loads_torch(store, shared_data, tmp_path, run_python):
+    spec = _config("2025-06-01", "2025-06-30").model_dump(mode="json", by_alias=True)
+    spec["store"]["path"] = str(store.root)
+    strategy = tmp_path / "paper.yaml"
+    strategy.write_text(yaml.safe_dump(spec))
+    torch_loaded = run_python(
+        SESSION, "paper", "run", strategy, "--session", "s", "--replay", shared_data / CANDLES,
+        "--since", "2025-06-01", "--until", "2025-06-02", "--journal-dir", tmp_path / "j",
+    )  # fmt: skip
+    assert torch_loaded == "False"
+
+
 def test_outage_is_caught_up_in_order_and_equals_the_run_without_it(store, shared_data, tmp_path):
     config = _config("2025-06-01", "2025-06-30")
     until = _ms("2025-06-08")

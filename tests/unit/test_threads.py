@@ -44,3 +44,25 @@ def test_blas_and_scikit_learn_run_one_thread_and_torch_keeps_its_own() -> None:
     assert set(limited.values()) == {1}, inside
     assert seen["torch"] == 2
     assert all(seen["after"][path] == 2 for path in limited), seen["after"]
+
+
+def test_torch_computes_on_one_thread_inside_and_the_callers_setting_returns() -> None:
+    import torch
+
+    from engine.threads import one_torch_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with one_torch_thread():
+            inside = torch.get_num_threads()
+        after = torch.get_num_threads()
+        try:
+            with one_torch_thread():
+                raise KeyError("a failure inside")
+        except KeyError:
+            pass
+        after_failure = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert (inside, after, after_failure) == (1, 3, 3)
