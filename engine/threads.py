@@ -10,15 +10,12 @@ fitting ran twenty times slower at load average 10 than with one thread.
 A pool can be limited only once its library is loaded, so ``one_thread``
 loads NumPy's and SciPy's OpenBLAS and scikit-learn's OpenMP runtime before
 limiting them. torch's OpenMP pool is left alone, loaded or not: every
-torch computation runs inside ``one_torch_thread``, where it runs, because
-its bits depend on the number of threads too (a paper session encodes,
-trains and predicts exactly as ``engine run`` does).
+torch computation runs on one thread where it runs
+(``engine.ssl.threads.one_torch_thread``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from threadpoolctl import ThreadpoolController
@@ -37,16 +34,3 @@ def one_thread():
         if info["user_api"] == "blas" or "torch" not in Path(info["filepath"]).parts
     ]
     return controller.select(filepath=paths).limit(limits=1)
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run the block on one torch thread, then restore the caller's setting."""
-    import torch  # only code that computes with torch calls this
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

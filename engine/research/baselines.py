@@ -19,7 +19,7 @@ import torch
 
 from engine.data.features import compute_features
 from engine.errors import DataError
-from engine.threads import one_torch_thread
+from engine.ssl.threads import one_torch_thread
 
 #: Extra features of the indicator set, computed by ``engine.data.features``.
 INDICATOR_EXTRAS = (

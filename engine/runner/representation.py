@@ -41,6 +41,7 @@ from engine.data.features import settle_bars
 from engine.data.symbols import timeframe_ms
 from engine.data.times import day_range_ms, day_start_ms
 from engine.errors import ConfigError
+from engine.ssl.threads import one_torch_thread
 from engine.strategy.representations import (
     PcaBasis,
     bar_numbers,
@@ -55,7 +56,6 @@ from engine.strategy.representations import (
     model_hash,
     train_supervised,
 )
-from engine.threads import one_torch_thread
 
 if TYPE_CHECKING:
     from engine.ssl.base import Encoder

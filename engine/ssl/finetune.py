@@ -28,7 +28,7 @@ import torch
 
 from engine.ssl.base import Encoder
 from engine.ssl.infer import encode_series
-from engine.threads import one_torch_thread
+from engine.ssl.threads import one_torch_thread
 
 MODES = ("frozen", "partial", "full")
 

@@ -41,7 +41,7 @@ import torch
 
 from engine.ssl.base import Encoder
 from engine.ssl.card import BLOCK_BARS
-from engine.threads import one_torch_thread
+from engine.ssl.threads import one_torch_thread
 
 
 def window_bars(encoder: Encoder, block_bars: int = BLOCK_BARS) -> int | None:

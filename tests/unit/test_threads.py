@@ -49,7 +49,7 @@ def test_blas_and_scikit_learn_run_one_thread_and_torch_keeps_its_own() -> None:
 def test_torch_computes_on_one_thread_inside_and_the_callers_setting_returns() -> None:
     import torch
 
-    from engine.threads import one_torch_thread
+    from engine.ssl.threads import one_torch_thread
 
     before = torch.get_num_threads()
     torch.set_num_threads(3)
