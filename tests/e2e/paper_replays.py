@@ -63,6 +63,15 @@ def _config(start: str, end: str, encoder: str | None = None) -> StrategyConfig:
     return StrategyConfig(**spec)
 
 
+def strategy_file(config: StrategyConfig, store: CandleStore, folder: Path) -> Path:
+    # `config` written as `folder/paper.yaml`, its warm-up bars read from `store`.
+    spec = config.model_dump(mode="json", by_alias=True)
+    spec["store"]["path"] = str(store.root)
+    path = folder / "paper.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
 def store_before(
     shared_data: Path, folder: Path, day: str, symbols: tuple[str, ...] = ("BTCUSDT",)
 ) -> CandleStore:

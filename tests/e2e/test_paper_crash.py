@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from paper_replays import CANDLES, _config, _ms, _replay, store
+from paper_replays import CANDLES, _config, _ms, _replay, store, strategy_file
 
 from engine.data.store import CandleStore, SeriesKey
 
@@ -42,10 +41,7 @@ def test_kill_9_at_20_random_points_then_resume_equals_an_uninterrupted_run(
     config = _config("2025-06-01", "2025-06-30")
     clean, _ = _replay(config, store, shared_data, tmp_path / "clean", _ms(UNTIL))
     total = len(clean["bars"])
-    spec = config.model_dump(mode="json", by_alias=True)
-    spec["store"]["path"] = str(store.root)
-    strategy = tmp_path / "paper.yaml"
-    strategy.write_text(yaml.safe_dump(spec))
+    strategy = strategy_file(config, store, tmp_path)
     journals = tmp_path / "crashed"
     journal = journals / "s.sqlite"
     command = [
@@ -99,10 +95,7 @@ def test_kill_9_at_20_random_points_then_resume_equals_an_uninterrupted_run(
 def test_a_signal_ends_the_session_cleanly_after_the_current_bar(
     store, shared_data, tmp_path, stop_signal, feed
 ):
-    spec = _config("2025-06-01", "2025-06-30").model_dump(mode="json", by_alias=True)
-    spec["store"]["path"] = str(store.root)
-    strategy = tmp_path / "paper.yaml"
-    strategy.write_text(yaml.safe_dump(spec))
+    strategy = strategy_file(_config("2025-06-01", "2025-06-30"), store, tmp_path)
     journal = tmp_path / "j" / "s.sqlite"
     if feed == "ws":
         # A stream needs an exchange: the fake server's, as `engine paper run --feed ws` would

@@ -23,6 +23,7 @@ from paper_replays import (
     _replay,
     store,
     store_before,
+    strategy_file,
 )
 
 from engine.config import StrategyConfig
@@ -114,10 +115,7 @@ print("torch" in sys.modules)
 
 
 def test_a_session_on_features_never_loads_torch(store, shared_data, tmp_path, run_python):
-    spec = _config("2025-06-01", "2025-06-30").model_dump(mode="json", by_alias=True)
-    spec["store"]["path"] = str(store.root)
-    strategy = tmp_path / "paper.yaml"
-    strategy.write_text(yaml.safe_dump(spec))
+    strategy = strategy_file(_config("2025-06-01", "2025-06-30"), store, tmp_path)
     torch_loaded = run_python(
         SESSION, "paper", "run", strategy, "--session", "s", "--replay", shared_data / CANDLES,
         "--since", "2025-06-01", "--until", "2025-06-02", "--journal-dir", tmp_path / "j",
@@ -237,10 +235,7 @@ def test_a_replay_warms_up_before_its_first_bar_ends_with_its_file_and_shows_eac
 
 
 def test_a_replay_with_no_store_bar_before_it_is_refused(store, shared_data, tmp_path, run_cli):
-    spec = _config("2025-06-01", "2025-06-30").model_dump(mode="json", by_alias=True)
-    spec["store"]["path"] = str(store.root)
-    strategy = tmp_path / "paper.yaml"
-    strategy.write_text(yaml.safe_dump(spec))
+    strategy = strategy_file(_config("2025-06-01", "2025-06-30"), store, tmp_path)
     result = run_cli(
         "paper", "run", strategy, "--replay", shared_data / CANDLES, "--journal-dir", tmp_path / "j"
     )
@@ -319,10 +314,7 @@ def test_from_run_refits_on_the_runs_schedule_and_matches_its_outputs(
     run_folder = write_run(
         run_backtest(config, store=CandleStore(shared_data), cache_dir=None), tmp_path / "runs"
     )
-    spec = config.model_dump(mode="json", by_alias=True)
-    spec["store"]["path"] = str(store.root)
-    strategy = tmp_path / "paper.yaml"
-    strategy.write_text(yaml.safe_dump(spec))
+    strategy = strategy_file(config, store, tmp_path)
     resolved = yaml.safe_load((run_folder / "config.yaml").read_text())
     resolved["store"]["path"] = str(store.root)
     (run_folder / "config.yaml").write_text(yaml.safe_dump(resolved))

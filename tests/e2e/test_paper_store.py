@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import yaml
-from paper_replays import CANDLES, FUNDING, _config, _ms, _replay, store
+from paper_replays import CANDLES, FUNDING, _config, _ms, _replay, store, strategy_file
 
 from engine.data.store import CandleStore, SeriesKey
 
@@ -94,10 +93,7 @@ def test_a_failed_store_write_is_logged_and_done_with_the_next_bar(
 
 
 def test_a_replay_writes_into_no_store_unless_one_is_named(store, shared_data, tmp_path, run_cli):
-    spec = _config("2025-06-01", "2025-06-30").model_dump(mode="json", by_alias=True)
-    spec["store"]["path"] = str(store.root)
-    strategy = tmp_path / "paper.yaml"
-    strategy.write_text(yaml.safe_dump(spec))
+    strategy = strategy_file(_config("2025-06-01", "2025-06-30"), store, tmp_path)
     before = {path.name: path.read_bytes() for path in store.root.iterdir()}
     replay = [
         "paper",
