@@ -36,6 +36,7 @@ from engine.paper.session import PaperSession, SessionOptions
 from engine.paper.sources import ReplayClock, replay_source
 from engine.report.run import write_run
 from engine.runner.backtest import run_backtest
+from engine.ssl.card import BLOCK_BARS
 
 __all__ = ["store"]  # the fixture
 
@@ -71,18 +72,31 @@ def _same_as_the_backtest(config, tables, shared_data, fills_at_least: int):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("encoder", "through"),
-    [(None, "file"), ("ts2vec_bybit_1h", "file"), ("ts2vec_wide_1h", "file"), (None, "exchange")],
+    ("encoder", "through", "end"),
+    [
+        (None, "file", "2025-08-24"),
+        ("ts2vec_bybit_1h", "file", "2025-06-30"),
+        ("ts2vec_wide_1h", "file", "2025-06-30"),
+        (None, "exchange", "2025-08-24"),
+    ],
 )
-def test_replayed_session_equals_the_backtest_over_2040_bars(
-    encoder, through, store, shared_data, tmp_path, monkeypatch
+def test_replayed_session_equals_the_backtest(
+    encoder, through, end, store, shared_data, tmp_path, monkeypatch
 ):
     # The session encodes each new bar from the bars up to it; the backtest, the whole series.
+    # An encoder's session makes one pass per bar, so it replays 720 bars rather than 2,040;
+    # every replay crosses an encoding block's boundary, and the components are fitted at its
+    # first bar and refitted twice or more.
     monkeypatch.setenv("ENGINE_CACHE_DIR", str(tmp_path / "cache"))
-    config = _config("2025-06-01", "2025-08-24", encoder)
-    until = _ms("2025-08-25")
-    tables, _ = _replay(config, store, shared_data, tmp_path / "j", until, through=through)
-    assert len(tables["balances"]) == 85 * 24
+    config = _config("2025-06-01", end, encoder)
+    days = (pd.Timestamp(end) - pd.Timestamp("2025-06-01")).days + 1
+    tables, _ = _replay(
+        config, store, shared_data, tmp_path / "j", _ms(end) + 24 * HOUR, through=through
+    )
+    assert len(tables["balances"]) == days * 24
+    blocks = np.unique(tables["bars"]["ts"] // HOUR // BLOCK_BARS)
+    fits = -(-len(tables["balances"]) // config.walk_forward.refit_every)
+    assert len(blocks) >= 2 and fits >= 3
     _same_as_the_backtest(config, tables, shared_data, fills_at_least=11)
 
 
