@@ -11,7 +11,11 @@ skipping a candidate that has a version), then evaluates every candidate
 with the validation file, refusing any whose pretraining saw a validation bar. It prints, per
 candidate, the probe accuracy and its paired difference to the raw features
 on each series, and the mean difference over the series, which ranks the
-variants of a base. Run::
+variants of a base. Then, per base, it applies the rule: the variant with the
+highest mean replaces the shipped configuration (the variant equal to
+``configs/pretrain/<base>.yaml``) only if its mean is at least ``MARGIN``
+points higher; a smaller margin is within the noise of one validation
+half-year. Run::
 
     ENGINE_DATA_DIR=../shared/data python benchmarks/encoder_selection.py \\
         configs/selection/wide_1h.yaml [--only tnc_wide_1h] [--pretrain-only]
@@ -41,6 +45,8 @@ from engine.strategy.representations import default_cache_dir
 from engine.threads import one_thread
 
 REPO = Path(__file__).resolve().parents[1]
+#: Points of mean difference to the raw features by which a variant must beat the shipped one.
+MARGIN = 1.0
 
 
 def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +78,33 @@ def candidates(grid: dict[str, Any]) -> list[tuple[str, PretrainConfig]]:
     for base in grid["bases"]:
         variants = {**grid["variants"], **(grid.get("per_base") or {}).get(base, {})}
         out += [(base, candidate(base, name, edit or {}, end)) for name, edit in variants.items()]
+    return out
+
+
+def decisions(
+    configs: list[tuple[str, PretrainConfig]], means: dict[str, float], end: dt.date
+) -> dict[str, str]:
+    """Return, per base, the rule's decision on its variants' validation ``means`` (in points).
+
+    The shipped configuration is the variant that equals ``configs/pretrain/<base>.yaml``
+    cut at ``end``; the best variant replaces it only by a margin of ``MARGIN`` points.
+    """
+    out = {}
+    for base in dict.fromkeys(b for b, _ in configs):
+        variants = [c for b, c in configs if b == base]
+        best = max(variants, key=lambda c: means[c.name])
+        shipped = candidate(base, "shipped", {}, end).model_dump(exclude={"name"})
+        incumbent = next((c for c in variants if c.model_dump(exclude={"name"}) == shipped), None)
+        if incumbent is None:
+            out[base] = f"{best.name} (no variant is the shipped configuration)"
+            continue
+        gain = means[best.name] - means[incumbent.name]
+        if best is incumbent:
+            out[base] = f"keep {incumbent.name} (the highest mean)"
+        elif gain < MARGIN:
+            out[base] = f"keep {incumbent.name} ({best.name} {gain:+.2f}, under {MARGIN:.2f})"
+        else:
+            out[base] = f"ship {best.name} ({gain:+.2f} over {incumbent.name})"
     return out
 
 
@@ -136,6 +169,10 @@ def main() -> None:
             for t, c in zip(series, cells, strict=True)
         )
         print(f"{name:32s} mean {100 * rows[name]['mean_minus_features']:+.2f}  {text}")
+    end = dt.date.fromisoformat(str(grid["pretrain_end"]))
+    means = {name: 100 * rows[name]["mean_minus_features"] for name in names}
+    for base, decision in decisions(configs, means, end).items():
+        print(f"{base}: {decision}")
     write_text(args.out / "scores.json", json.dumps(rows, indent=1))
 
 

@@ -45,3 +45,19 @@ def test_a_variant_replaces_only_the_keys_it_names(selection):
     assert longer.features.set == shipped["features"]["set"]
     assert longer.encoder.params == shipped["encoder"]["params"]
     assert configs["cost_wide_1h-relative"].features.extras == ["volatility_ratio_24", "rsi_14"]
+
+
+def test_a_variant_replaces_the_shipped_configuration_only_by_the_margin(selection):
+    grid = load_yaml(GRID)
+    configs = [(b, c) for b, c in selection.candidates(grid) if b == "cost_wide_1h"]
+    end = dt.date.fromisoformat(str(grid["pretrain_end"]))
+    # cost_wide_1h ships the relative features with volatility_168 and 300 iterations.
+    means = {"cost_wide_1h-relative": 0.0, "cost_wide_1h-relative_vol168": 1.0}
+    below = {**means, "cost_wide_1h-vol168_iters600": 1.0 + selection.MARGIN - 0.01}
+    above = {**means, "cost_wide_1h-vol168_iters600": 1.0 + selection.MARGIN}
+    kept = selection.decisions(configs, below, end)["cost_wide_1h"]
+    assert kept.startswith("keep cost_wide_1h-relative_vol168 (cost_wide_1h-vol168_iters600")
+    shipped = selection.decisions(configs, above, end)["cost_wide_1h"]
+    assert shipped.startswith("ship cost_wide_1h-vol168_iters600")
+    best = selection.decisions(configs, {**means, "cost_wide_1h-vol168_iters600": 0.5}, end)
+    assert best["cost_wide_1h"] == "keep cost_wide_1h-relative_vol168 (the highest mean)"
