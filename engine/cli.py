@@ -243,20 +243,26 @@ def run(
         check_writable(reports_dir, "--reports-dir")
         uri = _tracking(mlflow, reports_dir)
         candles = _candles(cfg, store)
-        from engine.report.run import write_run
-        from engine.runner.backtest import STAGES, run_backtest
+        from engine.runner.warmup import compile_ahead
 
-        progress.expect(len(STAGES) + 2)
-        executor = (
-            None if workers == 1 else make_executor(workers, address, ["engine.runner.backtest"])
-        )
-        try:
-            result = run_backtest(
-                cfg, models_dir, candles, progress=progress.step, executor=executor
+        # On a fresh numba cache the event loop compiles meanwhile, from here on.
+        with compile_ahead():
+            from engine.report.run import write_run
+            from engine.runner.backtest import STAGES, run_backtest
+
+            progress.expect(len(STAGES) + 2)
+            executor = (
+                None
+                if workers == 1
+                else make_executor(workers, address, ["engine.runner.backtest"])
             )
-        finally:
-            if executor is not None:
-                executor.close()
+            try:
+                result = run_backtest(
+                    cfg, models_dir, candles, progress=progress.step, executor=executor
+                )
+            finally:
+                if executor is not None:
+                    executor.close()
         progress.step("writing the run folder and tearsheet")
         folder = write_run(result, reports_dir, strategy)
     _print_metrics(

@@ -4,7 +4,9 @@
 representation of every bar, fits the components walk-forward on the refit
 schedule, runs the event loop over the out-of-sample bars and computes the
 metrics; ``engine.report.run.write_run`` writes its run folder. Headline
-metrics cover the out-of-sample bars only.
+metrics cover the out-of-sample bars only. On a fresh numba cache the event
+loop compiles in another process while the representations and components
+are computed (``engine.runner.warmup``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from engine.runner.walkforward import (
     portfolio_weights,
     walk_forward,
 )
+from engine.runner.warmup import compile_ahead
 from engine.sim.run import SimResult, simulate
 from engine.strategy.base import Costs, History
 from engine.strategy.representations import default_cache_dir, hash_candles, load_unseen_model
@@ -204,16 +207,19 @@ def run_backtest(
     funding = [load_funding(config, store, key, timestamps[start:stop]) for key in keys]
     timings["load_s"] = time.perf_counter() - clock
 
-    say(STAGES[1])
-    clock = time.perf_counter()
-    shared = None if inputs is None else inputs.representations
-    fitted = decide(config, frames, start, stop, models_dir, cache_dir, shared, executor)
-    timings["representation_and_walk_forward_s"] = time.perf_counter() - clock
+    # On a fresh numba cache the loop compiles in another process meanwhile.
+    with compile_ahead() as warmup:
+        say(STAGES[1])
+        clock = time.perf_counter()
+        shared = None if inputs is None else inputs.representations
+        fitted = decide(config, frames, start, stop, models_dir, cache_dir, shared, executor)
+        timings["representation_and_walk_forward_s"] = time.perf_counter() - clock
 
-    say(STAGES[2])
-    clock = time.perf_counter()
-    sim = _simulate(config, fitted, np.column_stack([rates for rates, _ in funding]))
-    timings["event_loop_s"] = time.perf_counter() - clock
+        say(STAGES[2])
+        clock = time.perf_counter()
+        warmup.wait()
+        sim = _simulate(config, fitted, np.column_stack([rates for rates, _ in funding]))
+        timings["event_loop_s"] = time.perf_counter() - clock
 
     rows = slice(start, stop)
     close, metrics, daily, benchmark = performance(config, fitted, sim, start, stop)

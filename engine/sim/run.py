@@ -377,11 +377,11 @@ def simulate(
     SimResult
     """
     config = SimConfig() if config is None else config
-    times = _timestamp_array("timestamps", timestamps)
+    times = _read_only(_timestamp_array("timestamps", timestamps))
     n_bars = times.size
     prices = {}
     for name, values in (("open", open), ("high", high), ("low", low), ("close", close)):
-        prices[name] = _as_2d(name, values, n_bars, None)
+        prices[name] = _read_only(_as_2d(name, values, n_bars, None))
     n_assets = prices["open"].shape[1]
     for name, values in prices.items():
         _check_shape(name, values, (n_bars, n_assets))
@@ -396,7 +396,7 @@ def simulate(
         ("funding", funding),
     ):
         dtype = np.int64 if name == "mode" else np.float64
-        inputs[name] = _as_2d(name, values, n_bars, n_assets, dtype)
+        inputs[name] = _read_only(_as_2d(name, values, n_bars, n_assets, dtype))
     markets_array = market_records(markets, n_assets)
     if state is None:
         account, assets = new_state(n_assets, cash)
@@ -483,6 +483,15 @@ def _check_config_range(name: str, value: float, low: float, high: float) -> Non
         isinstance(value, int | float | np.floating) and np.isfinite(value) and low <= value < high
     ):
         raise ConfigError(f"{name} must be a finite number in [{low}, {high}); got {value!r}")
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    # A read-only view. The kernel gets every input read-only, whatever the caller's
+    # arrays are: numba compiles the kernel anew (about 15 s) for each combination of
+    # writable and read-only arrays it is called with, so this way it compiles it once.
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def _timestamp_array(name: str, values: np.ndarray) -> np.ndarray:

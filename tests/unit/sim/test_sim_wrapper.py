@@ -249,3 +249,26 @@ def test_align_funding_on_bybit_btc_keeps_every_settlement(shared_data) -> None:
     at = np.searchsorted(bars, funding["timestamp"].to_numpy())
     np.testing.assert_array_equal(rates[at], funding["rate"].to_numpy())
     assert rates.sum() == pytest.approx(funding["rate"].sum(), rel=1e-12)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array = array.copy()
+    array.flags.writeable = False
+    return array
+
+
+def test_the_kernel_is_compiled_once_whatever_the_inputs_flags():
+    # numba types a writable and a read-only array differently; without one kind for every
+    # input, each combination the callers make would be a new compilation of the kernel.
+    # engine.runner.warmup compiles that one kind ahead.
+    from engine.sim.compiled import RUN_SIGNATURE
+    from engine.sim.nb import checked_run_nb
+
+    target = np.full((4, 1), 0.5)
+    writable = call(target, risk=np.ones((4, 1)), funding=np.zeros(4))
+    frozen = {name: _read_only(values) for name, values in candles().items()}
+    read_only = call(_read_only(target), risk=_read_only(np.ones((4, 1))), **frozen)
+    scalars = call(0.5, risk=1.0, funding=0.0)
+    assert checked_run_nb.signatures == [RUN_SIGNATURE]
+    for result in (read_only, scalars):
+        np.testing.assert_array_equal(result.equity, writable.equity)
