@@ -11,6 +11,7 @@ the call compiles the loop itself, as it would without it.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ class Warmup:
 
     def __exit__(self, *exc) -> None:
         # Leaving before ``wait`` (an error) stops the process: nothing will use its work soon.
+        self._stop()
+
+    def _stop(self) -> None:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
@@ -45,12 +49,9 @@ class Warmup:
         """
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        self._stop()
 
 
 _started = Warmup(None)

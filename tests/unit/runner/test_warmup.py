@@ -20,7 +20,6 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 BACKTEST = """
 import json, sys
 from pathlib import Path
-import yaml
 from engine.config import StrategyConfig
 from engine.data.store import CandleStore
 from engine.runner.backtest import run_backtest
@@ -28,9 +27,8 @@ from engine.sim.nb import checked_run_nb
 from engine.sim.compiled import is_compiled
 
 compiled_before = is_compiled()
-spec = yaml.safe_load(Path("strategies/sma_cross.yaml").read_text())
-spec["out_of_sample"] = {"start": "2025-03-01", "end": "2025-03-10"}
-result = run_backtest(StrategyConfig(**spec), Path("models"), CandleStore(sys.argv[1]), None)
+config = StrategyConfig(**json.loads(sys.argv[2]))
+result = run_backtest(config, Path("models"), CandleStore(sys.argv[1]), None)
 stats = checked_run_nb.stats
 print(json.dumps({
     "compiled_before": compiled_before,
@@ -42,10 +40,10 @@ print(json.dumps({
 """
 
 
-def _backtest(shared_data: Path, numba_cache: Path) -> dict:
+def _backtest(spec: dict, shared_data: Path, numba_cache: Path) -> dict:
     env = {"PYTHONPATH": str(REPO_ROOT), "NUMBA_CACHE_DIR": str(numba_cache)}
     done = subprocess.run(
-        [sys.executable, "-c", BACKTEST, str(shared_data)],
+        [sys.executable, "-c", BACKTEST, str(shared_data), json.dumps(spec)],
         cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -55,11 +53,11 @@ def _backtest(shared_data: Path, numba_cache: Path) -> dict:
 @pytest.mark.slow
 def test_on_a_fresh_cache_the_loop_is_compiled_in_another_process_and_loaded(shared_data, tmp_path):
     # The backtest's own process loads the loop that the other process compiled.
-    first = _backtest(shared_data, tmp_path)
-    assert not first["compiled_before"] and first["compiled_after"]
-    assert (first["loaded"], first["compiled_here"]) == (1, 0)
     spec = yaml.safe_load((REPO_ROOT / "strategies" / "sma_cross.yaml").read_text())
     spec["out_of_sample"] = {"start": "2025-03-01", "end": "2025-03-10"}
+    first = _backtest(spec, shared_data, tmp_path)
+    assert not first["compiled_before"] and first["compiled_after"]
+    assert (first["loaded"], first["compiled_here"]) == (1, 0)
     here = run_backtest(StrategyConfig(**spec), REPO_ROOT / "models", CandleStore(shared_data))
     assert first["equity"] == here.sim.equity.tolist() and len(first["equity"]) == 10 * 24
 
