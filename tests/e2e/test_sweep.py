@@ -72,13 +72,21 @@ def _start_node(args: list[str], env: dict, temp: str, log: Path) -> subprocess.
 
 
 def _stop(process: subprocess.Popen) -> None:
-    # The node and everything it started share its process group.
+    # The node and everything it started share its process group: SIGTERM, then SIGKILL
+    # for whatever is left of it 3 s later.
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
             return
-        time.sleep(3)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            process.poll()  # reaps the node, which would otherwise stay in its group
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 @pytest.fixture
