@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 
 from engine.config import StrategyConfig, load_config
-from engine.data.feed import RetryPolicy
+from engine.data.retry import RetryPolicy
 from engine.data.store import CandleStore, FundingKey, SeriesKey
 from engine.paper.session import PaperSession, SessionOptions
 from engine.paper.sources import ReplayClock, replay_source

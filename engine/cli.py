@@ -969,7 +969,6 @@ def _run_session(cfg, options, recorded, speed, streaming, store, say) -> int:
     import signal
     import threading
 
-    from engine.data.feed import make_exchange
     from engine.paper.session import PaperSession, WallClock
     from engine.paper.sources import ExchangeSource, ReplayClock, replay_source, series_keys
 
@@ -988,6 +987,8 @@ def _run_session(cfg, options, recorded, speed, streaming, store, say) -> int:
     )
     try:
         if recorded is None:
+            from engine.data.feed import make_exchange
+
             exchange_id = cfg.market.exchange
             stream = make_exchange(exchange_id, streaming=True) if streaming else None
             source = ExchangeSource(make_exchange(exchange_id), series_keys(cfg), options.retry)

@@ -33,6 +33,7 @@ import pandas as pd
 from engine.data.store import CandleStore, FundingKey, SeriesKey
 from engine.data.times import iso_utc, last_closed_open_ms
 from engine.data.times import now_ms as clock_ms
+from engine.data.retry import RetryPolicy
 from engine.data.validate import (
     CANDLE_COLUMNS,
     DEFAULT_MAX_GAP_BARS,
@@ -55,30 +56,6 @@ class _ShortPage(Exception):
 
 
 _RETRIED = (ccxt.NetworkError, ccxt.BadResponse, _ShortPage)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently a failing request is repeated.
-
-    Attributes
-    ----------
-    retries : int
-        Repeats after the first attempt.
-    base_delay_s : float
-        Wait before the first repeat; it doubles with every further repeat.
-    max_delay_s : float
-        The longest single wait, also the cap on an exchange's retry hint.
-    """
-
-    retries: int = 5
-    base_delay_s: float = 1.0
-    max_delay_s: float = 60.0
-
-    def delay_s(self, repeat: int, hint_s: float = 0.0) -> float:
-        """Return the wait before repeat number ``repeat`` (1-based)."""
-        backoff = self.base_delay_s * 2 ** (repeat - 1)
-        return min(max(backoff, hint_s), self.max_delay_s)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import ccxt
 import numpy as np
 import pandas as pd
 
@@ -67,6 +66,8 @@ def _name_fields(path: Path) -> dict[str, str]:
     fields["market"] = "linear" if match["settle"] or match["kind"] == "futures" else "spot"
     folder = path.resolve().parent
     exchange_dir = folder.parent if folder.name == "futures" else folder
+    import ccxt  # its list of exchange names; only this needs it
+
     if exchange_dir.name in ccxt.exchanges:
         fields["exchange"] = exchange_dir.name
     return fields

@@ -70,14 +70,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import ccxt
 import numpy as np
 import pandas as pd
 
 from engine.config import StrategyConfig
-from engine.data.feed import RetryPolicy
+from engine.data.retry import RetryPolicy
 from engine.data.store import CandleStore, SeriesKey
 from engine.data.times import iso_utc
 from engine.data.times import now_ms as wall_ms
@@ -86,7 +85,6 @@ from engine.errors import ConfigError, DataError, EngineError
 from engine.models.registry import Registry
 from engine.paper.journal import DEFAULT_JOURNAL_DIR, AssetRecord, BarRecord, Journal, journal_path
 from engine.paper.sources import BarSource, series_keys
-from engine.paper.stream import BarStream
 from engine.runner.drift import ENDING_POLICIES
 from engine.runner.encoders import EncoderVersion
 from engine.runner.representation import strategy_representation
@@ -94,6 +92,9 @@ from engine.runner.sources import common_bars
 from engine.runner.stepper import Bars, BarStepper, DriftResume
 from engine.sim.run import SETTLEMENT_MS, align_funding
 from engine.strategy.representations import default_cache_dir
+
+if TYPE_CHECKING:
+    import ccxt
 
 #: Wait after a bar's close before asking for it.
 POLL_MARGIN_MS = 2_000
@@ -294,6 +295,8 @@ class PaperSession:
         self._stored_until: int | None = None
         self.stream = None
         if stream is not None:
+            from engine.paper.stream import BarStream
+
             self.stream = BarStream(stream, self.keys[0], options.retry)
 
     def _pin_encoder(self, meta: dict[str, str]) -> str:
@@ -373,7 +376,7 @@ class PaperSession:
                 continue
             try:
                 bars, rates, received = self._fetch(since)
-            except (EngineError, ccxt.BaseError) as exc:
+            except EngineError as exc:
                 failures += 1
                 # Attempts 1, 2, 4, 8... are logged: a bar that never comes cannot flood
                 # the journal and the log.

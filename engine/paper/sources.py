@@ -18,20 +18,24 @@ still open on either is never used.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import ccxt
 import numpy as np
 import pandas as pd
 
 from engine.config import StrategyConfig
-from engine.data.feed import RetryPolicy, fetch_funding, fetch_ohlcv
 from engine.data.importers import read_valid_candles
+from engine.data.retry import RetryPolicy
 from engine.data.store import CandleStore, FundingKey, SeriesKey
 from engine.data.symbols import timeframe_ms
 from engine.data.validate import CANDLE_COLUMNS
-from engine.errors import DataError
+from engine.errors import DataError, ExchangeError
+
+if TYPE_CHECKING:
+    import ccxt
 
 
 def series_keys(config: StrategyConfig) -> list[SeriesKey]:
@@ -56,6 +60,9 @@ class BarSource(Protocol):
 class ExchangeSource:
     """An exchange's public endpoints through a ccxt client.
 
+    Every error of the client is raised as an ``ExchangeError``, which a
+    session logs and asks again after.
+
     Parameters
     ----------
     exchange : ccxt.Exchange
@@ -71,22 +78,41 @@ class ExchangeSource:
 
     def time_ms(self) -> int:
         """Return the exchange's time."""
-        return int(self.exchange.fetch_time())
+        with self._errors("its time"):
+            return int(self.exchange.fetch_time())
 
     def closed_bars(self, since_ms: int, now_ms: int) -> list[pd.DataFrame]:
         """Return each symbol's closed bars from ``since_ms`` on (the kline endpoint, paged)."""
-        return [
-            fetch_ohlcv(self.exchange, key, since_ms, retry=self.retry, now_ms=now_ms)
-            for key in self.keys
-        ]
+        from engine.data.feed import fetch_ohlcv
+
+        with self._errors("closed bars"):
+            return [
+                fetch_ohlcv(self.exchange, key, since_ms, retry=self.retry, now_ms=now_ms)
+                for key in self.keys
+            ]
 
     def funding(self, asset: int, since_ms: int, until_ms: int, now_ms: int) -> pd.DataFrame:
         """Return an asset's funding settlements in ``[since_ms, until_ms)`` published by now."""
+        from engine.data.feed import fetch_funding
+
         key = self.keys[asset]
         funding = FundingKey(key.exchange, key.market, key.symbol)
-        return fetch_funding(
-            self.exchange, funding, since_ms, until_ms, retry=self.retry, now_ms=now_ms
-        )
+        with self._errors("funding rates"):
+            return fetch_funding(
+                self.exchange, funding, since_ms, until_ms, retry=self.retry, now_ms=now_ms
+            )
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        # The client's errors as ExchangeError; ccxt is loaded, since the client is its.
+        import ccxt
+
+        try:
+            yield
+        except ccxt.BaseError as exc:
+            raise ExchangeError(
+                f"{self.exchange.id} did not give {what}: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 class ReplayClock:

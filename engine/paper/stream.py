@@ -28,7 +28,7 @@ from concurrent.futures import Future
 
 import ccxt
 
-from engine.data.feed import RetryPolicy
+from engine.data.retry import RetryPolicy
 from engine.data.store import SeriesKey
 from engine.errors import DataError
 

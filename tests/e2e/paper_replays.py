@@ -12,7 +12,7 @@ import yaml
 from fakes.exchange import fake_client, fake_exchange
 
 from engine.config import StrategyConfig
-from engine.data.feed import RetryPolicy
+from engine.data.retry import RetryPolicy
 from engine.data.store import CandleStore, SeriesKey
 from engine.paper.journal import TABLES
 from engine.paper.session import PaperSession, SessionOptions

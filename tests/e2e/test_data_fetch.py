@@ -11,7 +11,8 @@ from fakes.bybit import FakeBybit
 
 from engine import cli
 from engine.data import feed
-from engine.data.feed import RetryPolicy, make_exchange, update_candles, update_funding
+from engine.data.feed import make_exchange, update_candles, update_funding
+from engine.data.retry import RetryPolicy
 from engine.data.store import CandleStore, FundingKey, SeriesKey
 
 KEY = SeriesKey("bybit", "linear", "BTCUSDT", "1h")

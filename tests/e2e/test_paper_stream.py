@@ -13,7 +13,7 @@ import pytest
 from fakes.exchange import fake_client, fake_exchange
 from paper_replays import CANDLES, HOUR, PUBLIC, _config, _ms, _replay, store
 
-from engine.data.feed import RetryPolicy
+from engine.data.retry import RetryPolicy
 from engine.paper.journal import TABLES
 from engine.paper.session import POLL_MARGIN_MS, PaperSession, SessionOptions
 

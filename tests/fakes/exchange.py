@@ -9,7 +9,8 @@ from pathlib import Path
 import ccxt
 
 from engine.config import StrategyConfig
-from engine.data.feed import RetryPolicy, make_exchange
+from engine.data.feed import make_exchange
+from engine.data.retry import RetryPolicy
 from engine.data.store import CandleStore, FundingKey
 from engine.paper.sources import ExchangeSource, ReplayClock, series_keys
 from fakes.bybit import FakeBybit

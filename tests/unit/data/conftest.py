@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from fakes.bybit import FakeBybit
-from engine.data.feed import RetryPolicy, make_exchange
+from engine.data.feed import make_exchange
+from engine.data.retry import RetryPolicy
 from engine.data.store import CandleStore
 
 from .helpers import HOUR, make_candles

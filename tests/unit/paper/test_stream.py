@@ -12,7 +12,8 @@ import pytest
 from fakes.bybit import FakeBybit
 from fakes.exchange import fake_client
 
-from engine.data.feed import RetryPolicy, make_exchange
+from engine.data.feed import make_exchange
+from engine.data.retry import RetryPolicy
 from engine.data.store import SeriesKey
 from engine.errors import DataError
 from engine.paper.stream import BarStream
