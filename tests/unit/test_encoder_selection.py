@@ -52,7 +52,11 @@ def test_a_variant_replaces_the_shipped_configuration_only_by_the_margin(selecti
     configs = [(b, c) for b, c in selection.candidates(grid) if b == "cost_wide_1h"]
     end = dt.date.fromisoformat(str(grid["pretrain_end"]))
     # cost_wide_1h ships the relative features with volatility_168 and 300 iterations.
-    means = {"cost_wide_1h-relative": 0.0, "cost_wide_1h-relative_vol168": 1.0}
+    means = {
+        "cost_wide_1h-relative": 0.0,
+        "cost_wide_1h-relative_vol168": 1.0,
+        "cost_wide_1h-relative_vol168_binance_1m": 0.5,
+    }
     below = {**means, "cost_wide_1h-vol168_iters600": 1.0 + selection.MARGIN - 0.01}
     above = {**means, "cost_wide_1h-vol168_iters600": 1.0 + selection.MARGIN}
     kept = selection.decisions(configs, below, end)["cost_wide_1h"]
